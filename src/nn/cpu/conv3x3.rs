@@ -1,0 +1,176 @@
+//! 3x3 convolution, stride 1, padding 1, no bias (bias only in the folded inference epilogue):
+//! forward, data gradient and weight gradient, all as im2col + GEMM with pixels as GEMM rows.
+//!
+//! Work is cut into row chunks so the im2col buffer stays in cache and its size bounded; chunks
+//! run in parallel with single-threaded GEMMs, or, when there are too few rows (deep levels,
+//! small batches), one after another with a multi-threaded GEMM. Summation order depends only on
+//! the thread count, so a run is bit-for-bit repeatable for a fixed `threads`.
+
+use crate::nn::gemm::{sgemm, MatRef, Par};
+use crate::nn::Tensor;
+use rayon::prelude::*;
+
+/// What to do with each output value after the GEMM, while it is still in cache.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'a> {
+    /// Raw convolution output (training: BatchNorm follows).
+    None,
+    /// `max(0, v + bias[c])`: folded BatchNorm + ReLU for inference.
+    BiasRelu(&'a [f32]),
+}
+
+/// Packs OIHW weights into the GEMM layout `[(tap * cin + ci) x cout]`, `tap = ky * 3 + kx`.
+pub fn pack(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    let mut p = vec![0.0; 9 * cin * cout];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for tap in 0..9 {
+                p[(tap * cin + ci) * cout + co] = w_oihw[(co * cin + ci) * 9 + tap];
+            }
+        }
+    }
+    p
+}
+
+/// Packs the weights of the data-gradient convolution: the same convolution run on the
+/// output gradient with taps flipped and in/out channels swapped, `[(tap * cout + co) x cin]`.
+pub fn pack_dgrad(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    let mut p = vec![0.0; 9 * cin * cout];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for tap in 0..9 {
+                p[((8 - tap) * cout + co) * cin + ci] = w_oihw[(co * cin + ci) * 9 + tap];
+            }
+        }
+    }
+    p
+}
+
+/// Adds a packed weight gradient `[(tap * cin + ci) x cout]` into an OIHW gradient.
+pub fn unpack_add(packed: &[f32], cin: usize, cout: usize, grad_oihw: &mut [f32]) {
+    for co in 0..cout {
+        for ci in 0..cin {
+            for tap in 0..9 {
+                grad_oihw[(co * cin + ci) * 9 + tap] += packed[(tap * cin + ci) * cout + co];
+            }
+        }
+    }
+}
+
+/// Rows per chunk: big enough that GEMM packing is amortised, small enough for cache.
+fn chunk_rows(pixels: usize, k: usize, threads: usize) -> usize {
+    let by_cache = (1 << 19) / k.max(1);
+    let per_thread = pixels.div_ceil(threads.max(1) * 2);
+    by_cache.min(per_thread).max(256).min(pixels.max(1))
+}
+
+/// Writes the im2col rows of pixels `p0..p0 + rows` into `buf` (`rows x 9c`).
+fn im2col(x: &Tensor, p0: usize, rows: usize, buf: &mut [f32]) {
+    let (h, w, c) = (x.h, x.w, x.c);
+    let k = 9 * c;
+    for r in 0..rows {
+        let p = p0 + r;
+        let (img, rem) = (p / (h * w), p % (h * w));
+        let (y, xx) = (rem / w, rem % w);
+        let row = &mut buf[r * k..(r + 1) * k];
+        for ky in 0..3 {
+            let yy = y as isize + ky as isize - 1;
+            for kx in 0..3 {
+                let xs = xx as isize + kx as isize - 1;
+                let dst = &mut row[(ky * 3 + kx) * c..(ky * 3 + kx + 1) * c];
+                if yy < 0 || yy >= h as isize || xs < 0 || xs >= w as isize {
+                    dst.fill(0.0);
+                } else {
+                    let src = ((img * h + yy as usize) * w + xs as usize) * c;
+                    dst.copy_from_slice(&x.data[src..src + c]);
+                }
+            }
+        }
+    }
+}
+
+fn apply_epilogue(out: &mut [f32], cout: usize, epi: Epilogue<'_>) {
+    if let Epilogue::BiasRelu(bias) = epi {
+        for row in out.chunks_exact_mut(cout) {
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v = (*v + b).max(0.0);
+            }
+        }
+    }
+}
+
+/// Convolution of `x` (NHWC) with packed weights (see [`pack`]) into `cout` channels.
+pub fn forward(x: &Tensor, packed: &[f32], cout: usize, epi: Epilogue<'_>, threads: usize) -> Tensor {
+    let mut out = Tensor::zeros(x.n, x.h, x.w, cout);
+    forward_into(x, packed, cout, epi, threads, &mut out.data);
+    out
+}
+
+/// [`forward`] into a caller-provided `pixels x cout` buffer (overwritten).
+pub fn forward_into(x: &Tensor, packed: &[f32], cout: usize, epi: Epilogue<'_>, threads: usize, out: &mut [f32]) {
+    let k = 9 * x.c;
+    let pixels = x.pixels();
+    assert_eq!(packed.len(), k * cout, "conv3x3: packed weights do not match {} -> {cout}", x.c);
+    assert_eq!(out.len(), pixels * cout);
+    let rows = chunk_rows(pixels, k, threads);
+    let wmat = MatRef::row_major(packed, k, cout);
+    let run = |ci: usize, oc: &mut [f32], buf: &mut Vec<f32>, par: Par| {
+        let p0 = ci * rows;
+        let n = oc.len() / cout;
+        buf.resize(n * k, 0.0);
+        im2col(x, p0, n, buf);
+        sgemm(MatRef::row_major(buf, n, k), wmat, oc, cout, false, par);
+        apply_epilogue(oc, cout, epi);
+    };
+    if pixels.div_ceil(rows) >= 2 && threads > 1 {
+        out.par_chunks_mut(rows * cout).enumerate().for_each_init(Vec::new, |buf, (ci, oc)| run(ci, oc, buf, Par::Serial));
+    } else {
+        let mut buf = Vec::new();
+        for (ci, oc) in out.chunks_mut(rows * cout).enumerate() {
+            run(ci, oc, &mut buf, Par::Threads(threads));
+        }
+    }
+}
+
+/// Weight gradient in packed layout `[(tap * cin + ci) x cout]`: `im2col(x)^T · dy`.
+pub fn backward_weights(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
+    let (k, cout, pixels) = (9 * x.c, dy.c, x.pixels());
+    assert_eq!(dy.pixels(), pixels);
+    let rows = chunk_rows(pixels, k, threads);
+    let nchunks = pixels.div_ceil(rows);
+    let accumulate = |first: usize, last: usize, par: Par| {
+        let mut acc = vec![0.0f32; k * cout];
+        let mut buf = Vec::new();
+        for ci in first..last {
+            let p0 = ci * rows;
+            let n = rows.min(pixels - p0);
+            buf.resize(n * k, 0.0);
+            im2col(x, p0, n, &mut buf);
+            let a = MatRef::row_major(&buf, n, k).t();
+            let b = MatRef::row_major(&dy.data[p0 * cout..(p0 + n) * cout], n, cout);
+            sgemm(a, b, &mut acc, cout, ci > first, par);
+        }
+        acc
+    };
+    if nchunks >= 2 && threads > 1 {
+        let workers = threads.min(nchunks);
+        let parts: Vec<Vec<f32>> = (0..workers)
+            .into_par_iter()
+            .map(|t| accumulate(t * nchunks / workers, (t + 1) * nchunks / workers, Par::Serial))
+            .collect();
+        let mut total = parts[0].clone();
+        for p in &parts[1..] {
+            for (a, b) in total.iter_mut().zip(p) {
+                *a += b;
+            }
+        }
+        total
+    } else {
+        accumulate(0, nchunks, Par::Threads(threads))
+    }
+}
+
+/// Data gradient: the convolution of `dy` with [`pack_dgrad`] weights, `cin` channels out.
+pub fn backward_data(dy: &Tensor, packed_dgrad: &[f32], cin: usize, threads: usize) -> Tensor {
+    forward(dy, packed_dgrad, cin, Epilogue::None, threads)
+}

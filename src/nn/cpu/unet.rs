@@ -1,0 +1,146 @@
+//! The U-Net graph on the CPU layers: training forward (keeping what backward needs),
+//! backward, and the folded inference forward.
+
+use super::{batchnorm, conv3x3, head, pool, upconv};
+use crate::nn::fold::FoldedUNet;
+use crate::nn::params::{Block, UNetParams};
+use crate::nn::Tensor;
+
+/// Forward state of one block, kept for its backward pass.
+struct BlockCache {
+    input: Tensor,
+    z1: Tensor,
+    bn1: batchnorm::BnCache,
+    a1: Tensor,
+    z2: Tensor,
+    bn2: batchnorm::BnCache,
+    a2: Tensor,
+}
+
+/// Everything the backward pass needs from a training forward pass.
+pub struct TrainCache {
+    enc: Vec<BlockCache>,
+    pool_idx: Vec<Vec<u8>>,
+    dec: Vec<BlockCache>,
+}
+
+fn block_forward(b: &mut Block, input: Tensor, threads: usize) -> BlockCache {
+    let z1 = conv3x3::forward(&input, &conv3x3::pack(&b.conv1, b.cin, b.cout), b.cout, conv3x3::Epilogue::None, threads);
+    let (a1, bn1) = batchnorm::forward_train(&z1, &mut b.bn1, threads);
+    let z2 = conv3x3::forward(&a1, &conv3x3::pack(&b.conv2, b.cout, b.cout), b.cout, conv3x3::Epilogue::None, threads);
+    let (a2, bn2) = batchnorm::forward_train(&z2, &mut b.bn2, threads);
+    BlockCache { input, z1, bn1, a1, z2, bn2, a2 }
+}
+
+/// Backward through one block; returns the gradient of its input (unless `need_dx` is false).
+fn block_backward(b: &Block, c: &BlockCache, da2: &Tensor, g: &mut Block, need_dx: bool, threads: usize) -> Option<Tensor> {
+    let dz2 = batchnorm::backward(da2, &c.z2, &c.a2, &b.bn2.weight, &c.bn2, &mut g.bn2.weight, &mut g.bn2.bias, threads);
+    conv3x3::unpack_add(&conv3x3::backward_weights(&c.a1, &dz2, threads), b.cout, b.cout, &mut g.conv2);
+    let da1 = conv3x3::backward_data(&dz2, &conv3x3::pack_dgrad(&b.conv2, b.cout, b.cout), b.cout, threads);
+    let dz1 = batchnorm::backward(&da1, &c.z1, &c.a1, &b.bn1.weight, &c.bn1, &mut g.bn1.weight, &mut g.bn1.bias, threads);
+    conv3x3::unpack_add(&conv3x3::backward_weights(&c.input, &dz1, threads), b.cin, b.cout, &mut g.conv1);
+    need_dx.then(|| conv3x3::backward_data(&dz1, &conv3x3::pack_dgrad(&b.conv1, b.cin, b.cout), b.cin, threads))
+}
+
+/// Training-mode forward: batch statistics (running statistics in `p` are updated), returns
+/// the logits and the cache for [`backward`].
+pub fn forward_train(p: &mut UNetParams, x: &Tensor, threads: usize) -> (Tensor, TrainCache) {
+    let depth = p.cfg.depth;
+    let mut enc: Vec<BlockCache> = Vec::with_capacity(depth + 1);
+    let mut pool_idx = Vec::with_capacity(depth);
+    let mut cur = x.clone();
+    for i in 0..=depth {
+        let c = block_forward(&mut p.enc[i], cur, threads);
+        cur = if i < depth {
+            let (pooled, idx) = pool::forward(&c.a2);
+            pool_idx.push(idx);
+            pooled
+        } else {
+            Tensor::zeros(0, 0, 0, 0)
+        };
+        enc.push(c);
+    }
+    // Decoder caches are built deepest first, then put in level order.
+    let mut dec: Vec<BlockCache> = Vec::with_capacity(depth);
+    for i in (0..depth).rev() {
+        let below = dec.last().map(|c| &c.a2).unwrap_or(&enc[depth].a2);
+        let skip = &enc[i].a2;
+        let u = &p.up[i];
+        let mut cat = Tensor::zeros(skip.n, skip.h, skip.w, skip.c + u.cout);
+        upconv::copy_channels(skip, &mut cat, 0);
+        upconv::forward_into(below, &upconv::pack(&u.weight, u.cin, u.cout), &u.bias, &mut cat, skip.c, threads);
+        let c = block_forward(&mut p.dec[i], cat, threads);
+        dec.push(c);
+    }
+    dec.reverse();
+    let logits = head::forward(&dec[0].a2, &p.head_weight, &p.head_bias, threads);
+    (logits, TrainCache { enc, pool_idx, dec })
+}
+
+/// Backward pass from the logit gradient; returns all parameter gradients (running-statistic
+/// entries stay zero).
+pub fn backward(p: &UNetParams, cache: &TrainCache, dlogits: &Tensor, threads: usize) -> UNetParams {
+    let depth = p.cfg.depth;
+    let mut g = UNetParams::zeros(&p.cfg);
+    let (enc, dec) = (&cache.enc, &cache.dec);
+    let mut dcur = head::backward(&dec[0].a2, &p.head_weight, dlogits, &mut g.head_weight, &mut g.head_bias, threads);
+    let mut dskips: Vec<Option<Tensor>> = (0..depth).map(|_| None).collect();
+    for i in 0..depth {
+        let dcat = block_backward(&p.dec[i], &dec[i], &dcur, &mut g.dec[i], true, threads).unwrap_or_else(|| Tensor::zeros(0, 0, 0, 0));
+        let skip = &enc[i].a2;
+        let mut dskip = Tensor::zeros(skip.n, skip.h, skip.w, skip.c);
+        upconv::add_channels(&dcat, 0, &mut dskip);
+        dskips[i] = Some(dskip);
+        let below = if i + 1 == depth { &enc[depth].a2 } else { &dec[i + 1].a2 };
+        let u = &p.up[i];
+        let packed = upconv::pack(&u.weight, u.cin, u.cout);
+        let mut dpacked = vec![0.0; packed.len()];
+        dcur = upconv::backward(below, &packed, &dcat, skip.c, &mut dpacked, &mut g.up[i].bias, threads);
+        upconv::unpack_add(&dpacked, u.cin, u.cout, &mut g.up[i].weight);
+    }
+    // dcur is now the gradient of the bottleneck output.
+    for i in (0..=depth).rev() {
+        let dx = block_backward(&p.enc[i], &enc[i], &dcur, &mut g.enc[i], i > 0, threads);
+        if i > 0 {
+            let dpooled = dx.unwrap_or_else(|| Tensor::zeros(0, 0, 0, 0));
+            let a = &enc[i - 1].a2;
+            let mut d = pool::backward(&dpooled, &cache.pool_idx[i - 1], a.h, a.w);
+            if let Some(s) = &dskips[i - 1] {
+                for (x, y) in d.data.iter_mut().zip(&s.data) {
+                    *x += y;
+                }
+            }
+            dcur = d;
+        }
+    }
+    g
+}
+
+/// Inference forward on BatchNorm-folded, pre-packed weights.
+pub fn forward_eval(m: &FoldedUNet, x: &Tensor, threads: usize) -> Tensor {
+    let depth = m.depth;
+    let run_block = |b: &crate::nn::fold::FoldedBlock, x: &Tensor| {
+        let a = conv3x3::forward(x, &b.w1, b.cout, conv3x3::Epilogue::BiasRelu(&b.b1), threads);
+        conv3x3::forward(&a, &b.w2, b.cout, conv3x3::Epilogue::BiasRelu(&b.b2), threads)
+    };
+    let mut skips = Vec::with_capacity(depth);
+    let mut cur = x.clone();
+    for i in 0..=depth {
+        let a = run_block(&m.enc[i], &cur);
+        if i < depth {
+            cur = pool::forward(&a).0;
+            skips.push(a);
+        } else {
+            cur = a;
+        }
+    }
+    for i in (0..depth).rev() {
+        let skip = &skips[i];
+        let u = &m.up[i];
+        let mut cat = Tensor::zeros(skip.n, skip.h, skip.w, skip.c + u.bias.len());
+        upconv::copy_channels(skip, &mut cat, 0);
+        upconv::forward_into(&cur, &u.packed, &u.bias, &mut cat, skip.c, threads);
+        cur = run_block(&m.dec[i], &cat);
+    }
+    head::forward(&cur, &m.head_weight, &m.head_bias, threads)
+}

@@ -1,0 +1,87 @@
+//! Plain, obviously-correct reference implementations in f64 that every fast kernel (CPU GEMM
+//! path, CUDA) is tested against. Slow on purpose: loops written straight from the definition.
+
+/// 3x3 convolution, padding 1, NCHW input `n x cin x h x w`, OIHW weights, NCHW output.
+pub fn conv3x3_nchw(x: &[f64], n: usize, cin: usize, h: usize, w: usize, wt: &[f64], cout: usize) -> Vec<f64> {
+    let mut out = vec![0.0; n * cout * h * w];
+    for b in 0..n {
+        for co in 0..cout {
+            for y in 0..h {
+                for xx in 0..w {
+                    let mut s = 0.0;
+                    for ci in 0..cin {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (yy, xs) = (y as isize + ky as isize - 1, xx as isize + kx as isize - 1);
+                                if yy >= 0 && yy < h as isize && xs >= 0 && xs < w as isize {
+                                    s += x[((b * cin + ci) * h + yy as usize) * w + xs as usize] * wt[((co * cin + ci) * 3 + ky) * 3 + kx];
+                                }
+                            }
+                        }
+                    }
+                    out[((b * cout + co) * h + y) * w + xx] = s;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Gradients of `sum(conv3x3(x, w) * dy)` with respect to `x` and `w` (NCHW / OIHW).
+pub fn conv3x3_backward_nchw(
+    x: &[f64],
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    wt: &[f64],
+    cout: usize,
+    dy: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    let mut dx = vec![0.0; x.len()];
+    let mut dw = vec![0.0; wt.len()];
+    for b in 0..n {
+        for co in 0..cout {
+            for y in 0..h {
+                for xx in 0..w {
+                    let g = dy[((b * cout + co) * h + y) * w + xx];
+                    for ci in 0..cin {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (yy, xs) = (y as isize + ky as isize - 1, xx as isize + kx as isize - 1);
+                                if yy >= 0 && yy < h as isize && xs >= 0 && xs < w as isize {
+                                    let xi = ((b * cin + ci) * h + yy as usize) * w + xs as usize;
+                                    let wi = ((co * cin + ci) * 3 + ky) * 3 + kx;
+                                    dx[xi] += g * wt[wi];
+                                    dw[wi] += g * x[xi];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx, dw)
+}
+
+/// 2x2 stride-2 transposed convolution with bias: NCHW input, IOHW weights.
+pub fn upconv2x2_nchw(x: &[f64], n: usize, cin: usize, h: usize, w: usize, wt: &[f64], bias: &[f64]) -> Vec<f64> {
+    let cout = bias.len();
+    let (ho, wo) = (2 * h, 2 * w);
+    let mut out = vec![0.0; n * cout * ho * wo];
+    for b in 0..n {
+        for co in 0..cout {
+            for y in 0..ho {
+                for xx in 0..wo {
+                    let mut s = bias[co];
+                    for ci in 0..cin {
+                        s += x[((b * cin + ci) * h + y / 2) * w + xx / 2] * wt[((ci * cout + co) * 2 + y % 2) * 2 + xx % 2];
+                    }
+                    out[((b * cout + co) * ho + y) * wo + xx] = s;
+                }
+            }
+        }
+    }
+    out
+}

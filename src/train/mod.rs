@@ -1,0 +1,3 @@
+//! Training: optimiser, schedule, augmentation, sampling, the training loop and checkpoints.
+
+pub mod adamw;
