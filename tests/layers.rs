@@ -1,0 +1,174 @@
+//! Property tests of every CPU layer against the plain f64 references in `nn::reference`
+//! (random shapes, odd sizes, channel counts that are not multiples of 8, 1 and 2 threads so
+//! both the chunk-parallel and the GEMM-parallel paths run), and finite-difference checks of
+//! the loss gradient, including the marginal (partial-label) variant.
+
+use cineseg::nn::cpu::{conv3x3, pool, upconv};
+use cineseg::nn::loss::{loss_and_grad, Target};
+use cineseg::nn::reference;
+use cineseg::nn::rng::Rng;
+use cineseg::nn::Tensor;
+use proptest::prelude::*;
+
+fn random(n: usize, seed: u64) -> Vec<f64> {
+    let mut r = Rng::new(seed);
+    (0..n).map(|_| r.normal()).collect()
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|x| *x as f32).collect()
+}
+
+fn assert_close(ours: &[f32], reference: &[f64], bound: f64, what: &str) {
+    assert_eq!(ours.len(), reference.len(), "{what}: length");
+    let scale = reference.iter().fold(1e-12f64, |m, v| m.max(v.abs()));
+    let err = ours.iter().zip(reference).fold(0.0f64, |m, (a, b)| m.max((*a as f64 - b).abs())) / scale;
+    assert!(err < bound, "{what}: normwise relative error {err:.2e} >= {bound:.0e}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    /// Forward, data gradient and weight gradient of the 3x3 convolution.
+    #[test]
+    fn conv3x3_matches_reference(n in 1usize..3, h in 1usize..19, w in 1usize..23, cin in 1usize..13,
+                                 cout in 1usize..11, threads in 1usize..3, seed in 0u64..1000) {
+        let x = random(n * cin * h * w, seed);
+        let wt = random(cout * cin * 9, seed + 1);
+        let dy = random(n * cout * h * w, seed + 2);
+        let xt = Tensor::from_nchw(n, cin, h, w, &f32s(&x)).unwrap();
+        let dyt = Tensor::from_nchw(n, cout, h, w, &f32s(&dy)).unwrap();
+        let wf = f32s(&wt);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let (y, dx, dwp) = pool.install(|| {
+            let y = conv3x3::forward(&xt, &conv3x3::pack(&wf, cin, cout), cout, conv3x3::Epilogue::None, threads);
+            let dx = conv3x3::backward_data(&dyt, &conv3x3::pack_dgrad(&wf, cin, cout), cin, threads);
+            let dwp = conv3x3::backward_weights(&xt, &dyt, threads);
+            (y, dx, dwp)
+        });
+        let mut dw = vec![0.0f32; wt.len()];
+        conv3x3::unpack_add(&dwp, cin, cout, &mut dw);
+        let y_ref = reference::conv3x3_nchw(&x, n, cin, h, w, &wt, cout);
+        let (dx_ref, dw_ref) = reference::conv3x3_backward_nchw(&x, n, cin, h, w, &wt, cout, &dy);
+        assert_close(&y.to_nchw(), &y_ref, 1e-5, "forward");
+        assert_close(&dx.to_nchw(), &dx_ref, 1e-5, "data gradient");
+        assert_close(&dw, &dw_ref, 1e-5, "weight gradient");
+    }
+
+    /// The transposed convolution writes the right channels of the concat buffer, and its
+    /// backward matches finite sums of the reference.
+    #[test]
+    fn upconv_matches_reference(n in 1usize..3, h in 1usize..9, w in 1usize..9, cin in 1usize..9,
+                                cout in 1usize..7, skip in 0usize..5, seed in 0u64..1000) {
+        let x = random(n * cin * h * w, seed);
+        let wt = random(cin * cout * 4, seed + 1);
+        let bias = random(cout, seed + 2);
+        let xt = Tensor::from_nchw(n, cin, h, w, &f32s(&x)).unwrap();
+        let packed = upconv::pack(&f32s(&wt), cin, cout);
+        let mut cat = Tensor::zeros(n, 2 * h, 2 * w, skip + cout);
+        upconv::forward_into(&xt, &packed, &f32s(&bias), &mut cat, skip, 1);
+        let y_ref = reference::upconv2x2_nchw(&x, n, cin, h, w, &wt, &bias);
+        let full = cat.to_nchw();
+        let hw = 4 * h * w;
+        let ours: Vec<f32> = (0..n).flat_map(|b| full[(b * (skip + cout) + skip) * hw..(b * (skip + cout) + skip + cout) * hw].to_vec()).collect();
+        assert_close(&ours, &y_ref, 1e-5, "upconv forward");
+        // Backward against the adjoint identity <up(x), g> = <x, up^T(g)> (bias excluded).
+        let g = random(n * 2 * h * 2 * w * (skip + cout), seed + 3);
+        let gt = Tensor::from_nhwc(n, 2 * h, 2 * w, skip + cout, f32s(&g)).unwrap();
+        let mut dpacked = vec![0.0; packed.len()];
+        let mut dbias = vec![0.0; cout];
+        let dx = upconv::backward(&xt, &packed, &gt, skip, &mut dpacked, &mut dbias, 1);
+        let lhs: f64 = cat.data.iter().zip(&gt.data).enumerate()
+            .filter(|(i, _)| i % (skip + cout) >= skip)
+            .map(|(i, (y, g))| (*y as f64 - bias[i % (skip + cout) - skip]) * *g as f64).sum();
+        let rhs: f64 = dx.data.iter().zip(&xt.data).map(|(a, b)| *a as f64 * *b as f64).sum();
+        prop_assert!((lhs - rhs).abs() <= 1e-4 * lhs.abs().max(1.0), "adjoint {lhs} vs {rhs}");
+        // Weight gradient: <dW, W> equals the same inner product.
+        let wdot: f64 = dpacked.iter().zip(&packed).map(|(a, b)| *a as f64 * *b as f64).sum();
+        prop_assert!((lhs - wdot).abs() <= 1e-4 * lhs.abs().max(1.0), "weight gradient {lhs} vs {wdot}");
+    }
+
+    /// Max-pool picks the window maximum and routes the gradient to it.
+    #[test]
+    fn maxpool_forward_backward(n in 1usize..3, h2 in 1usize..8, w2 in 1usize..8, c in 1usize..6, seed in 0u64..1000) {
+        let (h, w) = (2 * h2, 2 * w2);
+        let x = Tensor::from_nhwc(n, h, w, c, f32s(&random(n * h * w * c, seed))).unwrap();
+        let (y, idx) = pool::forward(&x);
+        let dy = Tensor::from_nhwc(n, h2, w2, c, f32s(&random(n * h2 * w2 * c, seed + 1))).unwrap();
+        let dx = pool::backward(&dy, &idx, h, w);
+        for b in 0..n { for yy in 0..h2 { for xx in 0..w2 { for ch in 0..c {
+            let at = |py: usize, px: usize| x.data[((b * h + py) * w + px) * c + ch];
+            let m = [at(2*yy, 2*xx), at(2*yy, 2*xx+1), at(2*yy+1, 2*xx), at(2*yy+1, 2*xx+1)].iter().fold(f32::MIN, |a, v| a.max(*v));
+            let o = ((b * h2 + yy) * w2 + xx) * c + ch;
+            prop_assert_eq!(y.data[o], m);
+            let k = idx[o] as usize;
+            prop_assert_eq!(dx.data[((b * h + 2 * yy + k / 2) * w + 2 * xx + k % 2) * c + ch], dy.data[o]);
+        }}}}
+        let nonzero = dx.data.iter().filter(|v| **v != 0.0).count();
+        prop_assert!(nonzero <= dy.data.len());
+    }
+}
+
+/// Central finite differences of the loss against its analytic logit gradient.
+fn finite_difference_check(target: &Target, n: usize, h: usize, w: usize, k: usize, seed: u64) {
+    let logits = Tensor::from_nhwc(n, h, w, k, f32s(&random(n * h * w * k, seed)).iter().map(|v| v * 2.0).collect()).unwrap();
+    let analytic = loss_and_grad(&logits, target).unwrap().dlogits;
+    let eps = 1e-2f32;
+    let mut r = Rng::new(seed + 9);
+    for _ in 0..40 {
+        let i = r.below(logits.data.len());
+        let mut plus = logits.clone();
+        plus.data[i] += eps;
+        let mut minus = logits.clone();
+        minus.data[i] -= eps;
+        let lp = loss_and_grad(&plus, target).unwrap().loss;
+        let lm = loss_and_grad(&minus, target).unwrap().loss;
+        let numeric = (lp - lm) / (2.0 * eps as f64);
+        let a = analytic.data[i] as f64;
+        assert!((numeric - a).abs() <= 1e-4 + 1e-2 * a.abs(), "logit {i}: numeric {numeric:.6e} analytic {a:.6e}");
+    }
+}
+
+#[test]
+fn loss_gradient_matches_finite_differences() {
+    let (n, h, w, k) = (2, 5, 6, 4);
+    let mut r = Rng::new(3);
+    let labels: Vec<u8> = (0..n * h * w).map(|_| r.below(k) as u8).collect();
+    finite_difference_check(&Target::full(labels, n, k), n, h, w, k, 5);
+}
+
+#[test]
+fn marginal_loss_gradient_matches_finite_differences() {
+    // Sample 0 has LV and MYO drawn only (RV merged into background); sample 1 is complete.
+    let (n, h, w, k) = (2, 5, 6, 4);
+    let mut r = Rng::new(4);
+    let mut labels: Vec<u8> = (0..n * h * w).map(|_| r.below(k) as u8).collect();
+    for l in labels[..h * w].iter_mut() {
+        if *l == 3 {
+            *l = 0;
+        }
+    }
+    let target = Target { labels, labelled: vec![vec![true, true, true, false], vec![true; 4]] };
+    finite_difference_check(&target, n, h, w, k, 6);
+}
+
+#[test]
+fn marginal_loss_never_penalises_undrawn_class() {
+    // With RV undrawn, moving probability from background to RV on a background pixel leaves
+    // the cross-entropy unchanged (they are merged), while with RV drawn it raises it.
+    let (n, h, w, k) = (1, 2, 2, 4);
+    let labels = vec![0u8; 4];
+    let mut logits = Tensor::zeros(n, h, w, k);
+    let partial = Target { labels: labels.clone(), labelled: vec![vec![true, true, true, false]] };
+    let full = Target::full(labels, 1, k);
+    let base_p = loss_and_grad(&logits, &partial).unwrap().cross_entropy;
+    let base_f = loss_and_grad(&logits, &full).unwrap().cross_entropy;
+    for px in 0..4 {
+        logits.data[px * k + 3] = 3.0;
+        logits.data[px * k] = -1.0;
+    }
+    let moved_p = loss_and_grad(&logits, &partial).unwrap().cross_entropy;
+    let moved_f = loss_and_grad(&logits, &full).unwrap().cross_entropy;
+    assert!(moved_f > base_f + 0.5, "full labels must penalise RV on background: {base_f} -> {moved_f}");
+    assert!(moved_p < base_p, "merged background+RV probability rose, so the marginal CE must fall: {base_p} -> {moved_p}");
+}
