@@ -4,4 +4,5 @@
 //! can be tested.
 
 pub mod nn;
+pub mod bench;
 pub mod train;

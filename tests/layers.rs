@@ -40,18 +40,25 @@ proptest! {
         let dyt = Tensor::from_nchw(n, cout, h, w, &f32s(&dy)).unwrap();
         let wf = f32s(&wt);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        let (y, dx, dwp) = pool.install(|| {
-            let y = conv3x3::forward(&xt, &conv3x3::pack(&wf, cin, cout), cout, conv3x3::Epilogue::None, threads);
-            let dx = conv3x3::backward_data(&dyt, &conv3x3::pack_dgrad(&wf, cin, cout), cin, threads);
+        let (ys, dxs, dwp) = pool.install(|| {
+            let fw = conv3x3::ConvWeights::new(&wf, cin, cout);
+            let dg = conv3x3::ConvWeights::for_dgrad(&wf, cin, cout);
+            let methods = [conv3x3::Method::Im2col, conv3x3::Method::Winograd];
+            let ys: Vec<Tensor> = methods.iter().map(|m| fw.apply_with(*m, &xt, conv3x3::Epilogue::None, threads)).collect();
+            let dxs: Vec<Tensor> = methods.iter().map(|m| dg.apply_with(*m, &dyt, conv3x3::Epilogue::None, threads)).collect();
             let dwp = conv3x3::backward_weights(&xt, &dyt, threads);
-            (y, dx, dwp)
+            (ys, dxs, dwp)
         });
         let mut dw = vec![0.0f32; wt.len()];
         conv3x3::unpack_add(&dwp, cin, cout, &mut dw);
         let y_ref = reference::conv3x3_nchw(&x, n, cin, h, w, &wt, cout);
         let (dx_ref, dw_ref) = reference::conv3x3_backward_nchw(&x, n, cin, h, w, &wt, cout, &dy);
-        assert_close(&y.to_nchw(), &y_ref, 1e-5, "forward");
-        assert_close(&dx.to_nchw(), &dx_ref, 1e-5, "data gradient");
+        for (y, name) in ys.iter().zip(["im2col", "winograd"]) {
+            assert_close(&y.to_nchw(), &y_ref, 1e-5, &format!("forward ({name})"));
+        }
+        for (dx, name) in dxs.iter().zip(["im2col", "winograd"]) {
+            assert_close(&dx.to_nchw(), &dx_ref, 1e-5, &format!("data gradient ({name})"));
+        }
         assert_close(&dw, &dw_ref, 1e-5, "weight gradient");
     }
 

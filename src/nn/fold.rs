@@ -10,9 +10,9 @@ use crate::nn::params::{BatchNorm, Block, UNetParams};
 pub struct FoldedBlock {
     pub cin: usize,
     pub cout: usize,
-    pub w1: Vec<f32>,
+    pub w1: conv3x3::ConvWeights,
     pub b1: Vec<f32>,
-    pub w2: Vec<f32>,
+    pub w2: conv3x3::ConvWeights,
     pub b2: Vec<f32>,
 }
 
@@ -54,9 +54,9 @@ fn fold_block(b: &Block) -> FoldedBlock {
     FoldedBlock {
         cin: b.cin,
         cout: b.cout,
-        w1: conv3x3::pack(&w1, b.cin, b.cout),
+        w1: conv3x3::ConvWeights::new(&w1, b.cin, b.cout),
         b1,
-        w2: conv3x3::pack(&w2, b.cout, b.cout),
+        w2: conv3x3::ConvWeights::new(&w2, b.cout, b.cout),
         b2,
     }
 }

@@ -7,6 +7,7 @@
 //! is the pixel count.
 
 pub mod backend;
+pub mod buffer;
 pub mod config;
 pub mod cpu;
 pub mod error;

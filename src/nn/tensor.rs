@@ -16,7 +16,13 @@ pub struct Tensor {
 impl Tensor {
     /// A zero-filled tensor.
     pub fn zeros(n: usize, h: usize, w: usize, c: usize) -> Self {
-        Tensor { n, h, w, c, data: vec![0.0; n * h * w * c] }
+        Tensor { n, h, w, c, data: super::buffer::take_zeroed(n * h * w * c) }
+    }
+
+    /// A tensor whose contents are unspecified, for outputs that are completely overwritten
+    /// (saves clearing a recycled buffer).
+    pub fn uninit(n: usize, h: usize, w: usize, c: usize) -> Self {
+        Tensor { n, h, w, c, data: super::buffer::take_any(n * h * w * c) }
     }
 
     /// Wraps NHWC data after checking its length.
@@ -70,5 +76,11 @@ impl Tensor {
     /// Shape as a readable string for error messages.
     pub fn shape_str(&self) -> String {
         format!("{}x{}x{}x{} (NHWC)", self.n, self.h, self.w, self.c)
+    }
+}
+
+impl Drop for Tensor {
+    fn drop(&mut self) {
+        super::buffer::give(std::mem::take(&mut self.data));
     }
 }

@@ -67,7 +67,7 @@ pub fn forward_train(x: &Tensor, bn: &mut BatchNorm, threads: usize) -> (Tensor,
     let mean: Vec<f32> = mean.iter().map(|m| *m as f32).collect();
     let scale: Vec<f32> = invstd.iter().zip(&bn.weight).map(|(i, g)| i * g).collect();
     let shift: Vec<f32> = (0..c).map(|ch| bn.bias[ch] - mean[ch] * scale[ch]).collect();
-    let mut y = Tensor::zeros(x.n, x.h, x.w, c);
+    let mut y = Tensor::uninit(x.n, x.h, x.w, c);
     let chunk = c * 1024;
     y.data.par_chunks_mut(chunk).zip(x.data.par_chunks(chunk)).for_each(|(yo, xi)| {
         for (yr, xr) in yo.chunks_exact_mut(c).zip(xi.chunks_exact(c)) {
@@ -112,7 +112,7 @@ pub fn backward(
     }
     let inv_n = 1.0 / rows as f32;
     let k: Vec<f32> = (0..c).map(|ch| gamma[ch] * invstd[ch]).collect();
-    let mut dx = Tensor::zeros(x.n, x.h, x.w, c);
+    let mut dx = Tensor::uninit(x.n, x.h, x.w, c);
     let chunk = c * 1024;
     dx.data
         .par_chunks_mut(chunk)

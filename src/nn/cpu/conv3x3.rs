@@ -6,6 +6,7 @@
 //! small batches), one after another with a multi-threaded GEMM. Summation order depends only on
 //! the thread count, so a run is bit-for-bit repeatable for a fixed `threads`.
 
+use crate::nn::buffer::Scratch;
 use crate::nn::gemm::{sgemm, MatRef, Par};
 use crate::nn::Tensor;
 use rayon::prelude::*;
@@ -32,18 +33,78 @@ pub fn pack(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
     p
 }
 
-/// Packs the weights of the data-gradient convolution: the same convolution run on the
-/// output gradient with taps flipped and in/out channels swapped, `[(tap * cout + co) x cin]`.
-pub fn pack_dgrad(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
-    let mut p = vec![0.0; 9 * cin * cout];
+/// OIHW weights of the data-gradient convolution: taps flipped, in/out channels swapped
+/// (`cin x cout x 3 x 3`), so the data gradient is an ordinary forward convolution of `dy`.
+pub fn flip_for_dgrad(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    let mut f = vec![0.0; 9 * cin * cout];
     for co in 0..cout {
         for ci in 0..cin {
             for tap in 0..9 {
-                p[((8 - tap) * cout + co) * cin + ci] = w_oihw[(co * cin + ci) * 9 + tap];
+                f[(ci * cout + co) * 9 + (8 - tap)] = w_oihw[(co * cin + ci) * 9 + tap];
             }
         }
     }
-    p
+    f
+}
+
+/// How a convolution is computed; both give the same result to f32 rounding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// im2col + one GEMM (K = 9 cin): best when there are few pixels.
+    Im2col,
+    /// Winograd F(2x2, 3x3): 2.25x fewer multiplies, needs many tiles.
+    Winograd,
+}
+
+/// Fewest 2x2 tiles for which Winograd beats im2col (measured with examples/conv_profile).
+pub const WINOGRAD_MIN_TILES: usize = 512;
+
+/// The method for an input of this shape.
+pub fn method_for(n: usize, h: usize, w: usize) -> Method {
+    if super::winograd::tile_count(n, h, w) >= WINOGRAD_MIN_TILES {
+        Method::Winograd
+    } else {
+        Method::Im2col
+    }
+}
+
+/// A 3x3 convolution's weights prepared for both methods (the input size, and so the
+/// method, is only known per call).
+#[derive(Clone, Debug)]
+pub struct ConvWeights {
+    pub cin: usize,
+    pub cout: usize,
+    im2col: Vec<f32>,
+    winograd: Vec<f32>,
+}
+
+impl ConvWeights {
+    /// Prepares OIHW weights `cout x cin x 3 x 3`.
+    pub fn new(w_oihw: &[f32], cin: usize, cout: usize) -> Self {
+        ConvWeights { cin, cout, im2col: pack(w_oihw, cin, cout), winograd: super::winograd::transform_weights(w_oihw, cin, cout) }
+    }
+
+    /// Prepares the data-gradient convolution of OIHW weights `cout x cin x 3 x 3`
+    /// (it maps `cout` channels back to `cin`).
+    pub fn for_dgrad(w_oihw: &[f32], cin: usize, cout: usize) -> Self {
+        Self::new(&flip_for_dgrad(w_oihw, cin, cout), cout, cin)
+    }
+
+    /// Convolution of `x`, choosing the method from its shape.
+    pub fn apply(&self, x: &Tensor, epi: Epilogue<'_>, threads: usize) -> Tensor {
+        self.apply_with(method_for(x.n, x.h, x.w), x, epi, threads)
+    }
+
+    /// Convolution of `x` with a given method (tests compare methods).
+    pub fn apply_with(&self, m: Method, x: &Tensor, epi: Epilogue<'_>, threads: usize) -> Tensor {
+        assert_eq!(x.c, self.cin, "conv3x3: input has {} channels, weights expect {}", x.c, self.cin);
+        let mut out = Tensor::uninit(x.n, x.h, x.w, self.cout);
+        match m {
+            Method::Im2col => forward_into(x, &self.im2col, self.cout, epi, threads, &mut out.data),
+            Method::Winograd => super::winograd::forward_into(x, &self.winograd, self.cout, epi, threads, &mut out.data),
+        }
+        out
+    }
 }
 
 /// Adds a packed weight gradient `[(tap * cin + ci) x cout]` into an OIHW gradient.
@@ -101,7 +162,7 @@ fn apply_epilogue(out: &mut [f32], cout: usize, epi: Epilogue<'_>) {
 
 /// Convolution of `x` (NHWC) with packed weights (see [`pack`]) into `cout` channels.
 pub fn forward(x: &Tensor, packed: &[f32], cout: usize, epi: Epilogue<'_>, threads: usize) -> Tensor {
-    let mut out = Tensor::zeros(x.n, x.h, x.w, cout);
+    let mut out = Tensor::uninit(x.n, x.h, x.w, cout);
     forward_into(x, packed, cout, epi, threads, &mut out.data);
     out
 }
@@ -114,18 +175,18 @@ pub fn forward_into(x: &Tensor, packed: &[f32], cout: usize, epi: Epilogue<'_>, 
     assert_eq!(out.len(), pixels * cout);
     let rows = chunk_rows(pixels, k, threads);
     let wmat = MatRef::row_major(packed, k, cout);
-    let run = |ci: usize, oc: &mut [f32], buf: &mut Vec<f32>, par: Par| {
+    let run = |ci: usize, oc: &mut [f32], buf: &mut Scratch, par: Par| {
         let p0 = ci * rows;
         let n = oc.len() / cout;
-        buf.resize(n * k, 0.0);
+        let buf = buf.resize(n * k);
         im2col(x, p0, n, buf);
         sgemm(MatRef::row_major(buf, n, k), wmat, oc, cout, false, par);
         apply_epilogue(oc, cout, epi);
     };
     if pixels.div_ceil(rows) >= 2 && threads > 1 {
-        out.par_chunks_mut(rows * cout).enumerate().for_each_init(Vec::new, |buf, (ci, oc)| run(ci, oc, buf, Par::Serial));
+        out.par_chunks_mut(rows * cout).enumerate().for_each_init(Scratch::new, |buf, (ci, oc)| run(ci, oc, buf, Par::Serial));
     } else {
-        let mut buf = Vec::new();
+        let mut buf = Scratch::new();
         for (ci, oc) in out.chunks_mut(rows * cout).enumerate() {
             run(ci, oc, &mut buf, Par::Threads(threads));
         }
@@ -140,13 +201,13 @@ pub fn backward_weights(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
     let nchunks = pixels.div_ceil(rows);
     let accumulate = |first: usize, last: usize, par: Par| {
         let mut acc = vec![0.0f32; k * cout];
-        let mut buf = Vec::new();
+        let mut scratch = Scratch::new();
         for ci in first..last {
             let p0 = ci * rows;
             let n = rows.min(pixels - p0);
-            buf.resize(n * k, 0.0);
-            im2col(x, p0, n, &mut buf);
-            let a = MatRef::row_major(&buf, n, k).t();
+            let buf = scratch.resize(n * k);
+            im2col(x, p0, n, buf);
+            let a = MatRef::row_major(buf, n, k).t();
             let b = MatRef::row_major(&dy.data[p0 * cout..(p0 + n) * cout], n, cout);
             sgemm(a, b, &mut acc, cout, ci > first, par);
         }
@@ -170,7 +231,7 @@ pub fn backward_weights(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
     }
 }
 
-/// Data gradient: the convolution of `dy` with [`pack_dgrad`] weights, `cin` channels out.
-pub fn backward_data(dy: &Tensor, packed_dgrad: &[f32], cin: usize, threads: usize) -> Tensor {
-    forward(dy, packed_dgrad, cin, Epilogue::None, threads)
+/// Data gradient: the convolution of `dy` with [`ConvWeights::for_dgrad`] weights.
+pub fn backward_data(dy: &Tensor, dgrad: &ConvWeights, threads: usize) -> Tensor {
+    dgrad.apply(dy, Epilogue::None, threads)
 }

@@ -6,6 +6,7 @@ pub mod head;
 pub mod pool;
 pub mod unet;
 pub mod upconv;
+pub mod winograd;
 
 use super::backend::{Backend, TrainOutput};
 use super::fold::FoldedUNet;

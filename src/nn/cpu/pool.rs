@@ -6,7 +6,7 @@ use crate::nn::Tensor;
 /// wins ties as in PyTorch.
 pub fn forward(x: &Tensor) -> (Tensor, Vec<u8>) {
     let (ho, wo, c) = (x.h / 2, x.w / 2, x.c);
-    let mut out = Tensor::zeros(x.n, ho, wo, c);
+    let mut out = Tensor::uninit(x.n, ho, wo, c);
     let mut idx = vec![0u8; out.data.len()];
     for n in 0..x.n {
         for y in 0..ho {

@@ -25,9 +25,9 @@ pub struct TrainCache {
 }
 
 fn block_forward(b: &mut Block, input: Tensor, threads: usize) -> BlockCache {
-    let z1 = conv3x3::forward(&input, &conv3x3::pack(&b.conv1, b.cin, b.cout), b.cout, conv3x3::Epilogue::None, threads);
+    let z1 = conv3x3::ConvWeights::new(&b.conv1, b.cin, b.cout).apply(&input, conv3x3::Epilogue::None, threads);
     let (a1, bn1) = batchnorm::forward_train(&z1, &mut b.bn1, threads);
-    let z2 = conv3x3::forward(&a1, &conv3x3::pack(&b.conv2, b.cout, b.cout), b.cout, conv3x3::Epilogue::None, threads);
+    let z2 = conv3x3::ConvWeights::new(&b.conv2, b.cout, b.cout).apply(&a1, conv3x3::Epilogue::None, threads);
     let (a2, bn2) = batchnorm::forward_train(&z2, &mut b.bn2, threads);
     BlockCache { input, z1, bn1, a1, z2, bn2, a2 }
 }
@@ -36,10 +36,10 @@ fn block_forward(b: &mut Block, input: Tensor, threads: usize) -> BlockCache {
 fn block_backward(b: &Block, c: &BlockCache, da2: &Tensor, g: &mut Block, need_dx: bool, threads: usize) -> Option<Tensor> {
     let dz2 = batchnorm::backward(da2, &c.z2, &c.a2, &b.bn2.weight, &c.bn2, &mut g.bn2.weight, &mut g.bn2.bias, threads);
     conv3x3::unpack_add(&conv3x3::backward_weights(&c.a1, &dz2, threads), b.cout, b.cout, &mut g.conv2);
-    let da1 = conv3x3::backward_data(&dz2, &conv3x3::pack_dgrad(&b.conv2, b.cout, b.cout), b.cout, threads);
+    let da1 = conv3x3::backward_data(&dz2, &conv3x3::ConvWeights::for_dgrad(&b.conv2, b.cout, b.cout), threads);
     let dz1 = batchnorm::backward(&da1, &c.z1, &c.a1, &b.bn1.weight, &c.bn1, &mut g.bn1.weight, &mut g.bn1.bias, threads);
     conv3x3::unpack_add(&conv3x3::backward_weights(&c.input, &dz1, threads), b.cin, b.cout, &mut g.conv1);
-    need_dx.then(|| conv3x3::backward_data(&dz1, &conv3x3::pack_dgrad(&b.conv1, b.cin, b.cout), b.cin, threads))
+    need_dx.then(|| conv3x3::backward_data(&dz1, &conv3x3::ConvWeights::for_dgrad(&b.conv1, b.cin, b.cout), threads))
 }
 
 /// Training-mode forward: batch statistics (running statistics in `p` are updated), returns
@@ -66,7 +66,7 @@ pub fn forward_train(p: &mut UNetParams, x: &Tensor, threads: usize) -> (Tensor,
         let below = dec.last().map(|c| &c.a2).unwrap_or(&enc[depth].a2);
         let skip = &enc[i].a2;
         let u = &p.up[i];
-        let mut cat = Tensor::zeros(skip.n, skip.h, skip.w, skip.c + u.cout);
+        let mut cat = Tensor::uninit(skip.n, skip.h, skip.w, skip.c + u.cout);
         upconv::copy_channels(skip, &mut cat, 0);
         upconv::forward_into(below, &upconv::pack(&u.weight, u.cin, u.cout), &u.bias, &mut cat, skip.c, threads);
         let c = block_forward(&mut p.dec[i], cat, threads);
@@ -120,8 +120,8 @@ pub fn backward(p: &UNetParams, cache: &TrainCache, dlogits: &Tensor, threads: u
 pub fn forward_eval(m: &FoldedUNet, x: &Tensor, threads: usize) -> Tensor {
     let depth = m.depth;
     let run_block = |b: &crate::nn::fold::FoldedBlock, x: &Tensor| {
-        let a = conv3x3::forward(x, &b.w1, b.cout, conv3x3::Epilogue::BiasRelu(&b.b1), threads);
-        conv3x3::forward(&a, &b.w2, b.cout, conv3x3::Epilogue::BiasRelu(&b.b2), threads)
+        let a = b.w1.apply(x, conv3x3::Epilogue::BiasRelu(&b.b1), threads);
+        b.w2.apply(&a, conv3x3::Epilogue::BiasRelu(&b.b2), threads)
     };
     let mut skips = Vec::with_capacity(depth);
     let mut cur = x.clone();
@@ -137,7 +137,7 @@ pub fn forward_eval(m: &FoldedUNet, x: &Tensor, threads: usize) -> Tensor {
     for i in (0..depth).rev() {
         let skip = &skips[i];
         let u = &m.up[i];
-        let mut cat = Tensor::zeros(skip.n, skip.h, skip.w, skip.c + u.bias.len());
+        let mut cat = Tensor::uninit(skip.n, skip.h, skip.w, skip.c + u.bias.len());
         upconv::copy_channels(skip, &mut cat, 0);
         upconv::forward_into(&cur, &u.packed, &u.bias, &mut cat, skip.c, threads);
         cur = run_block(&m.dec[i], &cat);

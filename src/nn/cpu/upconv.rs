@@ -23,8 +23,9 @@ pub fn pack(w_iohw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
 pub fn forward_into(x: &Tensor, packed: &[f32], bias: &[f32], dst: &mut Tensor, offset: usize, threads: usize) {
     let cout = bias.len();
     let p = x.pixels();
-    let mut tmp = vec![0.0; p * 4 * cout];
-    sgemm(MatRef::row_major(&x.data, p, x.c), MatRef::row_major(packed, x.c, 4 * cout), &mut tmp, 4 * cout, false, Par::Threads(threads));
+    let mut tmp = crate::nn::buffer::Scratch::new();
+    let tmp = tmp.resize(p * 4 * cout);
+    sgemm(MatRef::row_major(&x.data, p, x.c), MatRef::row_major(packed, x.c, 4 * cout), tmp, 4 * cout, false, Par::Threads(threads));
     let (h, w, cd) = (x.h, x.w, dst.c);
     for (pix, row) in tmp.chunks_exact(4 * cout).enumerate() {
         let (n, y, xx) = (pix / (h * w), (pix / w) % h, pix % w);
@@ -51,7 +52,8 @@ pub fn backward(
 ) -> Tensor {
     let cout = dbias.len();
     let (p, h, w, cd) = (x.pixels(), x.h, x.w, dcat.c);
-    let mut g = vec![0.0; p * 4 * cout];
+    let mut gbuf = crate::nn::buffer::Scratch::new();
+    let g = gbuf.resize(p * 4 * cout);
     let mut sums = vec![0.0f64; cout];
     for (pix, row) in g.chunks_exact_mut(4 * cout).enumerate() {
         let (n, y, xx) = (pix / (h * w), (pix / w) % h, pix % w);
@@ -67,9 +69,9 @@ pub fn backward(
     for (a, s) in dbias.iter_mut().zip(sums) {
         *a += s as f32;
     }
-    let gm = MatRef::row_major(&g, p, 4 * cout);
+    let gm = MatRef::row_major(g, p, 4 * cout);
     sgemm(MatRef::row_major(&x.data, p, x.c).t(), gm, dpacked, 4 * cout, true, Par::Threads(threads));
-    let mut dx = Tensor::zeros(x.n, h, w, x.c);
+    let mut dx = Tensor::uninit(x.n, h, w, x.c);
     sgemm(gm, MatRef::row_major(packed, x.c, 4 * cout).t(), &mut dx.data, x.c, false, Par::Threads(threads));
     dx
 }

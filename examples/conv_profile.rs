@@ -1,0 +1,26 @@
+//! Times 3x3 convolutions per U-Net level with both methods (im2col, Winograd), to set
+//! `WINOGRAD_MIN_TILES`. Usage: conv_profile [batch]
+use cineseg::nn::cpu::conv3x3::{self, ConvWeights, Epilogue, Method};
+use cineseg::nn::Tensor;
+use std::time::Instant;
+fn main() {
+    let threads = 2;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+    let batch: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1);
+    for (lvl, c) in [32usize, 64, 128, 256, 512].iter().enumerate() {
+        let (cin, cout) = (*c, *c);
+        let s = 192 >> lvl;
+        let x = Tensor { n: batch, h: s, w: s, c: cin, data: vec![0.5; batch * s * s * cin] };
+        let w = ConvWeights::new(&vec![0.01; cin * cout * 9], cin, cout);
+        let dy = Tensor { n: batch, h: s, w: s, c: cout, data: vec![0.5; batch * s * s * cout] };
+        let flops = 2.0 * 9.0 * (batch * s * s * cin * cout) as f64;
+        pool.install(|| {
+            let time = |f: &dyn Fn()| (0..3).map(|_| { let t = Instant::now(); f(); t.elapsed().as_secs_f64() }).fold(f64::MAX, f64::min);
+            let im = time(&|| { w.apply_with(Method::Im2col, &x, Epilogue::None, threads); });
+            let wi = time(&|| { w.apply_with(Method::Winograd, &x, Epilogue::None, threads); });
+            let wg = time(&|| { conv3x3::backward_weights(&x, &dy, threads); });
+            println!("level {lvl} {s}x{s} {cin}->{cout} batch {batch}: im2col {:.1} ms ({:.0} GF/s), winograd {:.1} ms ({:.0} eff. GF/s), wgrad {:.1} ms",
+                im * 1e3, flops / im / 1e9, wi * 1e3, flops / wi / 1e9, wg * 1e3);
+        });
+    }
+}

@@ -1,0 +1,206 @@
+//! The speed benchmark (`cineseg bench`, `cargo bench`): cineseg's CPU forward and training
+//! throughput next to PyTorch and ONNX Runtime run in the same session through
+//! `../shared/bench/unet_ref.py`, printed as ratios, plus the fraction of the FMA peak.
+
+use crate::nn::cpu::CpuBackend;
+use crate::nn::loss::Target;
+use crate::nn::{Backend, NnError, Tensor, UNetConfig, UNetParams};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub cfg: UNetConfig,
+    pub size: usize,
+    pub threads: usize,
+    pub infer_batches: Vec<usize>,
+    pub train_batch: usize,
+    /// Timed repeats per measurement (the median is reported).
+    pub repeats: usize,
+    /// Python interpreter with torch + onnxruntime, and the reference script; anchors are
+    /// skipped (and the report says so) when either is missing.
+    pub python: Option<PathBuf>,
+    pub reference: Option<PathBuf>,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            cfg: UNetConfig::default(),
+            size: 192,
+            threads: 2,
+            infer_batches: vec![1, 8],
+            train_batch: 8,
+            repeats: 5,
+            python: None,
+            reference: None,
+        }
+    }
+}
+
+/// One measured row.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub engine: String,
+    pub mode: &'static str,
+    pub batch: usize,
+    pub images_per_s: f64,
+}
+
+/// Median of per-repeat throughputs: each repeat runs `f` enough times to last ~1 s.
+fn measure(repeats: usize, images: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up (allocations, page faults, thread start)
+    let t = Instant::now();
+    f();
+    let once = t.elapsed().as_secs_f64().max(1e-6);
+    let inner = ((1.0 / once).ceil() as usize).clamp(1, 50);
+    let mut rates: Vec<f64> = (0..repeats.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..inner {
+                f();
+            }
+            (images * inner) as f64 / t.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(|a, b| a.total_cmp(b));
+    rates[rates.len() / 2]
+}
+
+/// Measures cineseg's CPU backend.
+pub fn measure_cineseg(o: &BenchOptions) -> Result<Vec<Row>, NnError> {
+    let mut params = UNetParams::init(&o.cfg, 1)?;
+    let mut cpu = CpuBackend::new(o.threads)?;
+    cpu.load_inference(&params)?;
+    let mut rows = Vec::new();
+    for &b in &o.infer_batches {
+        let x = Tensor::zeros(b, o.size, o.size, 1);
+        let mut err = None;
+        let r = measure(o.repeats, b, || {
+            if let Err(e) = cpu.infer(&x) {
+                err = Some(e);
+            }
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        rows.push(Row { engine: "cineseg-cpu".into(), mode: "infer", batch: b, images_per_s: r });
+    }
+    let b = o.train_batch;
+    let mut rng = crate::nn::rng::Rng::new(3);
+    let x = Tensor { n: b, h: o.size, w: o.size, c: 1, data: (0..b * o.size * o.size).map(|_| rng.normal() as f32).collect() };
+    let labels = (0..b * o.size * o.size).map(|_| rng.below(o.cfg.classes) as u8).collect();
+    let target = Target::full(labels, b, o.cfg.classes);
+    let mut err = None;
+    let r = measure(o.repeats.min(3), b, || {
+        if let Err(e) = cpu.train_step(&mut params, &x, &target) {
+            err = Some(e);
+        }
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    rows.push(Row { engine: "cineseg-cpu".into(), mode: "train", batch: b, images_per_s: r });
+    Ok(rows)
+}
+
+/// Runs the PyTorch and ONNX Runtime anchors; returns rows and a note on anything skipped.
+pub fn measure_anchors(o: &BenchOptions) -> (Vec<Row>, Vec<String>) {
+    let (Some(py), Some(script)) = (&o.python, &o.reference) else {
+        return (vec![], vec!["anchors skipped: no Python venv or unet_ref.py found (bash ../shared/bench/setup-venv.sh)".into()]);
+    };
+    let batches = o.infer_batches.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
+    let common = |cmd: &str| {
+        let mut c = Command::new(py);
+        c.arg(script).arg(cmd).args(["--size", &o.size.to_string(), "--threads", &o.threads.to_string()]);
+        c.args(["--base", &o.cfg.base.to_string(), "--depth", &o.cfg.depth.to_string()]);
+        c
+    };
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    // PyTorch: train batch included in the batch list so one run gives both.
+    let mut all = o.infer_batches.clone();
+    if !all.contains(&o.train_batch) {
+        all.push(o.train_batch);
+    }
+    let pt_batches = all.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
+    match common("bench").args(["--batch", &pt_batches]).output() {
+        Ok(out) if out.status.success() => {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() >= 5 && f[0] == "pytorch" && f[1] == "fp32" {
+                    if let (Ok(b), Ok(inf), Ok(tr)) = (f[2].parse::<usize>(), f[3].parse::<f64>(), f[4].parse::<f64>()) {
+                        if o.infer_batches.contains(&b) {
+                            rows.push(Row { engine: "pytorch".into(), mode: "infer", batch: b, images_per_s: inf });
+                        }
+                        if b == o.train_batch {
+                            rows.push(Row { engine: "pytorch".into(), mode: "train", batch: b, images_per_s: tr });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out) => notes.push(format!("pytorch anchor failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""))),
+        Err(e) => notes.push(format!("pytorch anchor not run: {e}")),
+    }
+    match common("bench-ort").args(["--batch", &batches]).output() {
+        Ok(out) if out.status.success() => {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() == 3 && f[0] == "onnxruntime-cpu" {
+                    if let (Ok(b), Ok(r)) = (f[1].parse::<usize>(), f[2].parse::<f64>()) {
+                        rows.push(Row { engine: "onnxruntime".into(), mode: "infer", batch: b, images_per_s: r });
+                    }
+                }
+            }
+        }
+        Ok(out) => notes.push(format!("onnxruntime anchor failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""))),
+        Err(e) => notes.push(format!("onnxruntime anchor not run: {e}")),
+    }
+    (rows, notes)
+}
+
+/// Nominal FMA peak in GFLOP/s: AVX2 gives 2 FMA units x 8 lanes x 2 flops per cycle per
+/// core; the clock is the highest `cpu MHz` in /proc/cpuinfo.
+pub fn fma_peak_gflops(threads: usize) -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz = info.lines().filter(|l| l.starts_with("cpu MHz")).filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok()).fold(0.0, f64::max);
+    (mhz > 0.0).then(|| mhz / 1000.0 * 32.0 * threads as f64)
+}
+
+/// Finds the anchors beside a checkout: `../shared-venv/bin/python`, `../shared/bench/unet_ref.py`.
+pub fn default_anchor_paths(root: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
+    let py = root.join("../shared-venv/bin/python");
+    let script = root.join("../shared/bench/unet_ref.py");
+    (py.is_file().then_some(py), script.is_file().then_some(script))
+}
+
+/// Runs everything and returns the printed report.
+pub fn run(o: &BenchOptions) -> Result<String, NnError> {
+    let ours = measure_cineseg(o)?;
+    let (anchors, notes) = measure_anchors(o);
+    let gflop = o.cfg.forward_flops(o.size, o.size) / 1e9;
+    let peak = fma_peak_gflops(o.threads);
+    let mut s = format!(
+        "# U-Net base {} depth {}, {}x{}, {} threads: {:.2} GFLOP/image forward (~3x for a training step)\n",
+        o.cfg.base, o.cfg.depth, o.size, o.size, o.threads, gflop
+    );
+    if let Some(p) = peak {
+        s += &format!("# nominal AVX2 FMA peak of {} cores: {:.0} GFLOP/s\n", o.threads, p);
+    }
+    s += &format!("{:<13} {:<6} {:>5} {:>10} {:>9} {:>10} {:>12} {:>8}\n", "engine", "mode", "batch", "img/s", "GFLOP/s", "% peak", "vs pytorch", "vs ort");
+    let find = |e: &str, m: &str, b: usize| anchors.iter().find(|r| r.engine == e && r.mode == m && r.batch == b).map(|r| r.images_per_s);
+    for r in ours.iter().chain(anchors.iter()) {
+        let gf = r.images_per_s * gflop * if r.mode == "train" { 3.0 } else { 1.0 };
+        let pct = peak.map(|p| format!("{:.0}%", 100.0 * gf / p)).unwrap_or_else(|| "-".into());
+        let ratio = |x: Option<f64>| x.map(|a| format!("{:.2}x", r.images_per_s / a)).unwrap_or_else(|| "-".into());
+        let (vs_pt, vs_ort) = if r.engine.starts_with("cineseg") { (ratio(find("pytorch", r.mode, r.batch)), ratio(find("onnxruntime", r.mode, r.batch))) } else { ("-".into(), "-".into()) };
+        s += &format!("{:<13} {:<6} {:>5} {:>10.2} {:>9.1} {:>10} {:>12} {:>8}\n", r.engine, r.mode, r.batch, r.images_per_s, gf, pct, vs_pt, vs_ort);
+    }
+    for n in notes {
+        s += &format!("# {n}\n");
+    }
+    Ok(s)
+}
