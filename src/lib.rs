@@ -5,3 +5,4 @@
 
 pub mod nn;
 pub mod train;
+pub mod analysis;
