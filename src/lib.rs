@@ -6,3 +6,4 @@
 pub mod nn;
 pub mod train;
 pub mod analysis;
+pub mod phantom;
