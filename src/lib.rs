@@ -6,3 +6,5 @@
 pub mod nn;
 pub mod bench;
 pub mod train;
+pub mod analysis;
+pub mod phantom;
