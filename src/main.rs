@@ -1,1 +1,19 @@
-fn main() {}
+//! The `cineseg` command: parse arguments, set up logging, run the library, map errors to
+//! exit codes. Everything else lives in the library (`cineseg::cli`).
+
+use clap::Parser;
+
+fn main() {
+    let cli = cineseg::cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    if let Err(e) = cineseg::cli::run(cli) {
+        eprintln!("error: {e}");
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            eprintln!("  caused by: {s}");
+            source = s.source();
+        }
+        std::process::exit(e.exit_code());
+    }
+}

@@ -1,0 +1,146 @@
+//! The command-line interface: argument definitions and one module per command. `main.rs`
+//! only parses and calls [`run`]; everything here returns errors instead of exiting, so the
+//! commands are testable.
+
+mod bench_cmd;
+mod demo;
+mod eval;
+mod import;
+mod progress;
+mod segment_cmd;
+mod train_cmd;
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+/// Fraction of patients held out for validation, fixed by patient id (never re-drawn).
+pub const VALIDATION_FRACTION: f64 = 0.2;
+
+/// File name of the shipped model inside `models/`.
+pub const SHIPPED_MODEL: &str = "cineseg-acdc.safetensors";
+
+#[derive(Parser, Debug)]
+#[command(name = "cineseg", version, about = "Cardiac cine MRI segmentation beside the scanner: LV, myocardium and RV in every frame, EDV/ESV/EF/mass, on CPU or GPU.",
+    long_about = "Cardiac cine MRI segmentation beside the scanner.\n\nTypical use:\n  cineseg demo                                   # synthetic cine, segmented by the shipped model\n  cineseg segment patient_4d.nii.gz --out out/   # masks + volumes for a NIfTI cine\n  cineseg import --acdc ../shared/data/acdc/training --out acdc.store\n  cineseg train --data acdc.store --out runs/base  # train a model (resumable)\n  cineseg eval --data ../shared/data/acdc/training # Dice, HD95, volume and EF errors")]
+pub struct Cli {
+    /// Log level: error, warn, info, debug, trace (or a tracing filter such as cineseg=debug).
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    /// CPU threads for the compute backend (0 = all cores).
+    #[arg(long, global = true, default_value_t = 0)]
+    pub threads: usize,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate a synthetic cine series (a phantom), segment it with the shipped model, and write
+    /// masks, volumes and overlay PNGs.
+    Demo(demo::DemoArgs),
+    /// Turn a labelled dataset folder (ACDC layout) into a memory-mapped frame store for training.
+    Import(import::ImportArgs),
+    /// Train a U-Net on a frame store (checkpoints every epoch; rerun the same command to resume).
+    Train(train_cmd::TrainArgs),
+    /// Segment a NIfTI image or cine (3D or 4D): label NIfTI on the input grid + volumes JSON.
+    Segment(segment_cmd::SegmentArgs),
+    /// Evaluate a model against expert labels: Dice, 95% Hausdorff, volume/EF/mass agreement.
+    Eval(eval::EvalArgs),
+    /// Measure CPU speed next to PyTorch and ONNX Runtime (from ../shared-venv) on this machine.
+    Bench(bench_cmd::BenchArgs),
+}
+
+/// Everything a command can fail with, mapped to an exit code by `main`.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Nn(#[from] crate::nn::NnError),
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
+    #[error(transparent)]
+    Io(#[from] crate::io::IoError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Import(#[from] crate::store::ImportError),
+    #[error(transparent)]
+    Segment(#[from] crate::segment::SegmentError),
+    #[error("{0}")]
+    Analysis(#[from] crate::analysis::AnalysisError),
+    #[error("{0}")]
+    Report(#[from] crate::report::ReportError),
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl CliError {
+    /// Exit status: 2 usage, 3 bad input data, 4 model problems, 1 anything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Io(_) | CliError::Store(_) | CliError::Import(_) | CliError::Segment(_) => 3,
+            CliError::Nn(_) => 4,
+            _ => 1,
+        }
+    }
+
+    /// A file-system error on `path`.
+    pub fn file(path: &Path, source: std::io::Error) -> Self {
+        CliError::File { path: path.into(), source }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    let threads = cli.threads;
+    match cli.command {
+        Command::Demo(a) => demo::run(a, threads),
+        Command::Import(a) => import::run(a),
+        Command::Train(a) => train_cmd::run(a, threads),
+        Command::Segment(a) => segment_cmd::run(a, threads),
+        Command::Eval(a) => eval::run(a, threads),
+        Command::Bench(a) => bench_cmd::run(a, threads),
+    }
+}
+
+/// The shipped model: `$CINESEG_MODEL`, else `models/` next to the executable's project or the
+/// current directory, else the source checkout the binary was built from.
+pub fn default_model_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("CINESEG_MODEL") {
+        return PathBuf::from(p);
+    }
+    let mut candidates = vec![PathBuf::from("models").join(SHIPPED_MODEL)];
+    if let Ok(exe) = std::env::current_exe() {
+        for anc in exe.ancestors().skip(1).take(4) {
+            candidates.push(anc.join("models").join(SHIPPED_MODEL));
+        }
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(SHIPPED_MODEL));
+    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| candidates[0].clone())
+}
+
+/// Loads a model, with a hint when it is the shipped one and missing.
+pub fn load_model(path: Option<&Path>) -> Result<crate::nn::Model, CliError> {
+    let p = path.map(Path::to_path_buf).unwrap_or_else(default_model_path);
+    if !p.is_file() {
+        return Err(CliError::Usage(format!("model file {} not found (pass --model, or set CINESEG_MODEL)", p.display())));
+    }
+    Ok(crate::nn::Model::load(&p)?)
+}
+
+/// Creates an output directory (and parents).
+pub fn ensure_dir(dir: &Path) -> Result<(), CliError> {
+    std::fs::create_dir_all(dir).map_err(|e| CliError::file(dir, e))
+}
+
+/// Writes a JSON value, pretty-printed.
+pub fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), CliError> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Usage(e.to_string()))?;
+    std::fs::write(path, s + "\n").map_err(|e| CliError::file(path, e))
+}

@@ -1,0 +1,124 @@
+//! Segmentation of native-grid 2D slices with a model: the one code path from pixels to labels
+//! that `segment`, `eval`, `demo` and the daemon share. Slices are prepared exactly as the
+//! model's `preprocess` metadata says, run through the backend in batches, and the class scores
+//! are resampled back to each slice's own grid before the argmax, so masks align with the
+//! scanner's pixels.
+
+use crate::analysis::{postprocess::postprocess, LabelVolume};
+use crate::image::{prepare_image, restore_scores, ImageError, Slice2D};
+use crate::nn::{Backend, Model, NnError, Preprocess, Tensor};
+
+/// Why a segmentation could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error(transparent)]
+    Nn(#[from] NnError),
+    #[error("image geometry: {0}")]
+    Image(#[from] ImageError),
+    #[error("{0}")]
+    Input(String),
+}
+
+/// Labels of one slice on its native grid, with the model's confidence.
+#[derive(Clone, Debug)]
+pub struct SliceLabels {
+    pub labels: Vec<u8>,
+    /// Mean winning-class probability over pixels predicted as foreground (1.0 when none):
+    /// low values flag images unlike the training data.
+    pub confidence: f32,
+    /// Pixels predicted as foreground.
+    pub foreground: usize,
+}
+
+/// A model loaded on a backend, ready to segment slices.
+pub struct Segmenter<'a> {
+    backend: &'a mut dyn Backend,
+    classes: usize,
+    preprocess: Preprocess,
+    batch: usize,
+}
+
+impl<'a> Segmenter<'a> {
+    /// Loads `model` for inference on `backend`. Fails when the model file does not say how
+    /// its inputs were prepared (a bare PyTorch export) and none is given.
+    pub fn new(backend: &'a mut dyn Backend, model: &Model, preprocess: Option<Preprocess>, batch: usize) -> Result<Self, SegmentError> {
+        let preprocess = preprocess.or_else(|| model.preprocess.clone()).ok_or_else(|| {
+            SegmentError::Input("the model file has no \"preprocess\" metadata; it was not trained by cineseg".into())
+        })?;
+        model.config().check_input(preprocess.size, preprocess.size, 1)?;
+        backend.load_inference(&model.params)?;
+        Ok(Segmenter { backend, classes: model.config().classes, preprocess, batch: batch.max(1) })
+    }
+
+    /// The input preparation in use.
+    pub fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
+    }
+
+    /// Segments every slice; `progress(done, total)` is called after each batch.
+    pub fn segment(&mut self, slices: &[Slice2D], progress: &dyn Fn(usize, usize)) -> Result<Vec<SliceLabels>, SegmentError> {
+        let size = self.preprocess.size;
+        let k = self.classes;
+        let mut out = Vec::with_capacity(slices.len());
+        for chunk in slices.chunks(self.batch) {
+            let mut data = Vec::with_capacity(chunk.len() * size * size);
+            let mut placements = Vec::with_capacity(chunk.len());
+            for s in chunk {
+                let (img, pl) = prepare_image(s, &self.preprocess)?;
+                data.extend_from_slice(&img);
+                placements.push(pl);
+            }
+            let x = Tensor::from_nhwc(chunk.len(), size, size, 1, data)?;
+            let logits = self.backend.infer(&x)?;
+            for (i, pl) in placements.iter().enumerate() {
+                let probs = softmax(&logits.data[i * size * size * k..(i + 1) * size * size * k], k);
+                let native = restore_scores(&probs, k, pl)?;
+                let mut labels = Vec::with_capacity(native.len() / k);
+                let (mut conf, mut fg) = (0.0f64, 0usize);
+                for px in native.chunks_exact(k) {
+                    let (best, p) = px.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |b, (c, v)| if *v > b.1 { (c, *v) } else { b });
+                    if best != 0 {
+                        conf += p as f64;
+                        fg += 1;
+                    }
+                    labels.push(best as u8);
+                }
+                out.push(SliceLabels { labels, confidence: if fg == 0 { 1.0 } else { (conf / fg as f64) as f32 }, foreground: fg });
+            }
+            progress(out.len(), slices.len());
+        }
+        Ok(out)
+    }
+}
+
+/// Class probabilities per pixel (classes fastest), from logits in the same layout.
+fn softmax(logits: &[f32], k: usize) -> Vec<f32> {
+    let mut p = logits.to_vec();
+    for px in p.chunks_exact_mut(k) {
+        let m = px.iter().fold(f32::NEG_INFINITY, |a, b| a.max(*b));
+        let mut s = 0.0;
+        for v in px.iter_mut() {
+            *v = (*v - m).exp();
+            s += *v;
+        }
+        for v in px.iter_mut() {
+            *v /= s;
+        }
+    }
+    p
+}
+
+/// Assembles per-slice labels of one phase into a volume and cleans it up (largest connected
+/// component per class, holes filled).
+pub fn phase_volume(slices: &[SliceLabels], width: usize, height: usize, spacing: [f32; 3]) -> Result<LabelVolume, SegmentError> {
+    let mut labels = Vec::with_capacity(width * height * slices.len());
+    for s in slices {
+        if s.labels.len() != width * height {
+            return Err(SegmentError::Input(format!("slice of {} pixels in a {width}x{height} stack", s.labels.len())));
+        }
+        labels.extend_from_slice(&s.labels);
+    }
+    let mut vol = LabelVolume::from_labels(width, height, slices.len(), spacing, labels).map_err(|e| SegmentError::Input(e.to_string()))?;
+    postprocess(&mut vol);
+    Ok(vol)
+}
