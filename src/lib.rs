@@ -3,5 +3,7 @@
 //! The binary (`src/main.rs`) only parses arguments; everything it does lives here so that it
 //! can be tested.
 
+pub mod image;
+pub mod io;
 pub mod nn;
 pub mod train;
