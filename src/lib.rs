@@ -6,4 +6,5 @@
 pub mod image;
 pub mod io;
 pub mod nn;
+pub mod store;
 pub mod train;

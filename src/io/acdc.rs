@@ -74,7 +74,8 @@ pub fn scan(root: &Path) -> Result<Vec<AcdcPatient>, IoError> {
     for entry in entries {
         let entry = entry.map_err(|e| IoError::fs(root, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_dir = entry.file_type().map_err(|e| IoError::fs(entry.path(), e))?.is_dir();
+        // Follows symbolic links: a dataset assembled from links to patient folders is common.
+        let is_dir = std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir());
         if is_dir && is_patient_id(&name) {
             dirs.push((name, entry.path()));
         }
