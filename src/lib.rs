@@ -3,8 +3,11 @@
 //! The binary (`src/main.rs`) only parses arguments; everything it does lives here so that it
 //! can be tested.
 
-pub mod nn;
-pub mod bench;
-pub mod train;
 pub mod analysis;
+pub mod bench;
+pub mod image;
+pub mod io;
+pub mod nn;
 pub mod phantom;
+pub mod store;
+pub mod train;
