@@ -5,9 +5,11 @@
 
 pub mod analysis;
 pub mod bench;
+pub mod cli;
 pub mod image;
 pub mod io;
 pub mod nn;
 pub mod phantom;
+pub mod segment;
 pub mod store;
 pub mod train;

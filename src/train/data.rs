@@ -87,3 +87,24 @@ pub fn plain_batch(src: &dyn FrameSource, idx: &[usize]) -> Tensor {
     }
     Tensor { n: idx.len(), h: size, w: size, c: 1, data }
 }
+
+impl FrameSource for crate::store::FrameStore {
+    fn len(&self) -> usize {
+        crate::store::FrameStore::len(self)
+    }
+    fn size(&self) -> usize {
+        self.preprocess().size
+    }
+    fn image(&self, i: usize) -> &[f32] {
+        crate::store::FrameStore::image(self, i)
+    }
+    fn mask(&self, i: usize) -> &[u8] {
+        crate::store::FrameStore::mask(self, i)
+    }
+    fn labelled(&self, i: usize) -> Vec<bool> {
+        self.meta(i).labelled.clone()
+    }
+    fn patient(&self, i: usize) -> &str {
+        &self.meta(i).patient_id
+    }
+}
