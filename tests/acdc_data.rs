@@ -10,7 +10,9 @@ use cineseg::store::{import_acdc, FrameStore};
 use std::path::{Path, PathBuf};
 
 fn acdc_root() -> Option<PathBuf> {
-    let base = std::env::var_os("CINESEG_DATA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let base = std::env::var_os("CINESEG_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
     let root = base.join("acdc/training");
     if root.is_dir() {
         Some(root)
@@ -140,4 +142,19 @@ fn voxels_match_an_independent_decoder() {
         let s: f64 = v.data.iter().map(|&x| x as f64).sum();
         assert_eq!(s, sum, "{file}");
     }
+}
+
+/// The full import with the default preprocessing, for timing (`cargo test --release --test
+/// acdc_data -- --ignored`); writes about 250 MB to a temporary folder.
+#[test]
+#[ignore]
+fn import_all_patients() {
+    let Some(root) = acdc_root() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    let summary = import_acdc(&root, out.path(), &Preprocess::default(), &|_, _| {}).unwrap();
+    println!("{summary:?} in {:.1} s", t.elapsed().as_secs_f64());
+    assert_eq!((summary.patients, summary.volumes), (100, 200));
+    let s = FrameStore::open(out.path()).unwrap();
+    assert_eq!(s.len(), summary.frames);
 }

@@ -16,8 +16,8 @@ fn meta(i: usize) -> FrameMeta {
         group: "NOR".into(),
         slice: i % 3,
         phase_index: i,
-        phase: if i % 2 == 0 { Phase::Ed } else { Phase::Es },
-        labelled: vec![true, true, i % 2 == 0, false],
+        phase: if i.is_multiple_of(2) { Phase::Ed } else { Phase::Es },
+        labelled: vec![true, true, i.is_multiple_of(2), false],
         source: format!("/data/p{i}.nii.gz"),
         native_spacing: [1.25, 1.5 + i as f32],
     }
@@ -52,7 +52,8 @@ fn round_trip_through_memory_maps() {
         assert_eq!(s.mask(i), &mask[..]);
         assert_eq!(s.meta(i), &meta(i));
     }
-    let names: Vec<String> = std::fs::read_dir(&store_dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(&store_dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(names.len(), 3, "no temporary files left: {names:?}");
     assert_eq!(std::fs::metadata(store_dir.join("images.f32")).unwrap().len(), 7 * 256 * 4);
 }

@@ -63,7 +63,11 @@ pub fn prepare_image(s: &Slice2D, p: &Preprocess) -> Result<(Vec<f32>, Placement
     check_normalisation(&p.normalisation)?;
     let pl = Placement::new(s.width, s.height, s.spacing, p)?;
     if s.data.len() != pl.native_len() {
-        return Err(ImageError::Length { what: format!("a {}x{} slice", s.width, s.height), got: s.data.len(), expected: pl.native_len() });
+        return Err(ImageError::Length {
+            what: format!("a {}x{} slice", s.width, s.height),
+            got: s.data.len(),
+            expected: pl.native_len(),
+        });
     }
     let (lo, hi) = percentile_window(&s.data, p.normalisation.low_percentile, p.normalisation.high_percentile);
     let scale = if hi > lo { 1.0 / (hi - lo) } else { 0.0 };
@@ -95,10 +99,20 @@ pub fn prepare_image(s: &Slice2D, p: &Preprocess) -> Result<(Vec<f32>, Placement
 /// Puts a label map (`width * height`, row-major) on the same grid as [`prepare_image`] puts
 /// its image, by nearest neighbour, so image and mask stay aligned pixel for pixel; pixels
 /// outside the native image are background (0).
-pub fn prepare_labels(labels: &[u8], width: usize, height: usize, spacing: [f32; 2], p: &Preprocess) -> Result<Vec<u8>, ImageError> {
+pub fn prepare_labels(
+    labels: &[u8],
+    width: usize,
+    height: usize,
+    spacing: [f32; 2],
+    p: &Preprocess,
+) -> Result<Vec<u8>, ImageError> {
     let pl = Placement::new(width, height, spacing, p)?;
     if labels.len() != pl.native_len() {
-        return Err(ImageError::Length { what: format!("a {width}x{height} label map"), got: labels.len(), expected: pl.native_len() });
+        return Err(ImageError::Length {
+            what: format!("a {width}x{height} label map"),
+            got: labels.len(),
+            expected: pl.native_len(),
+        });
     }
     let n = p.size;
     let tx = taps(n, width, |u| pl.to_native(u, 0.0).0);
@@ -213,7 +227,8 @@ mod tests {
     fn image_and_labels_stay_aligned() {
         let (w, h, sp, p) = (200, 150, [1.3, 1.6], pre(96, 1.5));
         let m = mask(w, h, sp);
-        let img = Slice2D { width: w, height: h, spacing: sp, data: m.iter().map(|&l| 100.0 + 50.0 * l as f32).collect() };
+        let img =
+            Slice2D { width: w, height: h, spacing: sp, data: m.iter().map(|&l| 100.0 + 50.0 * l as f32).collect() };
         let (x, _) = prepare_image(&img, &p).unwrap();
         let l = prepare_labels(&m, w, h, sp, &p).unwrap();
         let agree = x.iter().zip(&l).filter(|(&v, &c)| (v * 3.0).round() as u8 == c).count();
@@ -227,7 +242,10 @@ mod tests {
         let mut data = vec![0.0f32; w * h];
         data[40 * w + 50] = 10.0;
         let s = Slice2D { width: w, height: h, spacing: [1.0, 1.0], data };
-        let p = Preprocess { normalisation: Normalisation { low_percentile: 0.0, high_percentile: 100.0, ..Default::default() }, ..pre(33, 1.0) };
+        let p = Preprocess {
+            normalisation: Normalisation { low_percentile: 0.0, high_percentile: 100.0, ..Default::default() },
+            ..pre(33, 1.0)
+        };
         let (x, pl) = prepare_image(&s, &p).unwrap();
         let argmax = x.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
         assert_eq!((argmax % 33, argmax / 33), (16, 16));
@@ -238,7 +256,12 @@ mod tests {
     #[test]
     fn small_images_are_padded_with_zeros() {
         let (w, h) = (20, 10);
-        let s = Slice2D { width: w, height: h, spacing: [1.0, 1.0], data: (0..w * h).map(|i| 5.0 + (i % 7) as f32).collect() };
+        let s = Slice2D {
+            width: w,
+            height: h,
+            spacing: [1.0, 1.0],
+            data: (0..w * h).map(|i| 5.0 + (i % 7) as f32).collect(),
+        };
         let (x, _) = prepare_image(&s, &pre(32, 1.0)).unwrap();
         // The image covers columns 6..26 and rows 11..21 of the 32x32 grid.
         for v in 0..32 {

@@ -39,7 +39,13 @@ impl Placement {
         if p.size == 0 || !p.spacing_mm.is_finite() || p.spacing_mm <= 0.0 {
             return Err(ImageError::Preprocess(format!("size {} with spacing {} mm", p.size, p.spacing_mm)));
         }
-        Ok(Placement { native_width: width, native_height: height, native_spacing: spacing, size: p.size, spacing_mm: p.spacing_mm })
+        Ok(Placement {
+            native_width: width,
+            native_height: height,
+            native_spacing: spacing,
+            size: p.size,
+            spacing_mm: p.spacing_mm,
+        })
     }
 
     /// Native pixel coordinates of grid position (u, v).

@@ -165,7 +165,7 @@ pub fn parse_info(path: &Path, text: &str) -> Result<AcdcInfo, IoError> {
     let frame_no = |key: &str, v: String| -> Result<usize, IoError> {
         // Some converters write integers as floats ("12.0").
         let x: f64 = v.parse().map_err(|_| IoError::layout(path, format!("`{key}: {v}` is not a number")))?;
-        if x.fract() != 0.0 || x < 1.0 || x > 100_000.0 {
+        if x.fract() != 0.0 || !(1.0..=100_000.0).contains(&x) {
             return Err(IoError::layout(path, format!("`{key}: {v}` is not a frame number")));
         }
         Ok(x as usize)
@@ -252,7 +252,10 @@ mod tests {
         assert_eq!(pts.len(), 1);
         let p = &pts[0];
         assert_eq!(p.id, "patient007");
-        assert_eq!(p.frames.iter().map(|f| (f.frame, f.phase)).collect::<Vec<_>>(), vec![(1, Phase::Ed), (5, Phase::Es)]);
+        assert_eq!(
+            p.frames.iter().map(|f| (f.frame, f.phase)).collect::<Vec<_>>(),
+            vec![(1, Phase::Ed), (5, Phase::Es)]
+        );
         assert!(p.frames[0].labels.is_some() && p.frames[1].labels.is_none());
         assert!(p.cine_4d.is_none());
 

@@ -94,12 +94,10 @@ pub fn write_labels(path: &Path, dims: [usize; 4], spacing: [f32; 4], labels: &[
     let tmp = temp_sibling(path, ext);
     let written = if dims[3] == 1 {
         let a = Array::from_shape_vec((dims[0], dims[1], dims[2]).f(), labels.to_vec());
-        a.map_err(|e| werr(e.to_string()))
-            .and_then(|a| write_array(&tmp, &header, &a).map_err(|e| werr(e.to_string())))
+        a.map_err(|e| werr(e.to_string())).and_then(|a| write_array(&tmp, &header, &a).map_err(|e| werr(e.to_string())))
     } else {
         let a = Array::from_shape_vec((dims[0], dims[1], dims[2], dims[3]).f(), labels.to_vec());
-        a.map_err(|e| werr(e.to_string()))
-            .and_then(|a| write_array(&tmp, &header, &a).map_err(|e| werr(e.to_string())))
+        a.map_err(|e| werr(e.to_string())).and_then(|a| write_array(&tmp, &header, &a).map_err(|e| werr(e.to_string())))
     };
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
@@ -130,25 +128,26 @@ fn temp_sibling(path: &Path, ext: &str) -> PathBuf {
 /// Header for a label file: spacing in mm/s, a diagonal affine (scanner orientation is not
 /// known here), no intensity scaling.
 fn label_header(spacing: [f32; 4]) -> NiftiHeader {
-    let mut h = NiftiHeader::default();
-    h.pixdim = [1.0, spacing[0], spacing[1], spacing[2], spacing[3], 1.0, 1.0, 1.0];
-    h.xyzt_units = 2 | 8; // millimetres, seconds
-    h.srow_x = [spacing[0], 0.0, 0.0, 0.0];
-    h.srow_y = [0.0, spacing[1], 0.0, 0.0];
-    h.srow_z = [0.0, 0.0, spacing[2], 0.0];
-    h.descrip = b"cineseg labels".to_vec();
-    h.descrip.resize(80, 0);
-    h
+    let mut descrip = b"cineseg labels".to_vec();
+    descrip.resize(80, 0);
+    NiftiHeader {
+        pixdim: [1.0, spacing[0], spacing[1], spacing[2], spacing[3], 1.0, 1.0, 1.0],
+        xyzt_units: 2 | 8, // millimetres, seconds
+        srow_x: [spacing[0], 0.0, 0.0, 0.0],
+        srow_y: [0.0, spacing[1], 0.0, 0.0],
+        srow_z: [0.0, 0.0, spacing[2], 0.0],
+        descrip,
+        ..NiftiHeader::default()
+    }
 }
 
 /// Maps the crate's errors onto ours: OS errors stay OS errors, everything else is a bad file.
 fn nifti_error(path: &Path, e: NiftiError) -> IoError {
     match e {
         NiftiError::Io(io) => match io.kind() {
-            std::io::ErrorKind::UnexpectedEof => IoError::Nifti {
-                path: path.to_path_buf(),
-                reason: format!("file is truncated ({io})"),
-            },
+            std::io::ErrorKind::UnexpectedEof => {
+                IoError::Nifti { path: path.to_path_buf(), reason: format!("file is truncated ({io})") }
+            }
             std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => IoError::fs(path, io),
             _ => IoError::Nifti { path: path.to_path_buf(), reason: format!("corrupt data ({io})") },
         },
@@ -164,7 +163,10 @@ fn nifti_error(path: &Path, e: NiftiError) -> IoError {
 fn dims_of(path: &Path, h: &NiftiHeader) -> Result<[usize; 4], IoError> {
     let d = h.dim().map_err(|e| nifti_error(path, e))?;
     if d.len() < 2 {
-        return Err(IoError::Unsupported { path: path.into(), reason: format!("{}-D data (need 2-D to 4-D)", d.len()) });
+        return Err(IoError::Unsupported {
+            path: path.into(),
+            reason: format!("{}-D data (need 2-D to 4-D)", d.len()),
+        });
     }
     if d.iter().skip(4).any(|&x| x != 1) {
         return Err(IoError::Unsupported { path: path.into(), reason: format!("dims {d:?} (more than 4 axes)") });

@@ -114,19 +114,23 @@ impl FrameStore {
         let index_path = dir.join(INDEX);
         let text = match std::fs::read_to_string(&index_path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::corrupt(&index_path, "missing: not a frame store, or an import was interrupted"));
+                return Err(StoreError::corrupt(
+                    &index_path,
+                    "missing: not a frame store, or an import was interrupted",
+                ));
             }
             r => r.map_err(|e| StoreError::fs(&index_path, e))?,
         };
-        let index: StoreIndex =
-            serde_json::from_str(&text).map_err(|e| StoreError::corrupt(&index_path, format!("unreadable index: {e}")))?;
+        let index: StoreIndex = serde_json::from_str(&text)
+            .map_err(|e| StoreError::corrupt(&index_path, format!("unreadable index: {e}")))?;
         check_index(&index_path, &index)?;
         let px = (index.preprocess.size * index.preprocess.size) as u64;
         let n = index.frames.len() as u64;
         let images = map_file(&dir.join(IMAGES), n * px * 4, index.images_bytes)?;
         let masks = map_file(&dir.join(MASKS), n * px, index.masks_bytes)?;
         if let Some(m) = &images {
-            bytemuck::try_cast_slice::<u8, f32>(m).map_err(|e| StoreError::corrupt(dir.join(IMAGES), format!("{e:?}")))?;
+            bytemuck::try_cast_slice::<u8, f32>(m)
+                .map_err(|e| StoreError::corrupt(dir.join(IMAGES), format!("{e:?}")))?;
         }
         if let Some(m) = &masks {
             if let Some(pos) = m.iter().position(|&c| c as usize >= index.classes) {
@@ -215,7 +219,11 @@ impl FrameStoreWriter {
             return Err(bad(format!("image {} and mask {} values, the store needs {n} each", image.len(), mask.len())));
         }
         if meta.labelled.len() != self.index.classes {
-            return Err(bad(format!("labelled has {} entries for {} classes", meta.labelled.len(), self.index.classes)));
+            return Err(bad(format!(
+                "labelled has {} entries for {} classes",
+                meta.labelled.len(),
+                self.index.classes
+            )));
         }
         if let Some(&c) = mask.iter().find(|&&c| c as usize >= self.index.classes) {
             return Err(bad(format!("mask value {c} with {} classes", self.index.classes)));
@@ -309,14 +317,20 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 fn check_index(path: &Path, ix: &StoreIndex) -> Result<(), StoreError> {
     if ix.format != FORMAT || ix.version != VERSION {
-        return Err(StoreError::corrupt(path, format!("format {:?} version {} (expected {FORMAT:?} {VERSION})", ix.format, ix.version)));
+        return Err(StoreError::corrupt(
+            path,
+            format!("format {:?} version {} (expected {FORMAT:?} {VERSION})", ix.format, ix.version),
+        ));
     }
     let size = ix.preprocess.size;
     if size == 0 || size > 1 << 14 || ix.classes == 0 || ix.classes > 256 {
         return Err(StoreError::corrupt(path, format!("size {size} with {} classes", ix.classes)));
     }
     if let Some((i, f)) = ix.frames.iter().enumerate().find(|(_, f)| f.labelled.len() != ix.classes) {
-        return Err(StoreError::corrupt(path, format!("frame {i} has {} labelled flags for {} classes", f.labelled.len(), ix.classes)));
+        return Err(StoreError::corrupt(
+            path,
+            format!("frame {i} has {} labelled flags for {} classes", f.labelled.len(), ix.classes),
+        ));
     }
     Ok(())
 }
@@ -324,7 +338,10 @@ fn check_index(path: &Path, ix: &StoreIndex) -> Result<(), StoreError> {
 /// Maps a data file after checking it has exactly the length the index implies.
 fn map_file(path: &Path, expected: u64, recorded: u64) -> Result<Option<Mmap>, StoreError> {
     if recorded != expected {
-        return Err(StoreError::corrupt(path, format!("index records {recorded} bytes but its frames need {expected}")));
+        return Err(StoreError::corrupt(
+            path,
+            format!("index records {recorded} bytes but its frames need {expected}"),
+        ));
     }
     let file = File::open(path).map_err(|e| StoreError::fs(path, e))?;
     let len = file.metadata().map_err(|e| StoreError::fs(path, e))?.len();

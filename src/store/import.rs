@@ -40,7 +40,12 @@ struct Prepared {
 /// `out`: each slice is one frame, labels mapped to cineseg's order, all four classes marked as
 /// drawn. Patients are prepared in parallel and written in id order, so the store is the same
 /// on every run. `progress(done, total)` is called after each patient, on the calling thread.
-pub fn import_acdc(root: &Path, out: &Path, p: &Preprocess, progress: &dyn Fn(usize, usize)) -> Result<ImportSummary, ImportError> {
+pub fn import_acdc(
+    root: &Path,
+    out: &Path,
+    p: &Preprocess,
+    progress: &dyn Fn(usize, usize),
+) -> Result<ImportSummary, ImportError> {
     let patients = acdc::scan(root)?;
     if patients.is_empty() {
         return Err(ImportError::Empty { path: root.into(), reason: "no patientNNN folders found".into() });
@@ -49,7 +54,8 @@ pub fn import_acdc(root: &Path, out: &Path, p: &Preprocess, progress: &dyn Fn(us
     let mut summary = ImportSummary { patients: patients.len(), ..Default::default() };
     let mut done = 0;
     for batch in patients.chunks(BATCH) {
-        let prepared: Vec<Result<(usize, Vec<Prepared>), ImportError>> = batch.par_iter().map(|pt| prepare_patient(pt, p)).collect();
+        let prepared: Vec<Result<(usize, Vec<Prepared>), ImportError>> =
+            batch.par_iter().map(|pt| prepare_patient(pt, p)).collect();
         for (pt, result) in batch.iter().zip(prepared) {
             let (volumes, frames) = result?;
             summary.volumes += volumes;
@@ -134,7 +140,10 @@ fn check_same_grid(image: &Volume, labels: &Volume, labels_path: &Path) -> Resul
     }
     let close = |a: f32, b: f32| (a - b).abs() <= 1e-3 * a.abs().max(b.abs());
     if !(0..3).all(|i| close(image.spacing[i], labels.spacing[i])) {
-        return Err(mismatch(format!("label spacing {:?} differs from image spacing {:?}", labels.spacing, image.spacing)));
+        return Err(mismatch(format!(
+            "label spacing {:?} differs from image spacing {:?}",
+            labels.spacing, image.spacing
+        )));
     }
     Ok(())
 }
@@ -147,7 +156,10 @@ fn map_labels(labels: &Volume, path: &Path) -> Result<Vec<u8>, ImportError> {
         .map(|&v| {
             let raw = v.round();
             if (v - raw).abs() > 1e-3 || !(0.0..=255.0).contains(&raw) {
-                return Err(ImportError::Mismatch { path: path.into(), reason: format!("label voxel value {v} is not a class index") });
+                return Err(ImportError::Mismatch {
+                    path: path.into(),
+                    reason: format!("label voxel value {v} is not a class index"),
+                });
             }
             acdc::acdc_to_cineseg(raw as u8).map_err(|e| IoError::Label { path: path.into(), value: e.0 }.into())
         })

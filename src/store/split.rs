@@ -67,10 +67,8 @@ mod tests {
     #[test]
     fn positions_are_pinned() {
         // Recorded when the split was fixed; if this fails the split has changed.
-        let got: Vec<u64> = ["patient001", "patient041", "SCD0000101"]
-            .iter()
-            .map(|id| (split_position(id) * 1e6) as u64)
-            .collect();
+        let got: Vec<u64> =
+            ["patient001", "patient041", "SCD0000101"].iter().map(|id| (split_position(id) * 1e6) as u64).collect();
         assert_eq!(got, PINNED.to_vec());
     }
 
