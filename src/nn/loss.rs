@@ -38,23 +38,30 @@ pub struct LossOutput {
     pub dlogits: Tensor,
 }
 
+impl Target {
+    /// Checks the target against a batch of `n` images of `pixels` pixels and `k` classes.
+    pub fn check(&self, n: usize, pixels: usize, k: usize) -> Result<(), NnError> {
+        if self.labels.len() != n * pixels || self.labelled.len() != n {
+            return Err(NnError::Shape(format!(
+                "labels for {} pixels / {} samples, batch of {n} images of {pixels} pixels",
+                self.labels.len(),
+                self.labelled.len()
+            )));
+        }
+        if let Some(bad) = self.labels.iter().find(|l| **l as usize >= k) {
+            return Err(NnError::Shape(format!("label value {bad} for a {k}-class model")));
+        }
+        if self.labelled.iter().any(|l| l.len() != k) {
+            return Err(NnError::Shape(format!("labelled-class sets must have {k} entries")));
+        }
+        Ok(())
+    }
+}
+
 /// Computes the loss and its logit gradient for NHWC logits.
 pub fn loss_and_grad(logits: &Tensor, target: &Target) -> Result<LossOutput, NnError> {
     let (n, k, hw) = (logits.n, logits.c, logits.h * logits.w);
-    if target.labels.len() != n * hw || target.labelled.len() != n {
-        return Err(NnError::Shape(format!(
-            "labels for {} pixels / {} samples, logits {}",
-            target.labels.len(),
-            target.labelled.len(),
-            logits.shape_str()
-        )));
-    }
-    if let Some(bad) = target.labels.iter().find(|l| **l as usize >= k) {
-        return Err(NnError::Shape(format!("label value {bad} for a {k}-class model")));
-    }
-    if target.labelled.iter().any(|l| l.len() != k) {
-        return Err(NnError::Shape(format!("labelled-class sets must have {k} entries")));
-    }
+    target.check(n, hw, k)?;
     let total = (n * hw) as f64;
     // Softmax in f64 (the values are reused for Dice sums and the gradient).
     let mut prob = vec![0.0f64; logits.data.len()];

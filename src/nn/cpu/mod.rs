@@ -66,6 +66,8 @@ impl Backend for CpuBackend {
         if x.n < 1 {
             return Err(NnError::Shape("empty batch".into()));
         }
+        // Validate before the forward pass, which updates BatchNorm running statistics.
+        target.check(x.n, x.h * x.w, params.cfg.classes)?;
         let t = self.threads;
         self.pool.install(|| {
             let (logits, cache) = unet::forward_train(params, x, t);
