@@ -3,10 +3,16 @@
 //!
 //! - [`context`]: opening a device without panicking when libcuda is missing;
 //! - [`modules`]: the embedded kernels and their loading (fatbin, PTX, NVRTC);
+//! - [`launch`]: one typed wrapper per kernel;
+//! - [`infer`]: folded weights, per-shape buffers, the forward pass (CUDA graph);
+//! - [`train`]: the training step;
 //! - [`backend`]: [`CudaBackend`], the [`Backend`](crate::nn::Backend) implementation.
 
 pub mod backend;
 pub mod context;
+pub mod infer;
+pub mod launch;
 pub mod modules;
+pub mod train;
 
 pub use backend::CudaBackend;
