@@ -10,6 +10,9 @@ pub mod backend;
 pub mod buffer;
 pub mod config;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+pub mod device;
 pub mod error;
 pub mod fold;
 pub mod gemm;
@@ -21,6 +24,7 @@ pub mod tensor;
 pub mod weights;
 
 pub use backend::{Backend, TrainOutput};
+pub use device::DeviceChoice;
 pub use config::{Preprocess, UNetConfig};
 pub use error::NnError;
 pub use params::UNetParams;

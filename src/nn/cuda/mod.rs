@@ -1,0 +1,18 @@
+//! The CUDA backend: fp16 NHWC activations, hand-written kernels (`kernels/*.cu`) driven
+//! through cudarc with dynamic loading, so the same binary runs where no GPU exists.
+//!
+//! - [`context`]: opening a device without panicking when libcuda is missing;
+//! - [`modules`]: the embedded kernels and their loading (fatbin, PTX, NVRTC);
+//! - [`launch`]: one typed wrapper per kernel;
+//! - [`infer`]: folded weights, per-shape buffers, the forward pass (CUDA graph);
+//! - [`train`]: the training step;
+//! - [`backend`]: [`CudaBackend`], the [`Backend`](crate::nn::Backend) implementation.
+
+pub mod backend;
+pub mod context;
+pub mod infer;
+pub mod launch;
+pub mod modules;
+pub mod train;
+
+pub use backend::CudaBackend;
