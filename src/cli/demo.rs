@@ -8,7 +8,6 @@ use crate::analysis::volumes::summarize;
 use crate::analysis::LabelVolume;
 use crate::image::Slice2D;
 use crate::io::write_labels;
-use crate::nn::cpu::CpuBackend;
 use crate::phantom::{generate, PhantomParams};
 use crate::report::overlay::{montage, overlay_slice, OverlayStyle};
 use crate::report::plot::volume_curve;
@@ -23,6 +22,9 @@ pub struct DemoArgs {
     /// Model file (default: the shipped model).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Compute device: auto (GPU when usable, else CPU, with a log line saying why), cpu, cuda.
+    #[arg(long, default_value = "auto")]
+    device: crate::nn::device::DeviceChoice,
     /// Phantom seed (each seed gives another heart position and contrast).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -42,8 +44,9 @@ pub fn run(a: DemoArgs, threads: usize) -> Result<(), CliError> {
         "phantom: {} slices x {} phases, {}x{} px at {} mm, slices {} mm apart; true ED phase {}, ES phase {}",
         params.slices, params.phases, params.width, params.height, params.pixel_mm, params.slice_mm, ph.ed_phase, ph.es_phase
     );
-    let mut backend = CpuBackend::new(threads)?;
-    let mut seg = Segmenter::new(&mut backend, &model, None, 8)?;
+    let (mut backend, why) = crate::nn::device::select(a.device, threads)?;
+    log::info!("compute backend: {} ({why})", backend.describe());
+    let mut seg = Segmenter::new(backend.as_mut(), &model, None, 8)?;
     let spacing = params.spacing();
     let pb = super::progress::bar(params.phases, "segment");
     let t0 = std::time::Instant::now();

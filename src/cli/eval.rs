@@ -9,7 +9,6 @@ use crate::analysis::volumes::{agreement, Agreement, PhaseVolumes};
 use crate::analysis::LabelVolume;
 use crate::io::acdc::{acdc_to_cineseg, scan, AcdcPatient};
 use crate::io::{read_volume, IoError};
-use crate::nn::cpu::CpuBackend;
 use crate::segment::Segmenter;
 use crate::store::split::is_validation;
 use serde::Serialize;
@@ -34,6 +33,9 @@ pub struct EvalArgs {
     /// Model file (default: the shipped model).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Compute device: auto (GPU when usable, else CPU, with a log line saying why), cpu, cuda.
+    #[arg(long, default_value = "auto")]
+    device: crate::nn::device::DeviceChoice,
     /// Which patients to evaluate.
     #[arg(long, value_enum, default_value = "validation")]
     split: Split,
@@ -161,8 +163,9 @@ pub fn evaluate_folder(a: &EvalArgs, threads: usize) -> Result<EvalReport, CliEr
     if patients.is_empty() {
         return Err(CliError::Usage(format!("no patients of the {:?} split in {}", a.split, a.data.display())));
     }
-    let mut backend = CpuBackend::new(threads)?;
-    let mut seg = Segmenter::new(&mut backend, &model, None, a.batch)?;
+    let (mut backend, why) = crate::nn::device::select(a.device, threads)?;
+    log::info!("compute backend: {} ({why})", backend.describe());
+    let mut seg = Segmenter::new(backend.as_mut(), &model, None, a.batch)?;
     let pb = super::progress::bar(patients.len(), "eval");
     let (mut volumes, mut nums) = (Vec::new(), Vec::new());
     for p in &patients {

@@ -6,7 +6,6 @@ use crate::analysis::volumes::{summarize, PhaseVolumes};
 use crate::analysis::LabelVolume;
 use crate::image::Slice2D;
 use crate::io::{read_volume, write_labels, Volume};
-use crate::nn::cpu::CpuBackend;
 use crate::segment::{phase_volume, Segmenter};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -21,6 +20,9 @@ pub struct SegmentArgs {
     /// Model file (default: the shipped model).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Compute device: auto (GPU when usable, else CPU, with a log line saying why), cpu, cuda.
+    #[arg(long, default_value = "auto")]
+    device: crate::nn::device::DeviceChoice,
     /// Images per inference batch.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -84,8 +86,9 @@ pub fn run(a: SegmentArgs, threads: usize) -> Result<(), CliError> {
     }
     let model = super::load_model(a.model.as_deref())?;
     let vol = read_volume(&a.input)?;
-    let mut backend = CpuBackend::new(threads)?;
-    let mut seg = Segmenter::new(&mut backend, &model, None, a.batch)?;
+    let (mut backend, why) = crate::nn::device::select(a.device, threads)?;
+    log::info!("compute backend: {} ({why})", backend.describe());
+    let mut seg = Segmenter::new(backend.as_mut(), &model, None, a.batch)?;
     let (phases, confidence) = segment_nifti(&mut seg, &vol, true)?;
     super::ensure_dir(&a.out)?;
     let s = stem(&a.input);
