@@ -3,7 +3,8 @@
 //! The binary (`src/main.rs`) only parses arguments; everything it does lives here so that it
 //! can be tested.
 
-pub mod nn;
-pub mod train;
 pub mod analysis;
+pub mod nn;
 pub mod phantom;
+pub mod report;
+pub mod train;
