@@ -31,11 +31,18 @@ pub struct ClassMetrics {
 }
 
 /// Dice and HD95 for every foreground class (LV, MYO, RV, in that order).
-pub fn evaluate(pred: &LabelVolume, truth: &LabelVolume) -> Result<Vec<ClassMetrics>, AnalysisError> {
+pub fn evaluate(
+    pred: &LabelVolume,
+    truth: &LabelVolume,
+) -> Result<Vec<ClassMetrics>, AnalysisError> {
     FOREGROUND
         .iter()
         .map(|&class| {
-            Ok(ClassMetrics { class, dice: dice(pred, truth, class)?, hd95_mm: hausdorff95(pred, truth, class)? })
+            Ok(ClassMetrics {
+                class,
+                dice: dice(pred, truth, class)?,
+                hd95_mm: hausdorff95(pred, truth, class)?,
+            })
         })
         .collect()
 }
@@ -50,11 +57,19 @@ pub fn dice(a: &LabelVolume, b: &LabelVolume, class: u8) -> Result<f64, Analysis
         nb += ib as usize;
         both += (ia && ib) as usize;
     }
-    Ok(if na + nb == 0 { 1.0 } else { 2.0 * both as f64 / (na + nb) as f64 })
+    Ok(if na + nb == 0 {
+        1.0
+    } else {
+        2.0 * both as f64 / (na + nb) as f64
+    })
 }
 
 /// Symmetric 95 % Hausdorff distance of `class` in mm (pooled directed distances).
-pub fn hausdorff95(a: &LabelVolume, b: &LabelVolume, class: u8) -> Result<Option<f64>, AnalysisError> {
+pub fn hausdorff95(
+    a: &LabelVolume,
+    b: &LabelVolume,
+    class: u8,
+) -> Result<Option<f64>, AnalysisError> {
     hausdorff_percentile(a, b, class, 95.0)
 }
 
@@ -77,7 +92,11 @@ pub fn hausdorff_percentile(
     let spacing = a.spacing.map(f64::from);
     let dt_b = squared_distance_to(&sb, dims, spacing);
     let dt_a = squared_distance_to(&sa, dims, spacing);
-    let mut d: Vec<f64> = sa.iter().map(|&i| dt_b[i].sqrt()).chain(sb.iter().map(|&i| dt_a[i].sqrt())).collect();
+    let mut d: Vec<f64> = sa
+        .iter()
+        .map(|&i| dt_b[i].sqrt())
+        .chain(sb.iter().map(|&i| dt_a[i].sqrt()))
+        .collect();
     Ok(Some(percentile_of(&mut d, percentile)))
 }
 
@@ -115,7 +134,11 @@ fn surface(v: &LabelVolume, mask: &[bool]) -> Vec<usize> {
 
 /// Squared Euclidean distance (mm^2) from every voxel to the nearest of `sites`, on a grid of
 /// `dims` = [w, h, d] (x fastest) with per-axis `spacing` in mm.
-pub(crate) fn squared_distance_to(sites: &[usize], dims: [usize; 3], spacing: [f64; 3]) -> Vec<f64> {
+pub(crate) fn squared_distance_to(
+    sites: &[usize],
+    dims: [usize; 3],
+    spacing: [f64; 3],
+) -> Vec<f64> {
     let [w, h, d] = dims;
     let mut f = vec![f64::INFINITY; w * h * d];
     for &i in sites {

@@ -48,7 +48,13 @@ pub fn keep_largest_component(vol: &mut LabelVolume, class: u8) -> usize {
                 for dy in -1i64..=1 {
                     for dx in -1i64..=1 {
                         let (nx, ny, nz) = (x as i64 + dx, y as i64 + dy, z as i64 + dz);
-                        if nx < 0 || ny < 0 || nz < 0 || nx >= w as i64 || ny >= h as i64 || nz >= d as i64 {
+                        if nx < 0
+                            || ny < 0
+                            || nz < 0
+                            || nx >= w as i64
+                            || ny >= h as i64
+                            || nz >= d as i64
+                        {
                             continue;
                         }
                         let j = vol.index(nx as usize, ny as usize, nz as usize);
@@ -63,7 +69,12 @@ pub fn keep_largest_component(vol: &mut LabelVolume, class: u8) -> usize {
         sizes.push(size);
     }
     // Ties go to the first component found, which keeps the result deterministic.
-    let Some((best, _)) = sizes.iter().enumerate().skip(1).max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0))) else {
+    let Some((best, _)) = sizes
+        .iter()
+        .enumerate()
+        .skip(1)
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
+    else {
         return 0;
     };
     let mut removed = 0;
@@ -125,7 +136,9 @@ pub fn fill_holes(vol: &mut LabelVolume) -> usize {
                 continue;
             }
             // Most frequent bordering class; ties go to the lower class index (LV before MYO).
-            let winner = (1..256).max_by(|&a, &b| votes[a].cmp(&votes[b]).then(b.cmp(&a))).unwrap_or(0);
+            let winner = (1..256)
+                .max_by(|&a, &b| votes[a].cmp(&votes[b]).then(b.cmp(&a)))
+                .unwrap_or(0);
             if votes[winner] == 0 {
                 continue;
             }

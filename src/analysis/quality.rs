@@ -87,21 +87,26 @@ pub fn check(phases: &[LabelVolume], summary: &CardiacSummary) -> Vec<QualityFla
 /// slices the LV spans.
 pub fn check_slices(vol: &LabelVolume, phase: usize) -> Vec<QualityFlag> {
     let mut flags = Vec::new();
-    let per_slice: Vec<(usize, usize)> =
-        (0..vol.slices).map(|z| (vol.count_in_slice(z, LV), vol.count_in_slice(z, MYO))).collect();
-    let present: Vec<usize> = (0..vol.slices).filter(|&z| per_slice[z].0 + per_slice[z].1 > 0).collect();
+    let per_slice: Vec<(usize, usize)> = (0..vol.slices)
+        .map(|z| (vol.count_in_slice(z, LV), vol.count_in_slice(z, MYO)))
+        .collect();
+    let present: Vec<usize> = (0..vol.slices)
+        .filter(|&z| per_slice[z].0 + per_slice[z].1 > 0)
+        .collect();
     let (Some(&first), Some(&last)) = (present.first(), present.last()) else {
         flags.push(QualityFlag {
             kind: FlagKind::NoLeftVentricle,
             severity: Severity::Error,
             phase: Some(phase),
             slice: None,
-            message: format!("phase {phase}: no LV blood pool or myocardium in any of {} slices", vol.slices),
+            message: format!(
+                "phase {phase}: no LV blood pool or myocardium in any of {} slices",
+                vol.slices
+            ),
         });
         return flags;
     };
-    for z in first..=last {
-        let (lv, myo) = per_slice[z];
+    for (z, &(lv, myo)) in per_slice.iter().enumerate().take(last + 1).skip(first) {
         if lv + myo == 0 {
             flags.push(QualityFlag {
                 kind: FlagKind::SliceGap,
@@ -118,8 +123,7 @@ pub fn check_slices(vol: &LabelVolume, phase: usize) -> Vec<QualityFlag> {
     // class legitimately, mid-ventricular slices must show both.
     let span = last - first + 1;
     let (mid_lo, mid_hi) = (first + span / 3, first + (2 * span).div_ceil(3) - 1);
-    for z in mid_lo..=mid_hi {
-        let (lv, myo) = per_slice[z];
+    for (z, &(lv, myo)) in per_slice.iter().enumerate().take(mid_hi + 1).skip(mid_lo) {
         let (kind, missing) = match (lv > 0, myo > 0) {
             (false, true) => (FlagKind::MissingLvMidSlice, "LV blood pool"),
             (true, false) => (FlagKind::MissingMyoMidSlice, "myocardium"),
@@ -162,7 +166,10 @@ pub fn check_numbers(s: &CardiacSummary) -> Vec<QualityFlag> {
             severity: Severity::Error,
             phase: Some(s.ed_phase),
             slice: None,
-            message: format!("LVEDV {:.1} ml outside {LVEDV_MIN_ML}-{LVEDV_MAX_ML} ml", s.lv_edv_ml),
+            message: format!(
+                "LVEDV {:.1} ml outside {LVEDV_MIN_ML}-{LVEDV_MAX_ML} ml",
+                s.lv_edv_ml
+            ),
         });
     }
     flags
@@ -194,13 +201,22 @@ pub fn count_cycle_minima(curve: &[f64]) -> usize {
     if n < 4 || curve.iter().any(|v| !v.is_finite()) {
         return 0;
     }
-    let s: Vec<f64> = (0..n).map(|i| 0.25 * curve[(i + n - 1) % n] + 0.5 * curve[i] + 0.25 * curve[(i + 1) % n]).collect();
-    let (lo, hi) = s.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let s: Vec<f64> = (0..n)
+        .map(|i| 0.25 * curve[(i + n - 1) % n] + 0.5 * curve[i] + 0.25 * curve[(i + 1) % n])
+        .collect();
+    let (lo, hi) = s
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     let tol = CURVE_TOLERANCE * (hi - lo);
     if hi - lo <= 0.0 {
         return 0;
     }
-    let start = s.iter().enumerate().fold(0, |best, (i, &v)| if v > s[best] { i } else { best });
+    let start = s
+        .iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > s[best] { i } else { best });
     let mut minima = 0;
     let mut descending = true;
     let mut extreme = s[start];
@@ -231,12 +247,25 @@ mod tests {
     use crate::analysis::volumes::PhaseVolumes;
 
     fn summary(curve: &[f64]) -> CardiacSummary {
-        let v: Vec<PhaseVolumes> = curve.iter().map(|&l| PhaseVolumes { lv_ml: l, myo_ml: 50.0, rv_ml: l }).collect();
+        let v: Vec<PhaseVolumes> = curve
+            .iter()
+            .map(|&l| PhaseVolumes {
+                lv_ml: l,
+                myo_ml: 50.0,
+                rv_ml: l,
+            })
+            .collect();
         summarize_volumes(&v).unwrap()
     }
 
     fn cycle(n: usize, offset: usize) -> Vec<f64> {
-        (0..n).map(|i| 100.0 + 40.0 * (2.0 * std::f64::consts::PI * ((i + offset) % n) as f64 / n as f64).cos()).collect()
+        (0..n)
+            .map(|i| {
+                100.0
+                    + 40.0
+                        * (2.0 * std::f64::consts::PI * ((i + offset) % n) as f64 / n as f64).cos()
+            })
+            .collect()
     }
 
     #[test]
@@ -254,7 +283,9 @@ mod tests {
 
     #[test]
     fn double_dip_is_flagged() {
-        let c: Vec<f64> = (0..24).map(|i| 100.0 + 30.0 * (4.0 * std::f64::consts::PI * i as f64 / 24.0).cos()).collect();
+        let c: Vec<f64> = (0..24)
+            .map(|i| 100.0 + 30.0 * (4.0 * std::f64::consts::PI * i as f64 / 24.0).cos())
+            .collect();
         assert_eq!(count_cycle_minima(&c), 2);
         let flags = check_curve(&c);
         assert_eq!(flags.len(), 1);
@@ -267,16 +298,22 @@ mod tests {
         let ok = summary(&[120.0, 80.0, 50.0, 90.0]);
         assert!(check_numbers(&ok).is_empty(), "{:?}", check_numbers(&ok));
         let low_ef = summary(&[120.0, 118.0, 117.0, 119.0]);
-        assert!(check_numbers(&low_ef).iter().any(|f| f.kind == FlagKind::ImplausibleEf));
+        assert!(check_numbers(&low_ef)
+            .iter()
+            .any(|f| f.kind == FlagKind::ImplausibleEf));
         let high_ef = summary(&[120.0, 60.0, 10.0, 70.0]);
-        assert!(check_numbers(&high_ef).iter().any(|f| f.kind == FlagKind::ImplausibleEf));
+        assert!(check_numbers(&high_ef)
+            .iter()
+            .any(|f| f.kind == FlagKind::ImplausibleEf));
         let big = summary(&[600.0, 400.0, 300.0, 450.0]);
         let flags = check_numbers(&big);
         assert_eq!(flags.len(), 1);
         assert_eq!(flags[0].kind, FlagKind::ImplausibleVolume);
         assert!(flags[0].message.contains("600.0"));
         let small = summary(&[15.0, 10.0, 8.0, 12.0]);
-        assert!(check_numbers(&small).iter().any(|f| f.kind == FlagKind::ImplausibleVolume));
+        assert!(check_numbers(&small)
+            .iter()
+            .any(|f| f.kind == FlagKind::ImplausibleVolume));
     }
 
     fn stack(slices: &[(bool, bool)]) -> LabelVolume {
@@ -302,23 +339,37 @@ mod tests {
         let gap = stack(&[t, t, (false, false), t, t, t]);
         let f = check_slices(&gap, 3);
         assert_eq!(f.len(), 1);
-        assert_eq!((f[0].kind, f[0].slice, f[0].phase), (FlagKind::SliceGap, Some(2), Some(3)));
+        assert_eq!(
+            (f[0].kind, f[0].slice, f[0].phase),
+            (FlagKind::SliceGap, Some(2), Some(3))
+        );
         let mid = stack(&[t, t, t, (false, true), t, t, (true, false), t, t]);
         let f = check_slices(&mid, 0);
         assert_eq!(f.len(), 1, "{f:?}");
-        assert_eq!((f[0].kind, f[0].slice), (FlagKind::MissingLvMidSlice, Some(3)));
+        assert_eq!(
+            (f[0].kind, f[0].slice),
+            (FlagKind::MissingLvMidSlice, Some(3))
+        );
         let mid_myo = stack(&[t, t, t, (true, false), t, t, t, t, t]);
-        assert_eq!(check_slices(&mid_myo, 0)[0].kind, FlagKind::MissingMyoMidSlice);
+        assert_eq!(
+            check_slices(&mid_myo, 0)[0].kind,
+            FlagKind::MissingMyoMidSlice
+        );
         let empty = stack(&[(false, false); 3]);
         assert_eq!(check_slices(&empty, 1)[0].kind, FlagKind::NoLeftVentricle);
     }
 
     #[test]
     fn check_combines_and_serialises() {
-        let phases = vec![stack(&[(true, true); 3]), stack(&[(true, true), (false, false), (true, true)])];
+        let phases = vec![
+            stack(&[(true, true); 3]),
+            stack(&[(true, true), (false, false), (true, true)]),
+        ];
         let s = summary(&[100.0, 20.0]);
         let flags = check(&phases, &s);
-        assert!(flags.iter().any(|f| f.kind == FlagKind::SliceGap && f.phase == Some(1)));
+        assert!(flags
+            .iter()
+            .any(|f| f.kind == FlagKind::SliceGap && f.phase == Some(1)));
         let json = serde_json::to_string(&flags).unwrap();
         assert!(json.contains("\"slice_gap\""), "{json}");
     }

@@ -39,7 +39,13 @@ pub struct LabelVolume {
 impl LabelVolume {
     /// An all-background volume, the starting point for drawing or for assembling slices.
     pub fn new(width: usize, height: usize, slices: usize, spacing: [f32; 3]) -> Self {
-        LabelVolume { width, height, slices, spacing, labels: vec![0; width * height * slices] }
+        LabelVolume {
+            width,
+            height,
+            slices,
+            spacing,
+            labels: vec![0; width * height * slices],
+        }
     }
 
     /// Wraps an existing label buffer, checking that its length and spacing fit, so that no
@@ -61,7 +67,13 @@ impl LabelVolume {
                 labels.len()
             )));
         }
-        let v = LabelVolume { width, height, slices, spacing, labels };
+        let v = LabelVolume {
+            width,
+            height,
+            slices,
+            spacing,
+            labels,
+        };
         v.check_spacing()?;
         Ok(v)
     }
@@ -108,7 +120,8 @@ impl LabelVolume {
 
     /// Number of voxels of `class` in slice `z` (0 when `z` is out of range).
     pub fn count_in_slice(&self, z: usize, class: u8) -> usize {
-        self.slice(z).map_or(0, |s| s.iter().filter(|&&l| l == class).count())
+        self.slice(z)
+            .map_or(0, |s| s.iter().filter(|&&l| l == class).count())
     }
 
     /// Volume of one voxel in ml (mm^3 / 1000).
@@ -118,7 +131,8 @@ impl LabelVolume {
 
     /// Whether `other` lies on the same grid, so voxelwise comparison makes sense.
     pub fn check_same_grid(&self, other: &LabelVolume) -> Result<(), AnalysisError> {
-        let same_dims = (self.width, self.height, self.slices) == (other.width, other.height, other.slices);
+        let same_dims =
+            (self.width, self.height, self.slices) == (other.width, other.height, other.slices);
         let same_spacing = self
             .spacing
             .iter()
@@ -129,7 +143,14 @@ impl LabelVolume {
         } else {
             Err(AnalysisError::Shape(format!(
                 "{}x{}x{} @ {:?} mm vs {}x{}x{} @ {:?} mm",
-                self.width, self.height, self.slices, self.spacing, other.width, other.height, other.slices, other.spacing
+                self.width,
+                self.height,
+                self.slices,
+                self.spacing,
+                other.width,
+                other.height,
+                other.slices,
+                other.spacing
             )))
         }
     }
@@ -167,6 +188,8 @@ mod tests {
         assert_eq!(v.get(4, 0, 0), None);
         assert_eq!(v.count_in_slice(1, LV), 1);
         assert_eq!(v.count_in_slice(0, LV), 0);
-        assert!((LabelVolume::new(1, 1, 1, [1.5, 1.5, 10.0]).voxel_volume_ml() - 0.0225).abs() < 1e-9);
+        assert!(
+            (LabelVolume::new(1, 1, 1, [1.5, 1.5, 10.0]).voxel_volume_ml() - 0.0225).abs() < 1e-9
+        );
     }
 }

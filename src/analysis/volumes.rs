@@ -33,7 +33,11 @@ pub struct PhaseVolumes {
 impl PhaseVolumes {
     /// Measures one phase.
     pub fn of(vol: &LabelVolume) -> Self {
-        PhaseVolumes { lv_ml: class_volume_ml(vol, LV), myo_ml: class_volume_ml(vol, MYO), rv_ml: class_volume_ml(vol, RV) }
+        PhaseVolumes {
+            lv_ml: class_volume_ml(vol, LV),
+            myo_ml: class_volume_ml(vol, MYO),
+            rv_ml: class_volume_ml(vol, RV),
+        }
     }
 }
 
@@ -74,7 +78,9 @@ pub struct CardiacSummary {
 
 /// Measures every phase of a cine study and derives ED, ES and function.
 pub fn summarize(phases: &[LabelVolume]) -> Result<CardiacSummary, AnalysisError> {
-    let first = phases.first().ok_or_else(|| AnalysisError::Empty("no phases to measure".into()))?;
+    let first = phases
+        .first()
+        .ok_or_else(|| AnalysisError::Empty("no phases to measure".into()))?;
     first.check_spacing()?;
     for p in &phases[1..] {
         first.check_same_grid(p)?;
@@ -97,9 +103,16 @@ pub fn summarize_volumes(v: &[PhaseVolumes]) -> Result<CardiacSummary, AnalysisE
 
 /// Summary with ED and ES given (e.g. from the DICOM trigger times or ACDC's Info.cfg), for
 /// comparing against references that fixed the phases themselves.
-pub fn summarize_at(v: &[PhaseVolumes], ed_phase: usize, es_phase: usize) -> Result<CardiacSummary, AnalysisError> {
+pub fn summarize_at(
+    v: &[PhaseVolumes],
+    ed_phase: usize,
+    es_phase: usize,
+) -> Result<CardiacSummary, AnalysisError> {
     if ed_phase >= v.len() || es_phase >= v.len() {
-        return Err(AnalysisError::Shape(format!("ED {ed_phase} / ES {es_phase} outside {} phases", v.len())));
+        return Err(AnalysisError::Shape(format!(
+            "ED {ed_phase} / ES {es_phase} outside {} phases",
+            v.len()
+        )));
     }
     Ok(summary_at(v, ed_phase, es_phase))
 }
@@ -156,16 +169,28 @@ pub struct Agreement {
 /// (a study where EF was undefined) are skipped, and extra values in the longer slice are
 /// ignored, so `n` says how many pairs were actually compared. With none, errors are NaN.
 pub fn agreement(pred: &[f64], truth: &[f64]) -> Agreement {
-    let pairs: Vec<(f64, f64)> =
-        pred.iter().zip(truth.iter()).map(|(&p, &t)| (p, t)).filter(|(p, t)| p.is_finite() && t.is_finite()).collect();
+    let pairs: Vec<(f64, f64)> = pred
+        .iter()
+        .zip(truth.iter())
+        .map(|(&p, &t)| (p, t))
+        .filter(|(p, t)| p.is_finite() && t.is_finite())
+        .collect();
     let n = pairs.len();
     if n == 0 {
-        return Agreement { mean_abs_error: f64::NAN, bias: f64::NAN, pearson_r: None, n };
+        return Agreement {
+            mean_abs_error: f64::NAN,
+            bias: f64::NAN,
+            pearson_r: None,
+            n,
+        };
     }
     let nf = n as f64;
     let mean_abs_error = pairs.iter().map(|(p, t)| (p - t).abs()).sum::<f64>() / nf;
     let bias = pairs.iter().map(|(p, t)| p - t).sum::<f64>() / nf;
-    let (mp, mt) = (pairs.iter().map(|x| x.0).sum::<f64>() / nf, pairs.iter().map(|x| x.1).sum::<f64>() / nf);
+    let (mp, mt) = (
+        pairs.iter().map(|x| x.0).sum::<f64>() / nf,
+        pairs.iter().map(|x| x.1).sum::<f64>() / nf,
+    );
     let (mut spp, mut stt, mut spt) = (0.0, 0.0, 0.0);
     for (p, t) in &pairs {
         spp += (p - mp) * (p - mp);
@@ -173,7 +198,12 @@ pub fn agreement(pred: &[f64], truth: &[f64]) -> Agreement {
         spt += (p - mp) * (t - mt);
     }
     let pearson_r = (n >= 2 && spp > 0.0 && stt > 0.0).then(|| spt / (spp * stt).sqrt());
-    Agreement { mean_abs_error, bias, pearson_r, n }
+    Agreement {
+        mean_abs_error,
+        bias,
+        pearson_r,
+        n,
+    }
 }
 
 #[cfg(test)]
@@ -195,11 +225,16 @@ mod tests {
     #[test]
     fn ed_es_found_not_assumed() {
         // ED is the last phase, ES the third: frame 0 is neither.
-        let phases: Vec<_> =
-            [(200, 100, 220), (150, 105, 170), (80, 110, 100), (120, 104, 150), (210, 100, 230)]
-                .iter()
-                .map(|&(a, b, c)| phase(a, b, c))
-                .collect();
+        let phases: Vec<_> = [
+            (200, 100, 220),
+            (150, 105, 170),
+            (80, 110, 100),
+            (120, 104, 150),
+            (210, 100, 230),
+        ]
+        .iter()
+        .map(|&(a, b, c)| phase(a, b, c))
+        .collect();
         let s = summarize(&phases).unwrap();
         let vox = 1.5 * 1.5 * 10.0 / 1000.0;
         assert_eq!((s.ed_phase, s.es_phase), (4, 2));
@@ -216,14 +251,21 @@ mod tests {
         // serde_json's default float parsing may differ in the last bit, so compare loosely.
         assert_eq!((back.ed_phase, back.es_phase, back.phases), (4, 2, 5));
         assert!((back.lv_ef_percent.unwrap() - s.lv_ef_percent.unwrap()).abs() < 1e-9);
-        assert!(back.rv_curve_ml.iter().zip(&s.rv_curve_ml).all(|(a, b)| (a - b).abs() < 1e-9));
+        assert!(back
+            .rv_curve_ml
+            .iter()
+            .zip(&s.rv_curve_ml)
+            .all(|(a, b)| (a - b).abs() < 1e-9));
     }
 
     #[test]
     fn summarize_rejects_empty_and_mismatched() {
         assert!(matches!(summarize(&[]), Err(AnalysisError::Empty(_))));
         let other = LabelVolume::new(20, 20, 3, [1.5, 1.5, 10.0]);
-        assert!(matches!(summarize(&[phase(1, 1, 1), other]), Err(AnalysisError::Shape(_))));
+        assert!(matches!(
+            summarize(&[phase(1, 1, 1), other]),
+            Err(AnalysisError::Shape(_))
+        ));
         let s = summarize(&[phase(0, 0, 0)]).unwrap();
         assert_eq!(s.lv_ef_percent, None);
         assert!(summarize_at(&[PhaseVolumes::of(&phase(1, 0, 0))], 0, 1).is_err());

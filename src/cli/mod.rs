@@ -3,6 +3,7 @@
 //! commands are testable.
 
 mod bench_cmd;
+mod demo;
 mod eval;
 mod import;
 mod progress;
@@ -34,6 +35,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Generate a synthetic cine series (a phantom), segment it with the shipped model, and write
+    /// masks, volumes and overlay PNGs.
+    Demo(demo::DemoArgs),
     /// Turn a labelled dataset folder (ACDC layout) into a memory-mapped frame store for training.
     Import(import::ImportArgs),
     /// Train a U-Net on a frame store (checkpoints every epoch; rerun the same command to resume).
@@ -63,6 +67,8 @@ pub enum CliError {
     Segment(#[from] crate::segment::SegmentError),
     #[error("{0}")]
     Analysis(#[from] crate::analysis::AnalysisError),
+    #[error("{0}")]
+    Report(#[from] crate::report::ReportError),
     #[error("{path}: {source}")]
     File {
         path: PathBuf,
@@ -94,6 +100,7 @@ impl CliError {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let threads = cli.threads;
     match cli.command {
+        Command::Demo(a) => demo::run(a, threads),
         Command::Import(a) => import::run(a),
         Command::Train(a) => train_cmd::run(a, threads),
         Command::Segment(a) => segment_cmd::run(a, threads),

@@ -14,7 +14,7 @@ use crate::analysis::volume::{BACKGROUND, LV, MYO, RV};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Tissue {
     Air,
-    SoftTissue,
+    Soft,
     Fat,
     Muscle,
     Lung,
@@ -39,7 +39,7 @@ impl Tissue {
             Tissue::Muscle | Tissue::RvWall => 0.30,
             Tissue::Myocardium | Tissue::Papillary => 0.33,
             Tissue::Liver => 0.38,
-            Tissue::SoftTissue => 0.42,
+            Tissue::Soft => 0.42,
             Tissue::Fat => 0.85,
             Tissue::VesselBlood | Tissue::AtrialBlood => 0.92,
             Tissue::LvBlood | Tissue::RvBlood => 1.0,
@@ -85,6 +85,23 @@ pub(super) struct HeartPhase {
     pub axes: [f64; 3],
     pub wall: f64,
     pub rv_scale: f64,
+    /// Sine and cosine of the heart's rotation, hoisted out of the per-pixel code.
+    sin: f64,
+    cos: f64,
+    /// Radius of the region the heart can occupy (see [`Heart::reach`]).
+    reach: f64,
+}
+
+impl HeartPhase {
+    /// The same pose with another RV scale (used by the RV calibration).
+    pub(super) fn with_rv_scale(&self, heart: &Heart, rv_scale: f64) -> HeartPhase {
+        let mut h = HeartPhase {
+            rv_scale,
+            ..self.clone()
+        };
+        h.reach = heart.reach(&h);
+        h
+    }
 }
 
 impl Heart {
@@ -99,7 +116,17 @@ impl Heart {
         let m = self.ed_wall * (self.ed_wall + a + b);
         let sum = ax + by;
         let wall = 0.5 * (-sum + (sum * sum + 4.0 * m).sqrt());
-        HeartPhase { axes: [ax, by, c * s_long], wall, rv_scale }
+        let (sin, cos) = self.angle.sin_cos();
+        let mut h = HeartPhase {
+            axes: [ax, by, c * s_long],
+            wall,
+            rv_scale,
+            sin,
+            cos,
+            reach: 0.0,
+        };
+        h.reach = self.reach(&h);
+        h
     }
 
     /// Analytic LV cavity volume in ml (half-ellipsoid).
@@ -107,10 +134,24 @@ impl Heart {
         2.0 / 3.0 * std::f64::consts::PI * h.axes[0] * h.axes[1] * h.axes[2] / 1000.0
     }
 
+    /// Radius around the LV axis beyond which [`Heart::tissue`] is always `None`, so callers
+    /// can skip the far field: the RV ellipse reaches e (0.55 + 2.35 scale) plus wall and fat,
+    /// the atria about 2.1 a + 2.5.
+    pub(super) fn reach(&self, h: &HeartPhase) -> f64 {
+        let e = self.ed_axes[0].max(self.ed_axes[1]) + self.ed_wall;
+        let rv = e * (0.55 + 2.35 * h.rv_scale) + 3.0 + 4.5;
+        let lv = h.axes[0].max(h.axes[1]) + h.wall + 4.5;
+        let atria = 2.1 * self.ed_axes[0] + 2.5;
+        rv.max(lv).max(atria) + 1.0
+    }
+
     /// Tissue of the heart at (x, y, z) in mm, or `None` where the heart is not.
     pub(super) fn tissue(&self, h: &HeartPhase, x: f64, y: f64, z: f64) -> Option<Tissue> {
-        let (sn, cs) = self.angle.sin_cos();
         let (dx, dy) = (x - self.centre[0], y - self.centre[1]);
+        if dx * dx + dy * dy > h.reach * h.reach {
+            return None;
+        }
+        let (sn, cs) = (h.sin, h.cos);
         let (u, v) = (cs * dx + sn * dy, -sn * dx + cs * dy);
         let depth = z - self.base_z;
         if depth < 0.0 {
@@ -123,18 +164,25 @@ impl Heart {
         let q_epi = profile(depth / (c + 0.8 * t));
         let in_endo = q_endo > 0.0 && ellipse(u, v, ax * q_endo, by * q_endo) <= 1.0;
         if in_endo {
-            return Some(self.papillary(h, u, v, depth, q_endo).unwrap_or(Tissue::LvBlood));
+            return Some(
+                self.papillary(h, u, v, depth, q_endo)
+                    .unwrap_or(Tissue::LvBlood),
+            );
         }
         let epi_ax = [(ax + t) * q_epi, (by + t) * q_epi];
         if q_epi > 0.0 && ellipse(u, v, epi_ax[0], epi_ax[1]) <= 1.0 {
             return Some(Tissue::Myocardium);
         }
-        // RV: anchored at the septum (its right end stays inside the LV), free wall moves in.
+        // RV: an ellipse wrapped around the LV's left side, its right end fixed inside the LV
+        // so that what lies outside the LV is a crescent; contraction moves the free wall in.
         let q_rv = profile(depth / (self.rv_length * c));
         if q_rv > 0.0 {
-            let (rx, ry) = (self.rv_axes[0] * h.rv_scale * q_rv, self.rv_axes[1] * h.rv_scale * q_rv);
-            let anchor = 0.35 * self.ed_axes[0] * q_rv;
-            let (cu, cv) = (anchor - rx, -0.25 * self.rv_axes[1] * q_rv);
+            let (rx, ry) = (
+                self.rv_axes[0] * h.rv_scale * q_rv,
+                self.rv_axes[1] * h.rv_scale * q_rv,
+            );
+            let e = (self.ed_axes[0] + self.ed_wall) * q_rv;
+            let (cu, cv) = (0.55 * e - rx, -0.12 * e);
             if ellipse(u - cu, v - cv, rx, ry) <= 1.0 {
                 return Some(Tissue::RvBlood);
             }
@@ -162,7 +210,10 @@ impl Heart {
         }
         let r = 3.5 * (1.0 + 0.3 * (1.0 - h.axes[0] / self.ed_axes[0]));
         for angle in [0.6_f64, 2.0] {
-            let (pu, pv) = (0.62 * h.axes[0] * q * angle.cos(), 0.62 * h.axes[1] * q * angle.sin());
+            let (pu, pv) = (
+                0.62 * h.axes[0] * q * angle.cos(),
+                0.62 * h.axes[1] * q * angle.sin(),
+            );
             if (u - pu).powi(2) + (v - pv).powi(2) <= r * r {
                 return Some(Tissue::Papillary);
             }
@@ -173,7 +224,11 @@ impl Heart {
     /// Above the basal plane: left and right atria and the aortic root, unlabelled.
     fn atria(&self, u: f64, v: f64) -> Option<Tissue> {
         let a = self.ed_axes[0];
-        let blobs = [(0.1 * a, 0.2 * a, 0.8 * a, 0.7 * a), (-1.2 * a, 0.0, 0.9 * a, 0.8 * a), (-0.3 * a, -0.9 * a, 0.45 * a, 0.45 * a)];
+        let blobs = [
+            (0.1 * a, 0.2 * a, 0.8 * a, 0.7 * a),
+            (-1.2 * a, 0.0, 0.9 * a, 0.8 * a),
+            (-0.3 * a, -0.9 * a, 0.45 * a, 0.45 * a),
+        ];
         for (cu, cv, ru, rv) in blobs {
             if ellipse(u - cu, v - cv, ru, rv) <= 1.0 {
                 return Some(Tissue::AtrialBlood);
@@ -229,11 +284,12 @@ pub(super) fn surroundings(x: f64, y: f64, depth_frac: f64, body: [f64; 2]) -> T
     if depth_frac > 0.45 && ellipse(x + 45.0, y - 45.0, liver_r * 1.5, liver_r) <= 1.0 {
         return Tissue::Liver;
     }
-    let lung_scale = 1.0 - 0.3 * depth_frac;
-    if ellipse(x - 78.0, y - 12.0, 38.0 * lung_scale, 62.0 * lung_scale) <= 1.0
-        || ellipse(x + 82.0, y - 5.0, 36.0 * lung_scale, 60.0 * lung_scale) <= 1.0
+    // The lungs reach the heart (which is drawn over them), as in a real chest.
+    let lung_scale = 1.0 - 0.25 * depth_frac;
+    if ellipse(x - 72.0, y - 5.0, 50.0 * lung_scale, 75.0 * lung_scale) <= 1.0
+        || ellipse(x + 78.0, y - 5.0, 48.0 * lung_scale, 72.0 * lung_scale) <= 1.0
     {
         return Tissue::Lung;
     }
-    Tissue::SoftTissue
+    Tissue::Soft
 }

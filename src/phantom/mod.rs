@@ -91,10 +91,18 @@ impl PhantomParams {
         if self.width < 32 || self.height < 32 || self.slices < 2 || self.phases < 2 {
             return bad("need at least 32x32 pixels, 2 slices and 2 phases");
         }
-        if !(self.pixel_mm > 0.0 && self.pixel_mm.is_finite() && self.slice_mm > 0.0 && self.slice_mm.is_finite()) {
+        if !(self.pixel_mm > 0.0
+            && self.pixel_mm.is_finite()
+            && self.slice_mm > 0.0
+            && self.slice_mm.is_finite())
+        {
             return bad("spacings must be finite and > 0");
         }
-        if !(self.lv_edv_ml > 1.0 && self.rv_edv_ml > 1.0 && self.lv_edv_ml.is_finite() && self.rv_edv_ml.is_finite()) {
+        if !(self.lv_edv_ml > 1.0
+            && self.rv_edv_ml > 1.0
+            && self.lv_edv_ml.is_finite()
+            && self.rv_edv_ml.is_finite())
+        {
             return bad("LV and RV end-diastolic volumes must be finite and > 1 ml");
         }
         if !(0.0..0.95).contains(&self.lv_ef) || !(0.0..0.95).contains(&self.rv_ef) {
@@ -142,13 +150,16 @@ impl Phantom {
         if slice >= self.params.slices || phase >= self.params.phases {
             return None;
         }
-        self.images.get(slice * self.params.phases + phase).map(|v| v.as_slice())
+        self.images
+            .get(slice * self.params.phases + phase)
+            .map(|v| v.as_slice())
     }
 
     /// All slices of one phase stacked in [`LabelVolume`] order (x, then y, then slice), the
     /// layout the segmentation pipeline produces labels in.
     pub fn phase_stack(&self, phase: usize) -> Option<Vec<f32>> {
-        let mut out = Vec::with_capacity(self.params.width * self.params.height * self.params.slices);
+        let mut out =
+            Vec::with_capacity(self.params.width * self.params.height * self.params.slices);
         for s in 0..self.params.slices {
             out.extend_from_slice(self.image(s, phase)?);
         }
@@ -173,7 +184,7 @@ pub fn generate(p: &PhantomParams, seed: u64) -> Result<Phantom, PhantomError> {
         base_z: p.slice_mm as f64 * (p.slices as f64 * 0.1).round().max(1.0),
         ed_axes: [a * aspect, a / aspect, 2.5 * a],
         ed_wall: p.wall_mm,
-        rv_axes: [0.95 * (a + p.wall_mm), 1.15 * (a + p.wall_mm)],
+        rv_axes: [1.05 * (a + p.wall_mm), 1.3 * (a + p.wall_mm)],
         rv_length: 0.8,
         long_shortening: 0.12,
     };
@@ -194,9 +205,20 @@ pub fn generate(p: &PhantomParams, seed: u64) -> Result<Phantom, PhantomError> {
         }
     };
 
-    let grid = Grid { width: p.width, height: p.height, slices: p.slices, px, slice_mm: p.slice_mm as f64 };
+    let grid = Grid {
+        width: p.width,
+        height: p.height,
+        slices: p.slices,
+        px,
+        slice_mm: p.slice_mm as f64,
+    };
     let rv_ed = calibrate_rv(&heart, &grid, heart.at(0.0, p.lv_ef, 1.0), p.rv_edv_ml);
-    let rv_es = calibrate_rv(&heart, &grid, heart.at(1.0, p.lv_ef, 1.0), p.rv_edv_ml * (1.0 - p.rv_ef));
+    let rv_es = calibrate_rv(
+        &heart,
+        &grid,
+        heart.at(1.0, p.lv_ef, 1.0),
+        p.rv_edv_ml * (1.0 - p.rv_ef),
+    );
     let poses: Vec<HeartPhase> = (0..n)
         .map(|ph| {
             let w = weight(ph);
@@ -205,24 +227,65 @@ pub fn generate(p: &PhantomParams, seed: u64) -> Result<Phantom, PhantomError> {
         .collect();
     let lv_volume_ml = poses.iter().map(|h| heart.lv_volume_ml(h)).collect();
 
-    let coils: Vec<[f64; 3]> = [(-60.0, -120.0), (60.0, -120.0), (-60.0, 140.0), (60.0, 140.0)]
-        .iter()
-        .map(|&(x, y)| [x + rng.range(-25.0, 25.0), y + rng.range(-15.0, 15.0), stack_mm * rng.range(0.2, 0.8)])
-        .collect();
+    let coils: Vec<[f64; 3]> = [
+        (-60.0, -120.0),
+        (60.0, -120.0),
+        (-60.0, 140.0),
+        (60.0, 140.0),
+    ]
+    .iter()
+    .map(|&(x, y)| {
+        [
+            x + rng.range(-25.0, 25.0),
+            y + rng.range(-15.0, 15.0),
+            stack_mm * rng.range(0.2, 0.8),
+        ]
+    })
+    .collect();
     let bias = BiasField::new(coils, p.bias, [0.0, 0.0, 0.5 * stack_mm]);
+    // The coil field does not move with the heart: one map per slice serves every phase.
+    let bias_maps: Vec<Vec<f64>> = (0..p.slices)
+        .map(|s| {
+            (0..p.width * p.height)
+                .map(|k| {
+                    let (x, y) = grid.xy(k % p.width, k / p.width, 0.0);
+                    bias.at([x, y, grid.z(s)])
+                })
+                .collect()
+        })
+        .collect();
     let body = [0.46 * wmm.min(hmm * 1.2), 0.40 * hmm.min(wmm)];
     let noise_seed = rng.next_u64();
 
-    let labels: Vec<LabelVolume> = poses.par_iter().map(|h| label_volume(&heart, h, &grid, p.spacing())).collect();
+    let labels: Vec<LabelVolume> = poses
+        .par_iter()
+        .map(|h| label_volume(&heart, h, &grid, p.spacing()))
+        .collect();
     let images: Vec<Vec<f32>> = (0..p.slices * n)
         .into_par_iter()
         .map(|k| {
             let (slice, phase) = (k / n, k % n);
             let mut noise = Rng::new(noise_seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            render(&heart, &poses[phase], &grid, slice, body, &bias, p.noise * BLOOD_SIGNAL, &mut noise)
+            render(
+                &heart,
+                &poses[phase],
+                &grid,
+                slice,
+                body,
+                &bias_maps[slice],
+                p.noise * BLOOD_SIGNAL,
+                &mut noise,
+            )
         })
         .collect();
-    Ok(Phantom { params: p.clone(), images, labels, ed_phase, es_phase, lv_volume_ml })
+    Ok(Phantom {
+        params: p.clone(),
+        images,
+        labels,
+        ed_phase,
+        es_phase,
+        lv_volume_ml,
+    })
 }
 
 /// Sampling grid of the series, in mm.
@@ -237,7 +300,10 @@ struct Grid {
 impl Grid {
     /// Centre of pixel (i, j) in mm from the image centre, offset by `d` pixels.
     fn xy(&self, i: usize, j: usize, d: f64) -> (f64, f64) {
-        ((i as f64 + 0.5 + d - 0.5 * self.width as f64) * self.px, (j as f64 + 0.5 + d - 0.5 * self.height as f64) * self.px)
+        (
+            (i as f64 + 0.5 + d - 0.5 * self.width as f64) * self.px,
+            (j as f64 + 0.5 + d - 0.5 * self.height as f64) * self.px,
+        )
     }
 
     fn z(&self, slice: usize) -> f64 {
@@ -249,7 +315,11 @@ impl Grid {
 fn label_volume(heart: &Heart, h: &HeartPhase, g: &Grid, spacing: [f32; 3]) -> LabelVolume {
     let mut vol = LabelVolume::new(g.width, g.height, g.slices, spacing);
     for (k, l) in vol.labels.iter_mut().enumerate() {
-        let (i, j, s) = (k % g.width, (k / g.width) % g.height, k / (g.width * g.height));
+        let (i, j, s) = (
+            k % g.width,
+            (k / g.width) % g.height,
+            k / (g.width * g.height),
+        );
         let (x, y) = g.xy(i, j, 0.0);
         *l = heart.tissue(h, x, y, g.z(s)).map_or(0, Tissue::label);
     }
@@ -260,12 +330,27 @@ fn label_volume(heart: &Heart, h: &HeartPhase, g: &Grid, spacing: [f32; 3]) -> L
 /// volume grows monotonically with the scale).
 fn calibrate_rv(heart: &Heart, g: &Grid, h: HeartPhase, target_ml: f64) -> f64 {
     let voxel_ml = g.px * g.px * g.slice_mm / 1000.0;
+    // Only the square around the heart's reach needs testing.
+    let range = |centre: f64, radius: f64, n: usize| {
+        let lo = ((centre - radius) / g.px + 0.5 * n as f64 - 0.5)
+            .floor()
+            .max(0.0) as usize;
+        let hi = ((centre + radius) / g.px + 0.5 * n as f64 + 0.5)
+            .ceil()
+            .clamp(0.0, n as f64) as usize;
+        lo..hi.max(lo)
+    };
     let volume = |scale: f64| {
-        let pose = HeartPhase { rv_scale: scale, ..h.clone() };
+        let pose = h.with_rv_scale(heart, scale);
+        let radius = heart.reach(&pose);
+        let (xs, ys) = (
+            range(heart.centre[0], radius, g.width),
+            range(heart.centre[1], radius, g.height),
+        );
         let mut count = 0usize;
         for s in 0..g.slices {
-            for j in 0..g.height {
-                for i in 0..g.width {
+            for j in ys.clone() {
+                for i in xs.clone() {
                     let (x, y) = g.xy(i, j, 0.0);
                     count += (heart.tissue(&pose, x, y, g.z(s)) == Some(Tissue::RvBlood)) as usize;
                 }
@@ -296,7 +381,11 @@ impl BiasField {
     const WIDTH_MM: f64 = 120.0;
 
     fn new(coils: Vec<[f64; 3]>, depth: f64, at: [f64; 3]) -> Self {
-        let mut f = BiasField { coils, depth, reference: 1.0 };
+        let mut f = BiasField {
+            coils,
+            depth,
+            reference: 1.0,
+        };
         f.reference = f.raw(at).max(1e-12);
         f
     }
@@ -319,7 +408,16 @@ impl BiasField {
 /// One image: 2x2 supersampled tissue signal (soft partial-volume edges), times the bias
 /// field, plus Rician noise (magnitude of a complex signal with Gaussian noise per channel).
 #[allow(clippy::too_many_arguments)]
-fn render(heart: &Heart, h: &HeartPhase, g: &Grid, slice: usize, body: [f64; 2], bias: &BiasField, sigma: f64, rng: &mut Rng) -> Vec<f32> {
+fn render(
+    heart: &Heart,
+    h: &HeartPhase,
+    g: &Grid,
+    slice: usize,
+    body: [f64; 2],
+    bias: &[f64],
+    sigma: f64,
+    rng: &mut Rng,
+) -> Vec<f32> {
     let z = g.z(slice);
     let depth_frac = z / (g.slices as f64 * g.slice_mm);
     let mut out = Vec::with_capacity(g.width * g.height);
@@ -329,11 +427,12 @@ fn render(heart: &Heart, h: &HeartPhase, g: &Grid, slice: usize, body: [f64; 2],
             for (dx, dy) in [(-0.25, -0.25), (0.25, -0.25), (-0.25, 0.25), (0.25, 0.25)] {
                 let (x, _) = g.xy(i, j, dx);
                 let (_, y) = g.xy(i, j, dy);
-                let t = heart.tissue(h, x, y, z).unwrap_or_else(|| surroundings(x, y, depth_frac, body));
+                let t = heart
+                    .tissue(h, x, y, z)
+                    .unwrap_or_else(|| surroundings(x, y, depth_frac, body));
                 s += 0.25 * t.signal();
             }
-            let (x, y) = g.xy(i, j, 0.0);
-            let m = s * BLOOD_SIGNAL * bias.at([x, y, z]);
+            let m = s * BLOOD_SIGNAL * bias[j * g.width + i];
             let (re, im) = (m + sigma * rng.normal(), sigma * rng.normal());
             out.push((re * re + im * im).sqrt() as f32);
         }
