@@ -28,6 +28,9 @@ pub enum PhantomError {
     /// A parameter is out of its meaningful range; the message names it.
     #[error("invalid phantom parameter: {0}")]
     InvalidParams(String),
+    /// Cleaning the generated truth failed (a bug: the volumes are built consistent here).
+    #[error("phantom labels: {0}")]
+    Labels(#[from] crate::analysis::AnalysisError),
 }
 
 /// What to generate. Defaults give a normal heart: 192x192 at 1.5 mm, 10 slices of 10 mm,
@@ -261,14 +264,13 @@ pub fn generate(p: &PhantomParams, seed: u64) -> Result<Phantom, PhantomError> {
 
     // The truth is cleaned as an expert's contours would be: where the RV crescent tapers
     // against the septum, pixel sampling leaves a few isolated RV pixels that nobody draws.
-    let labels: Vec<LabelVolume> = poses
+    let labels = poses
         .par_iter()
         .map(|h| {
             let mut v = label_volume(&heart, h, &grid, p.spacing());
-            postprocess(&mut v);
-            v
+            postprocess(&mut v).map(|()| v)
         })
-        .collect();
+        .collect::<Result<Vec<LabelVolume>, _>>()?;
     let images: Vec<Vec<f32>> = (0..p.slices * n)
         .into_par_iter()
         .map(|k| {

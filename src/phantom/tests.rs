@@ -102,7 +102,7 @@ fn measured_function_matches_parameters() {
 fn labels_are_already_clean() {
     let p = default_phantom();
     let mut v = p.labels[p.es_phase].clone();
-    postprocess(&mut v);
+    postprocess(&mut v).unwrap();
     assert_eq!(v, p.labels[p.es_phase], "one component per class, no holes");
 }
 
