@@ -40,7 +40,7 @@ impl Tissue {
             Tissue::Bone => 0.22,
             Tissue::Muscle | Tissue::RvWall => 0.30,
             Tissue::Myocardium | Tissue::Papillary => 0.33,
-            Tissue::Liver => 0.38,
+            Tissue::Liver => 0.28,
             Tissue::Soft => 0.42,
             Tissue::Fat => 0.85,
             Tissue::VesselBlood | Tissue::AtrialBlood => 0.92,

@@ -248,13 +248,16 @@ pub fn generate(p: &PhantomParams, seed: u64) -> Result<Phantom, PhantomError> {
     })
     .collect();
     let bias = BiasField::new(coils, p.bias, [0.0, 0.0, 0.5 * stack_mm]);
-    // The coil field does not move with the heart: one map per slice serves every phase.
+    let texture = Texture::random(&mut rng);
+    // Neither the coil field nor the tissue texture moves with the heart: one map per slice
+    // serves every phase.
     let bias_maps: Vec<Vec<f64>> = (0..p.slices)
         .map(|s| {
             (0..p.width * p.height)
                 .map(|k| {
                     let (x, y) = grid.xy(k % p.width, k / p.width, 0.0);
-                    bias.at([x, y, grid.z(s)])
+                    let at = [x, y, grid.z(s)];
+                    bias.at(at) * texture.at(at)
                 })
                 .collect()
         })
@@ -412,6 +415,39 @@ impl BiasField {
 
     fn at(&self, p: [f64; 3]) -> f64 {
         (1.0 - self.depth + self.depth * self.raw(p) / self.reference).max(0.05)
+    }
+}
+
+/// Low-frequency intensity texture (a few random 3D plane waves, +-8 % in all), so tissue
+/// is not perfectly flat as in a cartoon; real bSSFP images show such slow variation.
+struct Texture {
+    waves: Vec<([f64; 3], f64, f64)>,
+}
+
+impl Texture {
+    fn random(rng: &mut Rng) -> Self {
+        let waves = (0..6)
+            .map(|_| {
+                let wavelength = rng.range(12.0, 60.0);
+                let (theta, tilt) = (rng.range(0.0, std::f64::consts::TAU), rng.range(-0.3, 0.3));
+                let k = std::f64::consts::TAU / wavelength;
+                let dir = [theta.cos() * k, theta.sin() * k, tilt * k];
+                (
+                    dir,
+                    rng.range(0.0, std::f64::consts::TAU),
+                    rng.range(0.005, 0.022),
+                )
+            })
+            .collect();
+        Texture { waves }
+    }
+
+    fn at(&self, p: [f64; 3]) -> f64 {
+        1.0 + self
+            .waves
+            .iter()
+            .map(|(k, phase, amp)| amp * (k[0] * p[0] + k[1] * p[1] + k[2] * p[2] + phase).sin())
+            .sum::<f64>()
     }
 }
 
