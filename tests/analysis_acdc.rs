@@ -127,7 +127,7 @@ fn acdc_metrics_and_postprocess_on_expert_contours() {
     assert!(lv_hd > 0.0 && lv_hd < 30.0, "HD95 {lv_hd}");
     // Expert contours are anatomically clean: post-processing changes almost nothing.
     let mut cleaned = ed.clone();
-    postprocess(&mut cleaned);
+    postprocess(&mut cleaned).unwrap();
     let changed = cleaned
         .labels
         .iter()
