@@ -82,7 +82,6 @@ pub fn hausdorff_percentile(
     percentile: f64,
 ) -> Result<Option<f64>, AnalysisError> {
     a.check_same_grid(b)?;
-    a.check_spacing()?;
     let (ma, mb) = (a.mask(class), b.mask(class));
     let (sa, sb) = (surface(a, &ma), surface(a, &mb));
     if sa.is_empty() || sb.is_empty() {

@@ -13,21 +13,25 @@
 //!    hole only ever contains background, so an LV cavity enclosed by myocardium is never
 //!    touched, while a hole in the LV becomes LV.
 
+use super::error::AnalysisError;
 use super::volume::{LabelVolume, BACKGROUND, FOREGROUND};
 use std::collections::VecDeque;
 
 /// Runs the whole clean-up (largest component per class, then hole filling), in the order
 /// that lets holes left by removed islands be filled too.
-pub fn postprocess(vol: &mut LabelVolume) {
+/// Fails only on an inconsistent volume (buffer length not matching the dimensions).
+pub fn postprocess(vol: &mut LabelVolume) -> Result<(), AnalysisError> {
     for class in FOREGROUND {
-        keep_largest_component(vol, class);
+        keep_largest_component(vol, class)?;
     }
-    fill_holes(vol);
+    fill_holes(vol)?;
+    Ok(())
 }
 
 /// Keeps only the largest 26-connected component of `class`, setting the other voxels of
 /// that class to background. Returns how many voxels were removed, for logging.
-pub fn keep_largest_component(vol: &mut LabelVolume, class: u8) -> usize {
+pub fn keep_largest_component(vol: &mut LabelVolume, class: u8) -> Result<usize, AnalysisError> {
+    vol.validate()?;
     let (w, h, d) = (vol.width, vol.height, vol.slices);
     // 0 = not visited / not this class; otherwise component id (1-based).
     let mut comp = vec![0u32; vol.labels.len()];
@@ -75,7 +79,7 @@ pub fn keep_largest_component(vol: &mut LabelVolume, class: u8) -> usize {
         .skip(1)
         .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
     else {
-        return 0;
+        return Ok(0);
     };
     let mut removed = 0;
     for (l, &c) in vol.labels.iter_mut().zip(comp.iter()) {
@@ -84,12 +88,13 @@ pub fn keep_largest_component(vol: &mut LabelVolume, class: u8) -> usize {
             removed += 1;
         }
     }
-    removed
+    Ok(removed)
 }
 
 /// Fills enclosed background regions slice by slice (see the module documentation for the
 /// rule). Returns the number of voxels filled.
-pub fn fill_holes(vol: &mut LabelVolume) -> usize {
+pub fn fill_holes(vol: &mut LabelVolume) -> Result<usize, AnalysisError> {
+    vol.validate()?;
     let (w, h) = (vol.width, vol.height);
     let n = w * h;
     let mut filled = 0;
@@ -148,7 +153,7 @@ pub fn fill_holes(vol: &mut LabelVolume) -> usize {
             filled += region.len();
         }
     }
-    filled
+    Ok(filled)
 }
 
 #[cfg(test)]
@@ -176,7 +181,7 @@ mod tests {
         disc(&mut v, 1, 3.0, 3.0, 1.5, LV); // stray island
         disc(&mut v, 1, 35.0, 35.0, 3.0, RV);
         let before = v.count(LV);
-        let removed = keep_largest_component(&mut v, LV);
+        let removed = keep_largest_component(&mut v, LV).unwrap();
         assert!(removed > 0);
         assert_eq!(v.count(LV), before - removed);
         assert_eq!(v.get(3, 3, 1), Some(BACKGROUND));
@@ -191,7 +196,7 @@ mod tests {
         let (a, b) = (v.index(1, 1, 0), v.index(2, 2, 1));
         v.labels[a] = MYO;
         v.labels[b] = MYO;
-        assert_eq!(keep_largest_component(&mut v, MYO), 0);
+        assert_eq!(keep_largest_component(&mut v, MYO).unwrap(), 0);
         assert_eq!(v.count(MYO), 2);
     }
 
@@ -202,7 +207,7 @@ mod tests {
         disc(&mut v, 0, 24.0, 24.0, 10.0, LV);
         disc(&mut v, 0, 22.0, 25.0, 2.0, BACKGROUND); // papillary muscle called background
         let (lv, myo) = (v.count(LV), v.count(MYO));
-        let filled = fill_holes(&mut v);
+        let filled = fill_holes(&mut v).unwrap();
         assert!(filled >= 9, "filled {filled}");
         assert_eq!(v.count(LV), lv + filled);
         assert_eq!(v.count(MYO), myo, "myocardium unchanged");
@@ -219,8 +224,24 @@ mod tests {
             let i = v.index(x, 10, 0);
             v.labels[i] = BACKGROUND;
         }
-        assert_eq!(fill_holes(&mut v), 0);
+        assert_eq!(fill_holes(&mut v).unwrap(), 0);
         assert_eq!(v.get(8, 10, 0), Some(BACKGROUND));
+    }
+
+    #[test]
+    fn inconsistent_volume_is_an_error_not_a_panic() {
+        let mut v = LabelVolume {
+            width: 4,
+            height: 4,
+            slices: 2,
+            spacing: [1.0; 3],
+            labels: vec![LV; 31],
+        };
+        assert!(matches!(
+            postprocess(&mut v),
+            Err(crate::analysis::AnalysisError::Shape(_))
+        ));
+        assert!(fill_holes(&mut v).is_err());
     }
 
     #[test]
@@ -233,7 +254,7 @@ mod tests {
         let i = v.index(20, 20, 1);
         v.labels[i] = RV;
         disc(&mut v, 0, 36.0, 36.0, 3.0, RV);
-        postprocess(&mut v);
+        postprocess(&mut v).unwrap();
         assert_eq!(v.get(20, 20, 1), Some(LV));
         assert_eq!(v.get(36, 36, 0), Some(RV));
     }

@@ -78,6 +78,25 @@ impl LabelVolume {
         Ok(v)
     }
 
+    /// Checks what the fields being public cannot guarantee: the buffer matches the declared
+    /// size and the spacing is usable. Every analysis entry point calls it before indexing.
+    pub fn validate(&self) -> Result<(), AnalysisError> {
+        let expected = self
+            .width
+            .checked_mul(self.height)
+            .and_then(|n| n.checked_mul(self.slices));
+        if expected != Some(self.labels.len()) {
+            return Err(AnalysisError::Shape(format!(
+                "{} labels for a {}x{}x{} volume",
+                self.labels.len(),
+                self.width,
+                self.height,
+                self.slices
+            )));
+        }
+        self.check_spacing()
+    }
+
     /// Rejects spacings that would turn every mm or ml value into nonsense.
     pub fn check_spacing(&self) -> Result<(), AnalysisError> {
         if self.spacing.iter().all(|s| s.is_finite() && *s > 0.0) {
@@ -138,7 +157,9 @@ impl LabelVolume {
             .iter()
             .zip(other.spacing.iter())
             .all(|(a, b)| (a - b).abs() <= 1e-3 * a.abs().max(b.abs()).max(1e-6));
-        if same_dims && same_spacing && self.labels.len() == other.labels.len() {
+        self.validate()?;
+        other.validate()?;
+        if same_dims && same_spacing {
             Ok(())
         } else {
             Err(AnalysisError::Shape(format!(

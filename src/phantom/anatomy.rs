@@ -1,7 +1,9 @@
 //! Geometry of the synthetic chest: which tissue lies at a point in mm, for one cardiac phase.
 //!
-//! Coordinates: x to the image right (patient left), y down the image (posterior), z along the
-//! stack from base to apex, origin at the image centre and the top of the first slice. The
+//! Coordinates: x to the image right, y down the image, z along the stack from base to apex,
+//! origin at the image centre and the top of the first slice. The layout follows ACDC's
+//! stored arrays (first NIfTI axis as columns), which a model trained on ACDC has seen: lungs
+//! above the heart, liver below, the RV to the left of and below the LV. The
 //! LV is a truncated half-ellipsoid whose flat base lies on a slice boundary (so the cut is
 //! sampled exactly and label volumes match the analytic ones); the myocardium is the shell
 //! between it and a larger half-ellipsoid; the RV is a crescent: an ellipsoid anchored on the
@@ -38,7 +40,7 @@ impl Tissue {
             Tissue::Bone => 0.22,
             Tissue::Muscle | Tissue::RvWall => 0.30,
             Tissue::Myocardium | Tissue::Papillary => 0.33,
-            Tissue::Liver => 0.38,
+            Tissue::Liver => 0.28,
             Tissue::Soft => 0.42,
             Tissue::Fat => 0.85,
             Tissue::VesselBlood | Tissue::AtrialBlood => 0.92,
@@ -259,8 +261,9 @@ fn ellipse(u: f64, v: f64, a: f64, b: f64) -> f64 {
     (u / a).powi(2) + (v / b).powi(2)
 }
 
-/// The chest around the heart at (x, y, z) mm: body outline, subcutaneous fat, muscle, lungs,
-/// liver (towards the apex), descending aorta and spine. `depth_frac` is z over the stack
+/// The chest around the heart at (x, y, z) mm: body outline, subcutaneous fat, muscle, lungs
+/// (above the heart), liver (below it, growing towards the apex), descending aorta and spine
+/// (to the right). `depth_frac` is z over the stack
 /// length, so the liver rises into the apical slices.
 pub(super) fn surroundings(x: f64, y: f64, depth_frac: f64, body: [f64; 2]) -> Tissue {
     let (bx, by) = (body[0], body[1]);
@@ -274,20 +277,20 @@ pub(super) fn surroundings(x: f64, y: f64, depth_frac: f64, body: [f64; 2]) -> T
     if ellipse(x, y - 10.0, bx - 24.0, by - 22.0) > 1.0 {
         return Tissue::Muscle;
     }
-    if (x - 5.0).powi(2) + (y - 72.0).powi(2) <= 17.0f64.powi(2) {
+    if (x - 85.0).powi(2) + (y - 40.0).powi(2) <= 17.0f64.powi(2) {
         return Tissue::Bone;
     }
-    if (x - 28.0).powi(2) + (y - 48.0).powi(2) <= 11.0f64.powi(2) {
+    if (x - 58.0).powi(2) + (y - 32.0).powi(2) <= 11.0f64.powi(2) {
         return Tissue::VesselBlood;
     }
-    let liver_r = 30.0 + 50.0 * ((depth_frac - 0.45) / 0.55).clamp(0.0, 1.0);
-    if depth_frac > 0.45 && ellipse(x + 45.0, y - 45.0, liver_r * 1.5, liver_r) <= 1.0 {
+    let liver_r = 25.0 + 30.0 * ((depth_frac - 0.3) / 0.7).clamp(0.0, 1.0);
+    if depth_frac > 0.3 && ellipse(x + 10.0, y - 80.0, liver_r * 1.8, liver_r) <= 1.0 {
         return Tissue::Liver;
     }
     // The lungs reach the heart (which is drawn over them), as in a real chest.
     let lung_scale = 1.0 - 0.25 * depth_frac;
-    if ellipse(x - 72.0, y - 5.0, 50.0 * lung_scale, 75.0 * lung_scale) <= 1.0
-        || ellipse(x + 78.0, y - 5.0, 48.0 * lung_scale, 72.0 * lung_scale) <= 1.0
+    if ellipse(x - 10.0, y + 70.0, 95.0 * lung_scale, 45.0 * lung_scale) <= 1.0
+        || ellipse(x - 80.0, y + 10.0, 32.0 * lung_scale, 55.0 * lung_scale) <= 1.0
     {
         return Tissue::Lung;
     }

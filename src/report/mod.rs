@@ -16,14 +16,18 @@ pub enum ReportError {
     /// Writing the named file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file being written.
         path: PathBuf,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
     /// The PNG encoder refused the data (for the named file, or `<memory>`).
     #[error("{path}: PNG encoding failed: {source}")]
     Png {
+        /// The file being written, or `<memory>`.
         path: PathBuf,
+        /// What the encoder said.
         #[source]
         source: png::EncodingError,
     },
