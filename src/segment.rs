@@ -119,6 +119,6 @@ pub fn phase_volume(slices: &[SliceLabels], width: usize, height: usize, spacing
         labels.extend_from_slice(&s.labels);
     }
     let mut vol = LabelVolume::from_labels(width, height, slices.len(), spacing, labels).map_err(|e| SegmentError::Input(e.to_string()))?;
-    postprocess(&mut vol);
+    postprocess(&mut vol).map_err(|e| SegmentError::Input(e.to_string()))?;
     Ok(vol)
 }
