@@ -276,3 +276,26 @@ impl GpuTrainer {
         self.adamw.as_ref().map_or(0, |s| s.step)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::LossScale;
+
+    #[test]
+    fn loss_scale_halves_on_overflow_and_grows_after_clean_interval() {
+        let mut s = LossScale { interval: 3, ..Default::default() };
+        s.update(true);
+        assert_eq!((s.scale, s.good_steps), (32768.0, 0));
+        s.update(false);
+        s.update(false);
+        assert_eq!(s.scale, 32768.0, "not yet a full interval");
+        s.update(false);
+        assert_eq!((s.scale, s.good_steps), (65536.0, 0));
+        let mut low = LossScale { scale: 1.0, ..Default::default() };
+        low.update(true);
+        assert_eq!(low.scale, 1.0, "never below 1");
+        let mut high = LossScale { scale: LossScale::MAX, interval: 1, good_steps: 0 };
+        high.update(false);
+        assert_eq!(high.scale, LossScale::MAX, "never above the maximum");
+    }
+}
