@@ -1,8 +1,9 @@
 //! [`CudaBackend`]: the U-Net on the GPU (see `infer` and `train`).
 //!
 //! Nothing in this file has run on a GPU yet (the sessions that wrote it had none): the kernels
-//! are checked on the CPU through the simulator (tests/kernel_sim.rs), and tests/cuda_backend.rs
-//! compares this backend with the CPU one when a device is present.
+//! are checked on the CPU through the simulator (tests/kernel_sim.rs), the training composition
+//! too (tests/train_sim.rs), and tests/cuda_backend.rs compares this backend with the CPU one
+//! when a device is present (kernels/README.md lists what has and has not run).
 
 use super::context::{self, Gpu};
 use super::infer::{enqueue_forward, Arena, InferWeights};

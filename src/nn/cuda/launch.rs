@@ -193,6 +193,7 @@ pub trait Ops: Launch {
     }
 
     /// Head: fp32 logits.
+    #[allow(clippy::too_many_arguments)]
     fn head(&self, x: Act, w: u64, b: u64, logits: u64, rows: usize, c: usize, k: usize) -> Result<(), NnError> {
         let args = [Arg::P(x.p), i(x.ld), Arg::P(w), Arg::P(b), Arg::P(logits), l(rows), i(c), i(k)];
         self.launch("head_fwd", self.grid1(rows * k), (T1, 1, 1), &args)
