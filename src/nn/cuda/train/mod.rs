@@ -230,6 +230,9 @@ impl GpuTrainer {
     /// `trainable(name)` holds (running statistics never).
     pub fn adamw_step(&mut self, dev: &dyn Device, x: &Tensor, target: &Target, lr: f64, trainable: &dyn Fn(&str) -> bool) -> Result<StepReport, NnError> {
         check_batch(&self.params.cfg, x, target)?;
+        if self.adamw.is_none() {
+            return Err(NnError::Config("adamw_step before adamw_begin".into()));
+        }
         let slot = self.upload_batch(dev, x, target)?;
         let scale = self.scale.scale;
         self.enqueue(dev, slot, scale)?;
