@@ -178,7 +178,7 @@ fn conv3x3_forward_both_epilogues() {
                 }
             }
             // The dgrad packing produced on the way must equal the CPU's exactly.
-            let want_dg: Vec<f32> = conv3x3::pack_dgrad(&w, cin, cout);
+            let want_dg: Vec<f32> = conv3x3::pack(&conv3x3::flip_for_dgrad(&w, cin, cout), cout, cin);
             assert_eq!(o.f32("wdgrad"), want_dg, "conv3x3_pack dgrad layout");
         }
     }
@@ -194,7 +194,7 @@ fn conv3x3_data_gradient() {
         let args = [("n", n as f64), ("h", hh as f64), ("w", ww as f64), ("cin", cin as f64), ("cout", cout as f64)];
         let o = run(exe, "conv_dgrad", &args, &[("dy", &dy), ("w", &w)]);
         let dyt = Tensor::from_nhwc(n, hh, ww, cout, dy).expect("dy");
-        let want = conv3x3::backward_data(&dyt, &conv3x3::pack_dgrad(&w, cin, cout), cin, 1);
+        let want = conv3x3::backward_data(&dyt, &conv3x3::ConvWeights::for_dgrad(&w, cin, cout), 1);
         assert_close(&format!("conv dgrad {n}x{hh}x{ww} {cin}<-{cout}"), &o.f32("dx"), &want.data, F16_REL, F16_REL);
     }
 }

@@ -8,7 +8,7 @@
 //! [skip, up] buffer); pool reads that slice; the decoder's transposed conv writes channels
 //! c..2c of cat[i]; no concatenation copy exists.
 
-use super::launch::{addr, Act, Launcher};
+use super::launch::{addr, Act, Launcher, Ops};
 use crate::nn::fold::fold_conv_bn;
 use crate::nn::{NnError, UNetConfig, UNetParams};
 use cudarc::driver::{CudaGraph, CudaSlice, CudaStream};

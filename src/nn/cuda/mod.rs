@@ -4,12 +4,14 @@
 //! - [`context`]: opening a device without panicking when libcuda is missing;
 //! - [`modules`]: the embedded kernels and their loading (fatbin, PTX, NVRTC);
 //! - [`launch`]: one typed wrapper per kernel;
+//! - [`device`]: device memory as raw addresses (so the simulator can stand in for the GPU);
 //! - [`infer`]: folded weights, per-shape buffers, the forward pass (CUDA graph);
-//! - [`train`]: the training step;
+//! - [`train`]: the fp16 training step (loss scaling, gradients to the host or AdamW on the device);
 //! - [`backend`]: [`CudaBackend`], the [`Backend`](crate::nn::Backend) implementation.
 
 pub mod backend;
 pub mod context;
+pub mod device;
 pub mod infer;
 pub mod launch;
 pub mod modules;
