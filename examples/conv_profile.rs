@@ -18,9 +18,10 @@ fn main() {
             let time = |f: &dyn Fn()| (0..3).map(|_| { let t = Instant::now(); f(); t.elapsed().as_secs_f64() }).fold(f64::MAX, f64::min);
             let im = time(&|| { w.apply_with(Method::Im2col, &x, Epilogue::None, threads); });
             let wi = time(&|| { w.apply_with(Method::Winograd, &x, Epilogue::None, threads); });
-            let wg = time(&|| { conv3x3::backward_weights(&x, &dy, threads); });
-            println!("level {lvl} {s}x{s} {cin}->{cout} batch {batch}: im2col {:.1} ms ({:.0} GF/s), winograd {:.1} ms ({:.0} eff. GF/s), wgrad {:.1} ms",
-                im * 1e3, flops / im / 1e9, wi * 1e3, flops / wi / 1e9, wg * 1e3);
+            let wg = time(&|| { conv3x3::backward_weights_with(Method::Im2col, &x, &dy, threads); });
+            let ww = time(&|| { conv3x3::backward_weights_with(Method::Winograd, &x, &dy, threads); });
+            println!("level {lvl} {s}x{s} {cin}->{cout} batch {batch}: fwd im2col {:.1} ms, winograd {:.1} ms; wgrad im2col {:.1} ms, winograd {:.1} ms",
+                im * 1e3, wi * 1e3, wg * 1e3, ww * 1e3);
         });
     }
 }

@@ -56,12 +56,14 @@ pub enum Method {
     Winograd,
 }
 
-/// Fewest 2x2 tiles for which Winograd beats im2col (measured with examples/conv_profile).
-pub const WINOGRAD_MIN_TILES: usize = 512;
+/// Smallest `cin * cout` for which Winograd beats im2col: with few channels the tile
+/// transforms cost more than the multiplies they save (measured with examples/conv_profile:
+/// 32 -> 32 is faster by im2col, 64 -> 64 and wider by Winograd).
+pub const WINOGRAD_MIN_CHANNEL_PRODUCT: usize = 2048;
 
-/// The method for an input of this shape.
-pub fn method_for(n: usize, h: usize, w: usize) -> Method {
-    if super::winograd::tile_count(n, h, w) >= WINOGRAD_MIN_TILES {
+/// The method for a convolution of `cin` to `cout` channels.
+pub fn method_for(cin: usize, cout: usize) -> Method {
+    if cin * cout >= WINOGRAD_MIN_CHANNEL_PRODUCT {
         Method::Winograd
     } else {
         Method::Im2col
@@ -92,7 +94,7 @@ impl ConvWeights {
 
     /// Convolution of `x`, choosing the method from its shape.
     pub fn apply(&self, x: &Tensor, epi: Epilogue<'_>, threads: usize) -> Tensor {
-        self.apply_with(method_for(x.n, x.h, x.w), x, epi, threads)
+        self.apply_with(method_for(self.cin, self.cout), x, epi, threads)
     }
 
     /// Convolution of `x` with a given method (tests compare methods).
@@ -193,8 +195,22 @@ pub fn forward_into(x: &Tensor, packed: &[f32], cout: usize, epi: Epilogue<'_>, 
     }
 }
 
-/// Weight gradient in packed layout `[(tap * cin + ci) x cout]`: `im2col(x)^T · dy`.
+/// Weight gradient in packed layout `[(tap * cin + ci) x cout]`, by the method
+/// [`method_for`] picks for these channel counts.
 pub fn backward_weights(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
+    backward_weights_with(method_for(x.c, dy.c), x, dy, threads)
+}
+
+/// Weight gradient by a given method (tests compare methods).
+pub fn backward_weights_with(m: Method, x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
+    match m {
+        Method::Im2col => backward_weights_im2col(x, dy, threads),
+        Method::Winograd => super::winograd::backward_weights(x, dy, threads),
+    }
+}
+
+/// Weight gradient as `im2col(x)^T · dy`.
+fn backward_weights_im2col(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
     let (k, cout, pixels) = (9 * x.c, dy.c, x.pixels());
     assert_eq!(dy.pixels(), pixels);
     let rows = chunk_rows(pixels, k, threads);

@@ -223,3 +223,117 @@ pub fn forward_into(x: &Tensor, u: &[f32], cout: usize, epi: Epilogue<'_>, threa
         }
     }
 }
+
+/// Transform of the output-gradient tiles for the weight gradient: each 2x2 tile `g` of `dy`
+/// becomes `A g A^T` (4x4), `A = [[1,0],[1,1],[1,-1],[0,-1]]`; written as `[16][tc][c]`.
+fn transform_dy(dy: &Tensor, t0: usize, tc: usize, u: &mut [f32], scratch: &mut Vec<f32>) {
+    let (h, w, c) = (dy.h, dy.w, dy.c);
+    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    scratch.resize(9 * c, 0.0);
+    let (r, zeros) = scratch.split_at_mut(8 * c);
+    zeros.fill(0.0);
+    for t in 0..tc {
+        let tile = t0 + t;
+        let (img, rem) = (tile / (th * tw), tile % (th * tw));
+        let (y0, x0) = (2 * (rem / tw), 2 * (rem % tw));
+        let mut g: [&[f32]; 4] = [&zeros[..]; 4];
+        for i in 0..2 {
+            for j in 0..2 {
+                if y0 + i < h && x0 + j < w {
+                    let s = ((img * h + y0 + i) * w + x0 + j) * c;
+                    g[i * 2 + j] = &dy.data[s..s + c];
+                }
+            }
+        }
+        // Rows: r = A g (4 x 2).
+        for j in 0..2 {
+            let (g0, g1) = (g[j], g[2 + j]);
+            for ch in 0..c {
+                r[j * c + ch] = g0[ch];
+                r[(2 + j) * c + ch] = g0[ch] + g1[ch];
+                r[(4 + j) * c + ch] = g0[ch] - g1[ch];
+                r[(6 + j) * c + ch] = -g1[ch];
+            }
+        }
+        // Columns: (A g) A^T (4 x 4).
+        for i in 0..4 {
+            let (a, b) = (&r[i * 2 * c..(i * 2 + 1) * c], &r[(i * 2 + 1) * c..(i * 2 + 2) * c]);
+            let out = |k: usize| ((i * 4 + k) * tc + t) * c;
+            let (o0, o1, o2, o3) = (out(0), out(1), out(2), out(3));
+            for ch in 0..c {
+                u[o0 + ch] = a[ch];
+                u[o1 + ch] = a[ch] + b[ch];
+                u[o2 + ch] = a[ch] - b[ch];
+                u[o3 + ch] = -b[ch];
+            }
+        }
+    }
+}
+
+/// Weight gradient by Winograd: `dW = G^T [ sum over tiles (B^T d B) ⊙ (A g A^T) ] G` for each
+/// channel pair (the transposition of F(2x2, 3x3)), returned in the im2col packed layout
+/// `[(tap * cin + ci) x cout]`. The 16 sums over tiles are GEMMs; workers own fixed ranges of
+/// chunks and are added in order, so results are repeatable for a thread count.
+pub fn backward_weights(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
+    let (cin, cout) = (x.c, dy.c);
+    assert_eq!((x.n, x.h, x.w), (dy.n, dy.h, dy.w), "winograd wgrad: x and dy differ in size");
+    let tiles = tile_count(x.n, x.h, x.w);
+    let tc = chunk_tiles(cin, cout);
+    let nchunks = tiles.div_ceil(tc);
+    let accumulate = |first: usize, last: usize, par: Par| {
+        let mut m = vec![0.0f32; 16 * cin * cout];
+        let (mut vb, mut ub, mut scratch) = (Scratch::new(), Scratch::new(), Vec::new());
+        for ci in first..last {
+            let t0 = ci * tc;
+            let n = tc.min(tiles - t0);
+            let v = vb.resize(16 * n * cin);
+            transform_input(x, t0, n, v, &mut scratch);
+            let u = ub.resize(16 * n * cout);
+            transform_dy(dy, t0, n, u, &mut scratch);
+            for k in 0..16 {
+                let a = MatRef::row_major(&v[k * n * cin..(k + 1) * n * cin], n, cin).t();
+                let b = MatRef::row_major(&u[k * n * cout..(k + 1) * n * cout], n, cout);
+                sgemm(a, b, &mut m[k * cin * cout..(k + 1) * cin * cout], cout, ci > first, par);
+            }
+        }
+        m
+    };
+    let m = if nchunks >= 2 && threads > 1 {
+        let workers = threads.min(nchunks);
+        let parts: Vec<Vec<f32>> = (0..workers).into_par_iter().map(|t| accumulate(t * nchunks / workers, (t + 1) * nchunks / workers, Par::Serial)).collect();
+        let mut total = parts[0].clone();
+        for p in &parts[1..] {
+            for (a, b) in total.iter_mut().zip(p) {
+                *a += b;
+            }
+        }
+        total
+    } else {
+        accumulate(0, nchunks, Par::Threads(threads))
+    };
+    // dW = G^T M G per channel pair, G = [[1,0,0],[.5,.5,.5],[.5,-.5,.5],[0,0,1]].
+    let g = [[1.0f32, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
+    let mut out = vec![0.0f32; 9 * cin * cout];
+    for ci in 0..cin {
+        for co in 0..cout {
+            let at = |xi: usize| m[(xi * cin + ci) * cout + co];
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    let mut s = 0.0f32;
+                    for i in 0..4 {
+                        if g[i][ky] == 0.0 {
+                            continue;
+                        }
+                        for j in 0..4 {
+                            if g[j][kx] != 0.0 {
+                                s += g[i][ky] * at(i * 4 + j) * g[j][kx];
+                            }
+                        }
+                    }
+                    out[((ky * 3 + kx) * cin + ci) * cout + co] = s;
+                }
+            }
+        }
+    }
+    out
+}
