@@ -229,22 +229,7 @@ fn backward_weights_im2col(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> 
         }
         acc
     };
-    if nchunks >= 2 && threads > 1 {
-        let workers = threads.min(nchunks);
-        let parts: Vec<Vec<f32>> = (0..workers)
-            .into_par_iter()
-            .map(|t| accumulate(t * nchunks / workers, (t + 1) * nchunks / workers, Par::Serial))
-            .collect();
-        let mut total = parts[0].clone();
-        for p in &parts[1..] {
-            for (a, b) in total.iter_mut().zip(p) {
-                *a += b;
-            }
-        }
-        total
-    } else {
-        accumulate(0, nchunks, Par::Threads(threads))
-    }
+    super::parallel::sum_over_chunks(nchunks, threads, accumulate)
 }
 
 /// Data gradient: the convolution of `dy` with [`ConvWeights::for_dgrad`] weights.

@@ -3,6 +3,7 @@
 pub mod batchnorm;
 pub mod conv3x3;
 pub mod head;
+pub mod parallel;
 pub mod pool;
 pub mod unet;
 pub mod upconv;

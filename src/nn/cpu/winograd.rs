@@ -298,19 +298,7 @@ pub fn backward_weights(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
         }
         m
     };
-    let m = if nchunks >= 2 && threads > 1 {
-        let workers = threads.min(nchunks);
-        let parts: Vec<Vec<f32>> = (0..workers).into_par_iter().map(|t| accumulate(t * nchunks / workers, (t + 1) * nchunks / workers, Par::Serial)).collect();
-        let mut total = parts[0].clone();
-        for p in &parts[1..] {
-            for (a, b) in total.iter_mut().zip(p) {
-                *a += b;
-            }
-        }
-        total
-    } else {
-        accumulate(0, nchunks, Par::Threads(threads))
-    };
+    let m = super::parallel::sum_over_chunks(nchunks, threads, accumulate);
     // dW = G^T M G per channel pair, G = [[1,0,0],[.5,.5,.5],[.5,-.5,.5],[0,0,1]].
     let g = [[1.0f32, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
     let mut out = vec![0.0f32; 9 * cin * cout];
