@@ -1,11 +1,15 @@
 //! Training: optimiser, schedule, augmentation, sampling, the training loop and checkpoints.
 
 pub mod adamw;
+pub mod adapt;
 pub mod augment;
 pub mod checkpoint;
 pub mod data;
+pub mod finetune;
 pub mod schedule;
+pub mod subset;
 pub mod trainer;
+pub mod unlabelled;
 
 use crate::nn::NnError;
 use serde::{Deserialize, Serialize};
