@@ -2,9 +2,11 @@
 //! only parses and calls [`run`]; everything here returns errors instead of exiting, so the
 //! commands are testable.
 
+mod adapt_cmd;
 mod bench_cmd;
 mod demo;
 mod eval;
+mod finetune_cmd;
 mod import;
 mod progress;
 mod segment_cmd;
@@ -42,6 +44,11 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Train a U-Net on a frame store (checkpoints every epoch; rerun the same command to resume).
     Train(train_cmd::TrainArgs),
+    /// Fine-tune a model on a new site's labelled frames (frozen encoder, then everything;
+    /// subsets, partial labels, time budget; rerun the same command to resume).
+    Finetune(finetune_cmd::FinetuneArgs),
+    /// Adapt a model to a new scanner without labels: re-estimate BatchNorm statistics on its images.
+    Adapt(adapt_cmd::AdaptArgs),
     /// Segment a NIfTI image or cine (3D or 4D): label NIfTI on the input grid + volumes JSON.
     Segment(segment_cmd::SegmentArgs),
     /// Evaluate a model against expert labels: Dice, 95% Hausdorff, volume/EF/mass agreement.
@@ -103,6 +110,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(a) => demo::run(a, threads),
         Command::Import(a) => import::run(a),
         Command::Train(a) => train_cmd::run(a, threads),
+        Command::Finetune(a) => finetune_cmd::run(a, threads),
+        Command::Adapt(a) => adapt_cmd::run(a, threads),
         Command::Segment(a) => segment_cmd::run(a, threads),
         Command::Eval(a) => eval::run(a, threads),
         Command::Bench(a) => bench_cmd::run(a, threads),

@@ -232,3 +232,25 @@ pub fn finetune(
     };
     Ok((Some(kept), summary))
 }
+
+/// Frame indices of `src` split by patient: `(training, held out)`, where `held_out(patient)`
+/// decides (the fixed split by patient id, or a registry's persisted split).
+pub fn split_by_patient(src: &dyn FrameSource, held_out: impl Fn(&str) -> bool) -> (Vec<usize>, Vec<usize>) {
+    (0..src.len()).partition(|&i| !held_out(src.patient(i)))
+}
+
+/// Parses a class list such as `lv,myo` against a model's class names into `drawn` flags
+/// (background always drawn), for [`PartialLabels`].
+pub fn parse_classes(list: &str, names: &[String]) -> Result<Vec<bool>, TrainError> {
+    let mut drawn = vec![false; names.len()];
+    if let Some(bg) = drawn.first_mut() {
+        *bg = true;
+    }
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let pos = names.iter().position(|n| n.eq_ignore_ascii_case(item)).ok_or_else(|| {
+            TrainError::Data(format!("unknown class {item:?} (the model's classes are {})", names.join(", ")))
+        })?;
+        drawn[pos] = true;
+    }
+    Ok(drawn)
+}
