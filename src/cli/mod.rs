@@ -8,6 +8,7 @@ mod demo;
 mod eval;
 mod finetune_cmd;
 mod import;
+mod models_cmd;
 mod progress;
 mod segment_cmd;
 mod train_cmd;
@@ -49,6 +50,9 @@ pub enum Command {
     Finetune(finetune_cmd::FinetuneArgs),
     /// Adapt a model to a new scanner without labels: re-estimate BatchNorm statistics on its images.
     Adapt(adapt_cmd::AdaptArgs),
+    /// The model registry: list versions, add one, promote (only if better on the site's
+    /// held-out patients), roll back.
+    Models(models_cmd::ModelsArgs),
     /// Segment a NIfTI image or cine (3D or 4D): label NIfTI on the input grid + volumes JSON.
     Segment(segment_cmd::SegmentArgs),
     /// Evaluate a model against expert labels: Dice, 95% Hausdorff, volume/EF/mass agreement.
@@ -76,6 +80,8 @@ pub enum CliError {
     Analysis(#[from] crate::analysis::AnalysisError),
     #[error("{0}")]
     Report(#[from] crate::report::ReportError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     #[error("{path}: {source}")]
     File {
         path: PathBuf,
@@ -112,6 +118,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Train(a) => train_cmd::run(a, threads),
         Command::Finetune(a) => finetune_cmd::run(a, threads),
         Command::Adapt(a) => adapt_cmd::run(a, threads),
+        Command::Models(a) => models_cmd::run(a, threads),
         Command::Segment(a) => segment_cmd::run(a, threads),
         Command::Eval(a) => eval::run(a, threads),
         Command::Bench(a) => bench_cmd::run(a, threads),

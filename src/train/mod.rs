@@ -5,6 +5,7 @@ pub mod adapt;
 pub mod augment;
 pub mod checkpoint;
 pub mod data;
+pub mod domain7t;
 pub mod finetune;
 pub mod schedule;
 pub mod subset;
