@@ -6,6 +6,7 @@ mod adapt_cmd;
 mod bench_cmd;
 mod demo;
 mod eval;
+mod experiment_cmd;
 mod finetune_cmd;
 mod import;
 mod models_cmd;
@@ -53,6 +54,8 @@ pub enum Command {
     /// The model registry: list versions, add one, promote (only if better on the site's
     /// held-out patients), roll back.
     Models(models_cmd::ModelsArgs),
+    /// Experiments that regenerate the tables in docs/ (`experiment transfer`).
+    Experiment(experiment_cmd::ExperimentArgs),
     /// Segment a NIfTI image or cine (3D or 4D): label NIfTI on the input grid + volumes JSON.
     Segment(segment_cmd::SegmentArgs),
     /// Evaluate a model against expert labels: Dice, 95% Hausdorff, volume/EF/mass agreement.
@@ -119,6 +122,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Finetune(a) => finetune_cmd::run(a, threads),
         Command::Adapt(a) => adapt_cmd::run(a, threads),
         Command::Models(a) => models_cmd::run(a, threads),
+        Command::Experiment(a) => experiment_cmd::run(a, threads),
         Command::Segment(a) => segment_cmd::run(a, threads),
         Command::Eval(a) => eval::run(a, threads),
         Command::Bench(a) => bench_cmd::run(a, threads),

@@ -43,6 +43,10 @@ pub struct FinetuneRecipe {
     /// Images per epoch, the same for every subset: the size of the site's full training set.
     /// `None` uses the size of the subset itself (no scaling).
     pub images_per_epoch: Option<usize>,
+    /// Keep the last weights even when validation frames are given: for experiments that
+    /// monitor test Dice per epoch, where choosing the best test epoch would leak the test set.
+    #[serde(default)]
+    pub keep_last: bool,
 }
 
 impl FinetuneRecipe {
@@ -59,6 +63,7 @@ impl FinetuneRecipe {
             constant_lr: false,
             augment: AugmentConfig::default(),
             images_per_epoch: None,
+            keep_last: false,
         }
     }
 
@@ -151,9 +156,11 @@ pub fn phase_dir(run_dir: &Path, k: usize) -> PathBuf {
 /// Fine-tunes a copy of `base` on `train_idx` frames of `src`, validating on `val_idx`.
 ///
 /// `budget` limits the training time of this call (at least one epoch runs). Returns
-/// `Ok((None, summary))` when it ran out first (rerun with the same arguments to continue), otherwise the fine-tuned model: the best-validating epoch over all phases, or the
-/// last weights when there are no validation frames. Phases resume from their checkpoints in
-/// `run_dir`; a checkpoint written with other options is refused by the loop.
+/// `Ok((None, summary))` when it ran out first (rerun with the same arguments to continue),
+/// otherwise the fine-tuned model: the best-validating epoch over all phases, or the last
+/// weights when there are no validation frames or the recipe says `keep_last`. Phases resume
+/// from their checkpoints in `run_dir`; a checkpoint written with other options is refused by
+/// the loop.
 #[allow(clippy::too_many_arguments)]
 pub fn finetune(
     backend: &mut dyn Backend,
@@ -223,9 +230,10 @@ pub fn finetune(
     if summary.stopped_by_budget {
         return Ok((None, summary));
     }
-    let kept = if val_idx.is_empty() {
+    let kept = if val_idx.is_empty() || recipe.keep_last {
         summary.kept_phase = last_phase;
         summary.kept_epoch = summary.phases.last().map_or(0, |p| p.epochs_done);
+        summary.kept_score = summary.phases.last().map_or(-1.0, |p| p.history.last().map_or(-1.0, |r| mean_dice(&r.val_dice)));
         model
     } else {
         Model::load(&phase_dir(run_dir, summary.kept_phase).join("best.safetensors"))?
@@ -253,4 +261,14 @@ pub fn parse_classes(list: &str, names: &[String]) -> Result<Vec<bool>, TrainErr
         drawn[pos] = true;
     }
     Ok(drawn)
+}
+
+/// Mean of the defined per-class Dice values of an epoch report (-1 when none).
+fn mean_dice(d: &[Option<f64>]) -> f64 {
+    let v: Vec<f64> = d.iter().flatten().copied().collect();
+    if v.is_empty() {
+        -1.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
 }

@@ -10,6 +10,7 @@ pub mod finetune;
 pub mod schedule;
 pub mod subset;
 pub mod trainer;
+pub mod transfer_experiment;
 pub mod unlabelled;
 
 use crate::nn::NnError;
