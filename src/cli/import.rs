@@ -29,6 +29,9 @@ pub struct ImportArgs {
     /// Seed of the simulated domain (same seed, same store).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// JSON file with simulation parameters (fields of `Sim7T`; missing ones take defaults).
+    #[arg(long)]
+    domain_params: Option<PathBuf>,
 }
 
 pub fn run(a: ImportArgs) -> Result<(), CliError> {
@@ -36,7 +39,18 @@ pub fn run(a: ImportArgs) -> Result<(), CliError> {
     let pb = bar(0, "import");
     let sim = match a.domain.as_deref() {
         None => None,
-        Some("7t") | Some("7T") => Some(Sim7T::with_seed(a.seed)),
+        Some("7t") | Some("7T") => {
+            let mut sim = match &a.domain_params {
+                Some(f) => {
+                    let text = std::fs::read_to_string(f).map_err(|e| CliError::file(f, e))?;
+                    serde_json::from_str::<Sim7T>(&text).map_err(|e| CliError::Usage(format!("{}: {e}", f.display())))?
+                }
+                None => Sim7T::default(),
+            };
+            sim.seed = a.seed;
+            sim.check().map_err(CliError::Usage)?;
+            Some(sim)
+        }
         Some(other) => return Err(CliError::Usage(format!("unknown --domain {other:?} (known: 7t)"))),
     };
     let transform = sim.as_ref().map(|sim| move |pt: &str, z: usize, frame: usize, s: &mut Slice2D| sim.apply(pt, z, frame, s));

@@ -12,7 +12,7 @@ pub fn held_out_validation(backend: &mut dyn Backend, model: &Model, src: &dyn F
     if idx.is_empty() {
         return Err(RegistryError::Evaluate("the held-out split has no frames in this data".into()));
     }
-    if src.size() % model.config().size_multiple() != 0 {
+    if !src.size().is_multiple_of(model.config().size_multiple()) {
         return Err(RegistryError::Evaluate(format!("frames of {} pixels do not fit the model's depth", src.size())));
     }
     let d = validate(backend, model, src, idx, batch).map_err(|e| RegistryError::Evaluate(e.to_string()))?;

@@ -38,7 +38,9 @@ use crate::store::split::fnv1a64;
 use serde::{Deserialize, Serialize};
 
 /// Parameters of the simulated 7 T domain (defaults: a strong but realistic case).
+/// Missing fields in a JSON description take their default values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Sim7T {
     /// Exponent of the contrast change (< 1 lowers blood-myocardium contrast).
     pub gamma: f64,
