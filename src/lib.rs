@@ -10,6 +10,7 @@ pub mod image;
 pub mod io;
 pub mod nn;
 pub mod phantom;
+pub mod registry;
 pub mod report;
 pub mod segment;
 pub mod store;

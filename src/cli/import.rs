@@ -3,7 +3,9 @@
 use super::{progress::bar, CliError};
 use crate::nn::config::Normalisation;
 use crate::nn::Preprocess;
-use crate::store::import::import_acdc;
+use crate::image::Slice2D;
+use crate::store::import::{import_acdc_with, SliceTransform};
+use crate::train::domain7t::Sim7T;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -20,15 +22,46 @@ pub struct ImportArgs {
     /// Side of the square crop in pixels (divisible by 2^depth of the model to be trained).
     #[arg(long, default_value_t = 160)]
     size: usize,
+    /// Simulate another scanner domain on the images (labels unchanged): `7t` (see
+    /// `train::domain7t` for the physics and parameters).
+    #[arg(long)]
+    domain: Option<String>,
+    /// Seed of the simulated domain (same seed, same store).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// JSON file with simulation parameters (fields of `Sim7T`; missing ones take defaults).
+    #[arg(long)]
+    domain_params: Option<PathBuf>,
 }
 
 pub fn run(a: ImportArgs) -> Result<(), CliError> {
     let p = Preprocess { spacing_mm: a.spacing, size: a.size, normalisation: Normalisation::default() };
     let pb = bar(0, "import");
-    let s = import_acdc(&a.acdc, &a.out, &p, &|done, total| {
+    let sim = match a.domain.as_deref() {
+        None => None,
+        Some("7t") | Some("7T") => {
+            let mut sim = match &a.domain_params {
+                Some(f) => {
+                    let text = std::fs::read_to_string(f).map_err(|e| CliError::file(f, e))?;
+                    serde_json::from_str::<Sim7T>(&text).map_err(|e| CliError::Usage(format!("{}: {e}", f.display())))?
+                }
+                None => Sim7T::default(),
+            };
+            sim.seed = a.seed;
+            sim.check().map_err(CliError::Usage)?;
+            Some(sim)
+        }
+        Some(other) => return Err(CliError::Usage(format!("unknown --domain {other:?} (known: 7t)"))),
+    };
+    let transform = sim.as_ref().map(|sim| move |pt: &str, z: usize, frame: usize, s: &mut Slice2D| sim.apply(pt, z, frame, s));
+    let s = import_acdc_with(&a.acdc, &a.out, &p, transform.as_ref().map(|t| t as &SliceTransform<'_>), &|done, total| {
         pb.set_length(total as u64);
         pb.set_position(done as u64);
     })?;
+    if let Some(sim) = &sim {
+        super::write_json(&a.out.join("domain.json"), sim)?;
+        println!("simulated 7T domain (seed {}), parameters in {}", sim.seed, a.out.join("domain.json").display());
+    }
     pb.finish_and_clear();
     println!("imported {} patients, {} labelled volumes, {} frames into {}", s.patients, s.volumes, s.frames, a.out.display());
     for (g, n) in &s.groups {

@@ -2,10 +2,14 @@
 //! only parses and calls [`run`]; everything here returns errors instead of exiting, so the
 //! commands are testable.
 
+mod adapt_cmd;
 mod bench_cmd;
 mod demo;
 mod eval;
+mod experiment_cmd;
+mod finetune_cmd;
 mod import;
+mod models_cmd;
 mod progress;
 mod segment_cmd;
 mod train_cmd;
@@ -42,6 +46,16 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Train a U-Net on a frame store (checkpoints every epoch; rerun the same command to resume).
     Train(train_cmd::TrainArgs),
+    /// Fine-tune a model on a new site's labelled frames (frozen encoder, then everything;
+    /// subsets, partial labels, time budget; rerun the same command to resume).
+    Finetune(finetune_cmd::FinetuneArgs),
+    /// Adapt a model to a new scanner without labels: re-estimate BatchNorm statistics on its images.
+    Adapt(adapt_cmd::AdaptArgs),
+    /// The model registry: list versions, add one, promote (only if better on the site's
+    /// held-out patients), roll back.
+    Models(models_cmd::ModelsArgs),
+    /// Experiments that regenerate the tables in docs/ (`experiment transfer`).
+    Experiment(experiment_cmd::ExperimentArgs),
     /// Segment a NIfTI image or cine (3D or 4D): label NIfTI on the input grid + volumes JSON.
     Segment(segment_cmd::SegmentArgs),
     /// Evaluate a model against expert labels: Dice, 95% Hausdorff, volume/EF/mass agreement.
@@ -69,6 +83,8 @@ pub enum CliError {
     Analysis(#[from] crate::analysis::AnalysisError),
     #[error("{0}")]
     Report(#[from] crate::report::ReportError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     #[error("{path}: {source}")]
     File {
         path: PathBuf,
@@ -103,6 +119,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(a) => demo::run(a, threads),
         Command::Import(a) => import::run(a),
         Command::Train(a) => train_cmd::run(a, threads),
+        Command::Finetune(a) => finetune_cmd::run(a, threads),
+        Command::Adapt(a) => adapt_cmd::run(a, threads),
+        Command::Models(a) => models_cmd::run(a, threads),
+        Command::Experiment(a) => experiment_cmd::run(a, threads),
         Command::Segment(a) => segment_cmd::run(a, threads),
         Command::Eval(a) => eval::run(a, threads),
         Command::Bench(a) => bench_cmd::run(a, threads),

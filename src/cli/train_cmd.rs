@@ -72,8 +72,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-struct BarProgress {
-    pb: ProgressBar,
+/// Progress bar and per-epoch lines for training commands (train, finetune, experiment).
+pub(super) struct BarProgress {
+    pub(super) pb: ProgressBar,
 }
 
 impl Progress for BarProgress {

@@ -1,6 +1,7 @@
 //! Pictures for people: segmentation overlays and the volume curve, as RGB buffers that can be
 //! written as PNG or wrapped into a DICOM secondary capture.
 
+pub mod curves;
 pub mod overlay;
 pub mod plot;
 

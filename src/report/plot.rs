@@ -147,7 +147,7 @@ fn tick_step(max: f64) -> f64 {
 }
 
 /// Bresenham line, clipped by [`RgbImage::put`].
-fn line(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, c: [u8; 3]) {
+pub(crate) fn line(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, c: [u8; 3]) {
     let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
     let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
     let (mut x, mut y, mut err) = (x0, y0, dx + dy);
@@ -168,13 +168,13 @@ fn line(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, c: [u8; 3]) {
     }
 }
 
-fn thick_line(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, c: [u8; 3]) {
+pub(crate) fn thick_line(img: &mut RgbImage, x0: i64, y0: i64, x1: i64, y1: i64, c: [u8; 3]) {
     for (ox, oy) in [(0, 0), (1, 0), (0, 1)] {
         line(img, x0 + ox, y0 + oy, x1 + ox, y1 + oy, c);
     }
 }
 
-fn square(img: &mut RgbImage, x: i64, y: i64, r: i64, c: [u8; 3]) {
+pub(crate) fn square(img: &mut RgbImage, x: i64, y: i64, r: i64, c: [u8; 3]) {
     for yy in y - r..=y + r {
         for xx in x - r..=x + r {
             img.put(xx, yy, c);
@@ -205,11 +205,11 @@ fn glyph(ch: char) -> [u8; 5] {
     }
 }
 
-fn text_width(s: &str) -> i64 {
+pub(crate) fn text_width(s: &str) -> i64 {
     s.chars().count() as i64 * 4 * TEXT_SCALE
 }
 
-fn text(img: &mut RgbImage, x: i64, y: i64, s: &str, c: [u8; 3]) {
+pub(crate) fn text(img: &mut RgbImage, x: i64, y: i64, s: &str, c: [u8; 3]) {
     for (k, ch) in s.chars().enumerate() {
         let g = glyph(ch);
         let gx = x + k as i64 * 4 * TEXT_SCALE;

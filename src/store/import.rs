@@ -46,6 +46,22 @@ pub fn import_acdc(
     p: &Preprocess,
     progress: &dyn Fn(usize, usize),
 ) -> Result<ImportSummary, ImportError> {
+    import_acdc_with(root, out, p, None, progress)
+}
+
+/// Changes a native image slice before it is prepared, given (patient id, slice index, ACDC
+/// frame number). Used to simulate another scanner domain (e.g. `train::domain7t`) on the
+/// images while the labels stay exactly as the experts drew them.
+pub type SliceTransform<'a> = dyn Fn(&str, usize, usize, &mut Slice2D) + Sync + 'a;
+
+/// [`import_acdc`], with every native image slice passed through `transform` first.
+pub fn import_acdc_with(
+    root: &Path,
+    out: &Path,
+    p: &Preprocess,
+    transform: Option<&SliceTransform<'_>>,
+    progress: &dyn Fn(usize, usize),
+) -> Result<ImportSummary, ImportError> {
     let patients = acdc::scan(root)?;
     if patients.is_empty() {
         return Err(ImportError::Empty { path: root.into(), reason: "no patientNNN folders found".into() });
@@ -55,7 +71,7 @@ pub fn import_acdc(
     let mut done = 0;
     for batch in patients.chunks(BATCH) {
         let prepared: Vec<Result<(usize, Vec<Prepared>), ImportError>> =
-            batch.par_iter().map(|pt| prepare_patient(pt, p)).collect();
+            batch.par_iter().map(|pt| prepare_patient(pt, p, transform)).collect();
         for (pt, result) in batch.iter().zip(prepared) {
             let (volumes, frames) = result?;
             summary.volumes += volumes;
@@ -76,7 +92,7 @@ pub fn import_acdc(
 }
 
 /// All frames of one patient's labelled ED/ES volumes, and how many volumes that was.
-fn prepare_patient(pt: &AcdcPatient, p: &Preprocess) -> Result<(usize, Vec<Prepared>), ImportError> {
+fn prepare_patient(pt: &AcdcPatient, p: &Preprocess, transform: Option<&SliceTransform<'_>>) -> Result<(usize, Vec<Prepared>), ImportError> {
     let mut out = Vec::new();
     let mut volumes = 0;
     for frame in pt.frames.iter().filter(|f| f.phase != Phase::Other) {
@@ -86,7 +102,7 @@ fn prepare_patient(pt: &AcdcPatient, p: &Preprocess) -> Result<(usize, Vec<Prepa
         check_same_grid(&image, &labels, labels_path)?;
         let labels = map_labels(&labels, labels_path)?;
         volumes += 1;
-        prepare_volume(pt, frame, &image, &labels, p, &mut out)?;
+        prepare_volume(pt, frame, &image, &labels, p, transform, &mut out)?;
     }
     Ok((volumes, out))
 }
@@ -97,6 +113,7 @@ fn prepare_volume(
     image: &Volume,
     labels: &[u8],
     p: &Preprocess,
+    transform: Option<&SliceTransform<'_>>,
     out: &mut Vec<Prepared>,
 ) -> Result<(), ImportError> {
     let [w, h, nz, _] = image.dims;
@@ -107,7 +124,10 @@ fn prepare_volume(
             .slice(z, 0)
             .ok_or_else(|| ImportError::Mismatch { path: frame.image.clone(), reason: format!("slice {z} missing") })?
             .to_vec();
-        let slice = Slice2D { width: w, height: h, spacing, data };
+        let mut slice = Slice2D { width: w, height: h, spacing, data };
+        if let Some(t) = transform {
+            t(&pt.id, z, frame.frame, &mut slice);
+        }
         let (img, _) = prepare_image(&slice, p).map_err(image_err)?;
         let lab = labels.get(z * w * h..(z + 1) * w * h).ok_or_else(|| ImportError::Mismatch {
             path: frame.image.clone(),

@@ -64,6 +64,16 @@ impl CheckpointDir {
         write_atomic(&self.state(), &json)
     }
 
+    /// The loop state alone (`None` when there is no checkpoint): how far a run got and how
+    /// long it trained, without loading the model and optimiser.
+    pub fn load_state(&self) -> Result<Option<LoopState>, TrainError> {
+        if !self.exists() {
+            return Ok(None);
+        }
+        let bytes = std::fs::read(self.state()).map_err(|e| TrainError::io(&self.state(), e))?;
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", self.state().display())))
+    }
+
     /// Loads a checkpoint written by [`save`](Self::save).
     pub fn load(&self) -> Result<(Model, AdamW, LoopState), TrainError> {
         let state: LoopState = serde_json::from_slice(&std::fs::read(self.state()).map_err(|e| TrainError::io(&self.state(), e))?)

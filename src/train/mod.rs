@@ -1,11 +1,17 @@
 //! Training: optimiser, schedule, augmentation, sampling, the training loop and checkpoints.
 
 pub mod adamw;
+pub mod adapt;
 pub mod augment;
 pub mod checkpoint;
 pub mod data;
+pub mod domain7t;
+pub mod finetune;
 pub mod schedule;
+pub mod subset;
 pub mod trainer;
+pub mod transfer_experiment;
+pub mod unlabelled;
 
 use crate::nn::NnError;
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,131 @@
+//! `cineseg experiment transfer`: the transfer-learning table (base, fine-tuned on all frames,
+//! ED/ES only, one patient, random frames as many as ED/ES, BatchNorm adaptation) on a target
+//! frame store, written as Markdown + JSON + a learning-curve PNG.
+
+use super::train_cmd::BarProgress;
+use super::{progress::bar, CliError, VALIDATION_FRACTION};
+use crate::nn::Model;
+use crate::report::curves::{learning_curves, Series, SERIES_COLOURS};
+use crate::store::{split::is_validation, FrameStore};
+use crate::train::augment::AugmentConfig;
+use crate::train::finetune::{split_by_patient, FinetuneRecipe};
+use crate::train::subset::store_tags;
+use crate::train::transfer_experiment::{markdown, run_transfer, TransferTable};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct ExperimentArgs {
+    #[command(subcommand)]
+    which: Which,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Which {
+    /// The transfer-learning table of Ankenbrand et al. on a target store.
+    Transfer(TransferArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TransferArgs {
+    /// The base model.
+    #[arg(long)]
+    base: PathBuf,
+    /// Target frame store (e.g. `cineseg import --domain 7t`).
+    #[arg(long)]
+    data: PathBuf,
+    /// Folder for transfer.md, transfer.json and transfer-curves.png (e.g. docs/transfer-7t).
+    #[arg(long)]
+    out: PathBuf,
+    /// Checkpoints of every arm (resumable; default: runs/experiment-transfer).
+    #[arg(long, default_value = "runs/experiment-transfer")]
+    work: PathBuf,
+    /// Test patients, comma-separated (default: the fixed split by patient id).
+    #[arg(long)]
+    test_patients: Option<String>,
+    /// Fraction of patients in the test split when --test-patients is not given.
+    #[arg(long, default_value_t = VALIDATION_FRACTION)]
+    test_fraction: f64,
+    #[arg(long, default_value_t = 10)]
+    epochs1: usize,
+    #[arg(long, default_value_t = 1e-4)]
+    lr1: f64,
+    #[arg(long, default_value_t = 10)]
+    epochs2: usize,
+    #[arg(long, default_value_t = 1e-5)]
+    lr2: f64,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Images per epoch (default: the number of training frames).
+    #[arg(long)]
+    images_per_epoch: Option<usize>,
+    #[arg(long)]
+    no_augment: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value = "auto")]
+    device: crate::nn::device::DeviceChoice,
+}
+
+pub fn run(a: ExperimentArgs, threads: usize) -> Result<(), CliError> {
+    match a.which {
+        Which::Transfer(t) => transfer(t, threads),
+    }
+}
+
+fn transfer(a: TransferArgs, threads: usize) -> Result<(), CliError> {
+    let store = FrameStore::open(&a.data)?;
+    let mut base = Model::load(&a.base)?;
+    base.preprocess = Some(store.preprocess().clone());
+    let listed: Option<Vec<String>> = a.test_patients.as_ref().map(|s| s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect());
+    let (train_idx, test_idx) = split_by_patient(&store, |p| match &listed {
+        Some(l) => l.iter().any(|x| x == p),
+        None => is_validation(p, a.test_fraction),
+    });
+    let mut recipe = FinetuneRecipe::paper();
+    recipe.phases[0].epochs = a.epochs1;
+    recipe.phases[0].lr = a.lr1;
+    recipe.phases[1].epochs = a.epochs2;
+    recipe.phases[1].lr = a.lr2;
+    recipe.batch = a.batch;
+    recipe.seed = a.seed;
+    recipe.images_per_epoch = a.images_per_epoch;
+    if a.no_augment {
+        recipe.augment = AugmentConfig::none();
+    }
+    let (mut backend, why) = crate::nn::device::select(a.device, threads)?;
+    println!("transfer experiment: {} training / {} test frames on {} ({why})", train_idx.len(), test_idx.len(), backend.describe());
+    super::ensure_dir(&a.work)?;
+    super::ensure_dir(&a.out)?;
+    let progress = BarProgress { pb: bar(0, "epoch 1") };
+    let mut table = run_transfer(backend.as_mut(), &base, &store, &store_tags(&store), &train_idx, &test_idx, &recipe, None, &a.work, &progress)?;
+    progress.pb.finish_and_clear();
+    table.target = a.data.display().to_string();
+    write_outputs(&table, &a, &std::env::args().collect::<Vec<_>>().join(" "))
+}
+
+fn write_outputs(t: &TransferTable, a: &TransferArgs, command: &str) -> Result<(), CliError> {
+    let md = format!(
+        "# Transfer learning: {}\n\n{}\nLearning curves (mean test Dice, % per epoch; numbers as in the table; flat dashed lines have no epochs): `transfer-curves.png`.\n\nRegenerate with:\n\n```\n{command}\n```\n",
+        a.data.display(),
+        markdown(t)
+    );
+    let md_path = a.out.join("transfer.md");
+    std::fs::write(&md_path, &md).map_err(|e| CliError::file(&md_path, e))?;
+    super::write_json(&a.out.join("transfer.json"), t)?;
+    let series: Vec<Series> = t
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(k, r)| {
+            let flat = {
+                let v: Vec<f64> = r.dice.iter().flatten().copied().collect();
+                if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+            };
+            Series { values: if r.curve.is_empty() { vec![flat] } else { r.curve.clone() }, colour: SERIES_COLOURS[k % SERIES_COLOURS.len()] }
+        })
+        .collect();
+    learning_curves(&series, 640, 360)?.save_png(&a.out.join("transfer-curves.png"))?;
+    print!("{}", markdown(t));
+    println!("wrote {}, transfer.json and transfer-curves.png", md_path.display());
+    Ok(())
+}
