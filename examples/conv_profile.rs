@@ -11,13 +11,14 @@ fn main() {
         let (cin, cout) = (*c, *c);
         let s = 192 >> lvl;
         let x = Tensor { n: batch, h: s, w: s, c: cin, data: vec![0.5; batch * s * s * cin] };
-        let w = ConvWeights::new(&vec![0.01; cin * cout * 9], cin, cout);
+        let wt = vec![0.01; cin * cout * 9];
+        let (wim, wwi) = (ConvWeights::with_method(&wt, cin, cout, Method::Im2col), ConvWeights::with_method(&wt, cin, cout, Method::Winograd));
         let dy = Tensor { n: batch, h: s, w: s, c: cout, data: vec![0.5; batch * s * s * cout] };
         let flops = 2.0 * 9.0 * (batch * s * s * cin * cout) as f64;
         pool.install(|| {
             let time = |f: &dyn Fn()| (0..3).map(|_| { let t = Instant::now(); f(); t.elapsed().as_secs_f64() }).fold(f64::MAX, f64::min);
-            let im = time(&|| { w.apply_with(Method::Im2col, &x, Epilogue::None, threads); });
-            let wi = time(&|| { w.apply_with(Method::Winograd, &x, Epilogue::None, threads); });
+            let im = time(&|| { wim.apply(&x, Epilogue::None, threads); });
+            let wi = time(&|| { wwi.apply(&x, Epilogue::None, threads); });
             let wg = time(&|| { conv3x3::backward_weights_with(Method::Im2col, &x, &dy, threads); });
             let ww = time(&|| { conv3x3::backward_weights_with(Method::Winograd, &x, &dy, threads); });
             println!("level {lvl} {s}x{s} {cin}->{cout} batch {batch}: fwd im2col {:.1} ms, winograd {:.1} ms; wgrad im2col {:.1} ms, winograd {:.1} ms",

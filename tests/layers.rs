@@ -41,11 +41,9 @@ proptest! {
         let wf = f32s(&wt);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let (ys, dxs, dwp) = pool.install(|| {
-            let fw = conv3x3::ConvWeights::new(&wf, cin, cout);
-            let dg = conv3x3::ConvWeights::for_dgrad(&wf, cin, cout);
             let methods = [conv3x3::Method::Im2col, conv3x3::Method::Winograd];
-            let ys: Vec<Tensor> = methods.iter().map(|m| fw.apply_with(*m, &xt, conv3x3::Epilogue::None, threads)).collect();
-            let dxs: Vec<Tensor> = methods.iter().map(|m| dg.apply_with(*m, &dyt, conv3x3::Epilogue::None, threads)).collect();
+            let ys: Vec<Tensor> = methods.iter().map(|m| conv3x3::ConvWeights::with_method(&wf, cin, cout, *m).apply(&xt, conv3x3::Epilogue::None, threads)).collect();
+            let dxs: Vec<Tensor> = methods.iter().map(|m| conv3x3::ConvWeights::for_dgrad_with(&wf, cin, cout, *m).apply(&dyt, conv3x3::Epilogue::None, threads)).collect();
             let dwps: Vec<Vec<f32>> = methods.iter().map(|m| conv3x3::backward_weights_with(*m, &xt, &dyt, threads)).collect();
             (ys, dxs, dwps)
         });

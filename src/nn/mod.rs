@@ -18,6 +18,7 @@ pub mod fold;
 pub mod gemm;
 pub mod loss;
 pub mod params;
+pub mod profile;
 pub mod reference;
 pub mod rng;
 pub mod tensor;

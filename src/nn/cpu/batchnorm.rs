@@ -18,16 +18,32 @@ pub struct BnCache {
     pub invstd: Vec<f32>,
 }
 
-/// Per-channel sums over rows, computed in fixed static partitions (deterministic) with f64
-/// accumulators. `f(row, acc)` adds one row's contributions to `acc` (`width` values).
-fn channel_sums(rows: usize, width: usize, threads: usize, f: impl Fn(usize, &mut [f64]) + Sync) -> Vec<f64> {
+/// Rows summed in f32 before being added to the f64 totals: short enough that f32 rounding
+/// stays far below the parity bounds, long enough that the inner loops vectorise.
+const BLOCK_ROWS: usize = 64;
+
+/// Per-channel sums over rows, computed in fixed static partitions (deterministic): each row's
+/// contributions are added by `f(row, acc)` into an f32 block accumulator (`width` values),
+/// flushed into f64 totals every [`BLOCK_ROWS`] rows.
+fn channel_sums(rows: usize, width: usize, threads: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f64> {
     let parts = threads.max(1).min(rows.max(1));
     let partials: Vec<Vec<f64>> = (0..parts)
         .into_par_iter()
         .map(|t| {
             let mut acc = vec![0.0f64; width];
-            for r in t * rows / parts..(t + 1) * rows / parts {
-                f(r, &mut acc);
+            let mut block = vec![0.0f32; width];
+            let (lo, hi) = (t * rows / parts, (t + 1) * rows / parts);
+            let mut r = lo;
+            while r < hi {
+                let end = (r + BLOCK_ROWS).min(hi);
+                block.fill(0.0);
+                for row in r..end {
+                    f(row, &mut block);
+                }
+                for (a, b) in acc.iter_mut().zip(&block) {
+                    *a += *b as f64;
+                }
+                r = end;
             }
             acc
         })
@@ -47,13 +63,14 @@ pub fn forward_train(x: &Tensor, bn: &mut BatchNorm, threads: usize) -> (Tensor,
     let (c, rows) = (x.c, x.pixels());
     let sums = channel_sums(rows, c, threads, |r, acc| {
         for (a, v) in acc.iter_mut().zip(&x.data[r * c..(r + 1) * c]) {
-            *a += *v as f64;
+            *a += *v;
         }
     });
     let mean: Vec<f64> = sums.iter().map(|s| s / rows as f64).collect();
+    let mean32: Vec<f32> = mean.iter().map(|m| *m as f32).collect();
     let sq = channel_sums(rows, c, threads, |r, acc| {
-        for ((a, v), m) in acc.iter_mut().zip(&x.data[r * c..(r + 1) * c]).zip(&mean) {
-            let d = *v as f64 - m;
+        for ((a, v), m) in acc.iter_mut().zip(&x.data[r * c..(r + 1) * c]).zip(&mean32) {
+            let d = *v - m;
             *a += d * d;
         }
     });
@@ -96,12 +113,11 @@ pub fn backward(
     // Sums of dz = dy * relu'(y) and of dz * xhat, per channel, in one pass.
     let sums = channel_sums(rows, 2 * c, threads, |r, acc| {
         let (xr, yr, dr) = (&x.data[r * c..(r + 1) * c], &y.data[r * c..(r + 1) * c], &dy.data[r * c..(r + 1) * c]);
+        let (a0, a1) = acc.split_at_mut(c);
         for ch in 0..c {
-            if yr[ch] > 0.0 {
-                let dz = dr[ch] as f64;
-                acc[ch] += dz;
-                acc[c + ch] += dz * ((xr[ch] - mean[ch]) * invstd[ch]) as f64;
-            }
+            let dz = if yr[ch] > 0.0 { dr[ch] } else { 0.0 };
+            a0[ch] += dz;
+            a1[ch] += dz * ((xr[ch] - mean[ch]) * invstd[ch]);
         }
     });
     let sum_dz: Vec<f32> = sums[..c].iter().map(|v| *v as f32).collect();
@@ -110,21 +126,23 @@ pub fn backward(
         dbeta[ch] += sum_dz[ch];
         dgamma[ch] += sum_dzx[ch];
     }
+    // dx = k * (dz - sum_dz / n - xhat * sum_dzx / n), rearranged per channel as
+    // dx = k * dz - (a + (x - mean) * b), with the constants hoisted so the row loop vectorises.
     let inv_n = 1.0 / rows as f32;
     let k: Vec<f32> = (0..c).map(|ch| gamma[ch] * invstd[ch]).collect();
+    let a: Vec<f32> = (0..c).map(|ch| k[ch] * sum_dz[ch] * inv_n).collect();
+    let b: Vec<f32> = (0..c).map(|ch| k[ch] * invstd[ch] * sum_dzx[ch] * inv_n).collect();
     let mut dx = Tensor::uninit(x.n, x.h, x.w, c);
-    let chunk = c * 1024;
+    let chunk = c * 256;
     dx.data
         .par_chunks_mut(chunk)
         .zip(x.data.par_chunks(chunk))
         .zip(y.data.par_chunks(chunk).zip(dy.data.par_chunks(chunk)))
         .for_each(|((dxo, xi), (yi, di))| {
-            for (r, dxr) in dxo.chunks_exact_mut(c).enumerate() {
+            for (((dxr, xr), yr), dr) in dxo.chunks_exact_mut(c).zip(xi.chunks_exact(c)).zip(yi.chunks_exact(c)).zip(di.chunks_exact(c)) {
                 for ch in 0..c {
-                    let i = r * c + ch;
-                    let dz = if yi[i] > 0.0 { di[i] } else { 0.0 };
-                    let xhat = (xi[i] - mean[ch]) * invstd[ch];
-                    dxr[ch] = k[ch] * (dz - sum_dz[ch] * inv_n - xhat * sum_dzx[ch] * inv_n);
+                    let dz = if yr[ch] > 0.0 { dr[ch] } else { 0.0 };
+                    dxr[ch] = k[ch] * dz - (a[ch] + (xr[ch] - mean[ch]) * b[ch]);
                 }
             }
         });

@@ -70,20 +70,29 @@ pub fn method_for(cin: usize, cout: usize) -> Method {
     }
 }
 
-/// A 3x3 convolution's weights prepared for both methods (the input size, and so the
-/// method, is only known per call).
+/// A 3x3 convolution's weights prepared for one method (chosen from the channel counts, or
+/// given explicitly by tests that compare methods).
 #[derive(Clone, Debug)]
 pub struct ConvWeights {
     pub cin: usize,
     pub cout: usize,
-    im2col: Vec<f32>,
-    winograd: Vec<f32>,
+    pub method: Method,
+    data: Vec<f32>,
 }
 
 impl ConvWeights {
-    /// Prepares OIHW weights `cout x cin x 3 x 3`.
+    /// Prepares OIHW weights `cout x cin x 3 x 3` for the method [`method_for`] picks.
     pub fn new(w_oihw: &[f32], cin: usize, cout: usize) -> Self {
-        ConvWeights { cin, cout, im2col: pack(w_oihw, cin, cout), winograd: super::winograd::transform_weights(w_oihw, cin, cout) }
+        Self::with_method(w_oihw, cin, cout, method_for(cin, cout))
+    }
+
+    /// Prepares OIHW weights for a given method.
+    pub fn with_method(w_oihw: &[f32], cin: usize, cout: usize, method: Method) -> Self {
+        let data = match method {
+            Method::Im2col => pack(w_oihw, cin, cout),
+            Method::Winograd => super::winograd::transform_weights(w_oihw, cin, cout),
+        };
+        ConvWeights { cin, cout, method, data }
     }
 
     /// Prepares the data-gradient convolution of OIHW weights `cout x cin x 3 x 3`
@@ -92,18 +101,18 @@ impl ConvWeights {
         Self::new(&flip_for_dgrad(w_oihw, cin, cout), cout, cin)
     }
 
-    /// Convolution of `x`, choosing the method from its shape.
-    pub fn apply(&self, x: &Tensor, epi: Epilogue<'_>, threads: usize) -> Tensor {
-        self.apply_with(method_for(self.cin, self.cout), x, epi, threads)
+    /// Same as [`for_dgrad`](Self::for_dgrad) with a given method.
+    pub fn for_dgrad_with(w_oihw: &[f32], cin: usize, cout: usize, method: Method) -> Self {
+        Self::with_method(&flip_for_dgrad(w_oihw, cin, cout), cout, cin, method)
     }
 
-    /// Convolution of `x` with a given method (tests compare methods).
-    pub fn apply_with(&self, m: Method, x: &Tensor, epi: Epilogue<'_>, threads: usize) -> Tensor {
+    /// Convolution of `x`.
+    pub fn apply(&self, x: &Tensor, epi: Epilogue<'_>, threads: usize) -> Tensor {
         assert_eq!(x.c, self.cin, "conv3x3: input has {} channels, weights expect {}", x.c, self.cin);
         let mut out = Tensor::uninit(x.n, x.h, x.w, self.cout);
-        match m {
-            Method::Im2col => forward_into(x, &self.im2col, self.cout, epi, threads, &mut out.data),
-            Method::Winograd => super::winograd::forward_into(x, &self.winograd, self.cout, epi, threads, &mut out.data),
+        match self.method {
+            Method::Im2col => forward_into(x, &self.data, self.cout, epi, threads, &mut out.data),
+            Method::Winograd => super::winograd::forward_into(x, &self.data, self.cout, epi, threads, &mut out.data),
         }
         out
     }

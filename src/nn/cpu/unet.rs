@@ -3,6 +3,7 @@
 
 use super::{batchnorm, conv3x3, head, pool, upconv};
 use crate::nn::fold::FoldedUNet;
+use crate::nn::profile::{span, Op};
 use crate::nn::params::{Block, UNetParams};
 use crate::nn::Tensor;
 
@@ -25,21 +26,51 @@ pub struct TrainCache {
 }
 
 fn block_forward(b: &mut Block, input: Tensor, threads: usize) -> BlockCache {
-    let z1 = conv3x3::ConvWeights::new(&b.conv1, b.cin, b.cout).apply(&input, conv3x3::Epilogue::None, threads);
-    let (a1, bn1) = batchnorm::forward_train(&z1, &mut b.bn1, threads);
-    let z2 = conv3x3::ConvWeights::new(&b.conv2, b.cout, b.cout).apply(&a1, conv3x3::Epilogue::None, threads);
-    let (a2, bn2) = batchnorm::forward_train(&z2, &mut b.bn2, threads);
+    let z1 = {
+        let _s = span(Op::ConvForward);
+        conv3x3::ConvWeights::new(&b.conv1, b.cin, b.cout).apply(&input, conv3x3::Epilogue::None, threads)
+    };
+    let (a1, bn1) = {
+        let _s = span(Op::BatchNormForward);
+        batchnorm::forward_train(&z1, &mut b.bn1, threads)
+    };
+    let z2 = {
+        let _s = span(Op::ConvForward);
+        conv3x3::ConvWeights::new(&b.conv2, b.cout, b.cout).apply(&a1, conv3x3::Epilogue::None, threads)
+    };
+    let (a2, bn2) = {
+        let _s = span(Op::BatchNormForward);
+        batchnorm::forward_train(&z2, &mut b.bn2, threads)
+    };
     BlockCache { input, z1, bn1, a1, z2, bn2, a2 }
 }
 
 /// Backward through one block; returns the gradient of its input (unless `need_dx` is false).
 fn block_backward(b: &Block, c: &BlockCache, da2: &Tensor, g: &mut Block, need_dx: bool, threads: usize) -> Option<Tensor> {
-    let dz2 = batchnorm::backward(da2, &c.z2, &c.a2, &b.bn2.weight, &c.bn2, &mut g.bn2.weight, &mut g.bn2.bias, threads);
-    conv3x3::unpack_add(&conv3x3::backward_weights(&c.a1, &dz2, threads), b.cout, b.cout, &mut g.conv2);
-    let da1 = conv3x3::backward_data(&dz2, &conv3x3::ConvWeights::for_dgrad(&b.conv2, b.cout, b.cout), threads);
-    let dz1 = batchnorm::backward(&da1, &c.z1, &c.a1, &b.bn1.weight, &c.bn1, &mut g.bn1.weight, &mut g.bn1.bias, threads);
-    conv3x3::unpack_add(&conv3x3::backward_weights(&c.input, &dz1, threads), b.cin, b.cout, &mut g.conv1);
-    need_dx.then(|| conv3x3::backward_data(&dz1, &conv3x3::ConvWeights::for_dgrad(&b.conv1, b.cin, b.cout), threads))
+    let dz2 = {
+        let _s = span(Op::BatchNormBackward);
+        batchnorm::backward(da2, &c.z2, &c.a2, &b.bn2.weight, &c.bn2, &mut g.bn2.weight, &mut g.bn2.bias, threads)
+    };
+    {
+        let _s = span(Op::ConvWeightGrad);
+        conv3x3::unpack_add(&conv3x3::backward_weights(&c.a1, &dz2, threads), b.cout, b.cout, &mut g.conv2);
+    }
+    let da1 = {
+        let _s = span(Op::ConvDataGrad);
+        conv3x3::backward_data(&dz2, &conv3x3::ConvWeights::for_dgrad(&b.conv2, b.cout, b.cout), threads)
+    };
+    let dz1 = {
+        let _s = span(Op::BatchNormBackward);
+        batchnorm::backward(&da1, &c.z1, &c.a1, &b.bn1.weight, &c.bn1, &mut g.bn1.weight, &mut g.bn1.bias, threads)
+    };
+    {
+        let _s = span(Op::ConvWeightGrad);
+        conv3x3::unpack_add(&conv3x3::backward_weights(&c.input, &dz1, threads), b.cin, b.cout, &mut g.conv1);
+    }
+    need_dx.then(|| {
+        let _s = span(Op::ConvDataGrad);
+        conv3x3::backward_data(&dz1, &conv3x3::ConvWeights::for_dgrad(&b.conv1, b.cin, b.cout), threads)
+    })
 }
 
 /// Training-mode forward: batch statistics (running statistics in `p` are updated), returns
@@ -52,6 +83,7 @@ pub fn forward_train(p: &mut UNetParams, x: &Tensor, threads: usize) -> (Tensor,
     for i in 0..=depth {
         let c = block_forward(&mut p.enc[i], cur, threads);
         cur = if i < depth {
+            let _s = span(Op::Pool);
             let (pooled, idx) = pool::forward(&c.a2);
             pool_idx.push(idx);
             pooled
@@ -66,13 +98,16 @@ pub fn forward_train(p: &mut UNetParams, x: &Tensor, threads: usize) -> (Tensor,
         let below = dec.last().map(|c| &c.a2).unwrap_or(&enc[depth].a2);
         let skip = &enc[i].a2;
         let u = &p.up[i];
+        let _s = span(Op::UpConv);
         let mut cat = Tensor::uninit(skip.n, skip.h, skip.w, skip.c + u.cout);
         upconv::copy_channels(skip, &mut cat, 0);
         upconv::forward_into(below, &upconv::pack(&u.weight, u.cin, u.cout), &u.bias, &mut cat, skip.c, threads);
+        drop(_s);
         let c = block_forward(&mut p.dec[i], cat, threads);
         dec.push(c);
     }
     dec.reverse();
+    let _s = span(Op::Head);
     let logits = head::forward(&dec[0].a2, &p.head_weight, &p.head_bias, threads);
     (logits, TrainCache { enc, pool_idx, dec })
 }
@@ -87,6 +122,7 @@ pub fn backward(p: &UNetParams, cache: &TrainCache, dlogits: &Tensor, threads: u
     let mut dskips: Vec<Option<Tensor>> = (0..depth).map(|_| None).collect();
     for i in 0..depth {
         let dcat = block_backward(&p.dec[i], &dec[i], &dcur, &mut g.dec[i], true, threads).unwrap_or_else(|| Tensor::zeros(0, 0, 0, 0));
+        let _s = span(Op::UpConv);
         let skip = &enc[i].a2;
         let mut dskip = Tensor::zeros(skip.n, skip.h, skip.w, skip.c);
         upconv::add_channels(&dcat, 0, &mut dskip);
@@ -102,6 +138,7 @@ pub fn backward(p: &UNetParams, cache: &TrainCache, dlogits: &Tensor, threads: u
     for i in (0..=depth).rev() {
         let dx = block_backward(&p.enc[i], &enc[i], &dcur, &mut g.enc[i], i > 0, threads);
         if i > 0 {
+            let _s = span(Op::Pool);
             let dpooled = dx.unwrap_or_else(|| Tensor::zeros(0, 0, 0, 0));
             let a = &enc[i - 1].a2;
             let mut d = pool::backward(&dpooled, &cache.pool_idx[i - 1], a.h, a.w);

@@ -3,6 +3,7 @@
 //! goes with the concatenation.
 
 use crate::nn::gemm::{sgemm, MatRef, Par};
+use rayon::prelude::*;
 use crate::nn::Tensor;
 
 /// Packs IOHW weights `cin x cout x 2 x 2` into `[cin x (tap * cout + co)]`, `tap = a * 2 + b`.
@@ -26,17 +27,22 @@ pub fn forward_into(x: &Tensor, packed: &[f32], bias: &[f32], dst: &mut Tensor, 
     let mut tmp = crate::nn::buffer::Scratch::new();
     let tmp = tmp.resize(p * 4 * cout);
     sgemm(MatRef::row_major(&x.data, p, x.c), MatRef::row_major(packed, x.c, 4 * cout), tmp, 4 * cout, false, Par::Threads(threads));
-    let (h, w, cd) = (x.h, x.w, dst.c);
-    for (pix, row) in tmp.chunks_exact(4 * cout).enumerate() {
-        let (n, y, xx) = (pix / (h * w), (pix / w) % h, pix % w);
-        for tap in 0..4 {
-            let (a, b) = (tap / 2, tap % 2);
-            let d = ((n * 2 * h + 2 * y + a) * 2 * w + 2 * xx + b) * cd + offset;
-            for co in 0..cout {
-                dst.data[d + co] = row[tap * cout + co] + bias[co];
+    let (w, cd) = (x.w, dst.c);
+    // One input row (y) of an image fills output rows 2y and 2y + 1: disjoint, so rows of
+    // the output are scattered in parallel.
+    let tmp: &[f32] = tmp;
+    dst.data.par_chunks_mut(2 * 2 * w * cd).enumerate().for_each(|(ny, out)| {
+        for xx in 0..w {
+            let row = &tmp[(ny * w + xx) * 4 * cout..(ny * w + xx + 1) * 4 * cout];
+            for tap in 0..4 {
+                let (a, b) = (tap / 2, tap % 2);
+                let d = (a * 2 * w + 2 * xx + b) * cd + offset;
+                for co in 0..cout {
+                    out[d + co] = row[tap * cout + co] + bias[co];
+                }
             }
         }
-    }
+    });
 }
 
 /// Backward: from the gradient of the concatenation buffer `dcat` (channels `offset..`),
