@@ -3,5 +3,6 @@
 //! The binary (`src/main.rs`) only parses arguments; everything it does lives here so that it
 //! can be tested.
 
+pub mod dicom;
 pub mod nn;
 pub mod train;

@@ -1,0 +1,13 @@
+//! DICOM in and out: read what real scanners write, assemble cine stacks with the corrections
+//! public data needs, and write results back as objects PACS and viewers accept.
+
+mod attr;
+pub mod error;
+pub mod geometry;
+pub mod instance;
+pub mod stack;
+mod stack_build;
+
+pub use error::DicomError;
+pub use instance::{read_file, Geometry, Identifiers, Instance};
+pub use stack::{assemble, AssembleOptions, CineStack, Correction};
