@@ -5,8 +5,11 @@ mod attr;
 pub mod error;
 pub mod geometry;
 pub mod instance;
+pub mod masks;
+pub mod seg;
 pub mod stack;
 mod stack_build;
+pub mod writer;
 
 pub use error::DicomError;
 pub use instance::{read_file, Geometry, Identifiers, Instance};
