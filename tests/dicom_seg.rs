@@ -188,3 +188,41 @@ fn seg_passes_dciodvfy_and_round_trips() {
         Err(_) => eprintln!("skipped dcmdump check: dcmtk not installed"),
     }
 }
+
+#[test]
+fn overlay_secondary_capture_is_valid_and_decodes_as_rgb() {
+    let Some(dir) = dicom_support::data("sunnybrook/dicoms/SCD0000301") else {
+        return;
+    };
+    let stack = load_folder(&dir, &AssembleOptions::default())
+        .unwrap()
+        .stacks
+        .remove(0);
+    let masks = synthetic_masks(&stack);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("overlay.dcm");
+    let series = cineseg::dicom::sc::OverlaySeries::new(9902);
+    cineseg::dicom::sc::write_overlay(&stack, &masks, 5, 3, &series, &path).unwrap();
+    let back = cineseg::dicom::read_file(&path).unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(
+        (back[0].rows, back[0].cols, back[0].samples_per_pixel),
+        (256, 256, 3)
+    );
+    let mask = masks.image(5, 3).unwrap();
+    let lv = mask.iter().position(|&m| m == LV).expect("an LV pixel");
+    let px = &back[0].pixels[3 * lv..3 * lv + 3];
+    assert!(
+        px[0] > px[1] && px[0] > px[2],
+        "LV pixel is red-tinted: {px:?}"
+    );
+    if let Some(errors) = dciodvfy_errors(&path) {
+        let own: Vec<&String> = errors
+            .iter()
+            .filter(|l| {
+                !l.contains("Leading zeroes") && !l.contains("contains invalid data values")
+            })
+            .collect();
+        assert!(own.is_empty(), "dciodvfy errors: {own:?}");
+    }
+}

@@ -6,6 +6,7 @@ pub mod error;
 pub mod geometry;
 pub mod instance;
 pub mod masks;
+pub mod sc;
 pub mod seg;
 pub mod stack;
 mod stack_build;
