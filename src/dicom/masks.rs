@@ -94,8 +94,9 @@ pub struct LabelMasks {
     pub labels: Vec<u8>,
     /// Which classes were labelled (e.g. LV and MYO only for Sunnybrook).
     pub labelled: Vec<u8>,
-    /// Which (slice, phase) images carry labels at all; unlabelled images are unknown, not empty.
-    pub annotated: Vec<bool>,
+    /// The classes drawn in each (slice, phase) image (slice-major). Empty: not annotated, so
+    /// unknown rather than background; e.g. a Sunnybrook end-systole image has LV but no MYO.
+    pub annotated: Vec<Vec<u8>>,
 }
 
 impl LabelMasks {
@@ -114,7 +115,7 @@ impl LabelMasks {
             cols,
             labels: vec![BACKGROUND; n_slices * n_phases * rows * cols],
             labelled,
-            annotated: vec![false; n_slices * n_phases],
+            annotated: vec![Vec::new(); n_slices * n_phases],
         }
     }
 

@@ -2,6 +2,7 @@
 //! public data needs, and write results back as objects PACS and viewers accept.
 
 mod attr;
+pub mod contours;
 pub mod error;
 pub mod geometry;
 pub mod instance;

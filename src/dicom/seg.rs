@@ -505,8 +505,12 @@ pub fn read_seg(path: &Path, stack: &CineStack) -> Result<LabelMasks, DicomError
     );
     for (s, slice) in stack.slices.iter().enumerate() {
         for (p, f) in slice.frames.iter().enumerate() {
-            if let Some(a) = masks.annotated.get_mut(s * stack.n_phases() + p) {
-                *a = f.as_ref().is_some_and(|f| f.source.is_some());
+            let has_source = f.as_ref().is_some_and(|f| f.source.is_some());
+            if let (true, Some(a)) = (
+                has_source,
+                masks.annotated.get_mut(s * stack.n_phases() + p),
+            ) {
+                a.clone_from(&masks.labelled);
             }
         }
     }
