@@ -5,6 +5,7 @@ mod attr;
 pub mod contours;
 pub mod error;
 pub mod geometry;
+pub mod inspect;
 pub mod instance;
 pub mod masks;
 pub mod sc;
@@ -14,5 +15,6 @@ mod stack_build;
 pub mod writer;
 
 pub use error::DicomError;
+pub use inspect::{inspect, InspectReport};
 pub use instance::{read_file, Geometry, Identifiers, Instance};
 pub use stack::{assemble, AssembleOptions, CineStack, Correction};

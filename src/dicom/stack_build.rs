@@ -275,6 +275,13 @@ fn dedupe(group: Vec<Placed>) -> (Vec<Placed>, Vec<String>) {
             .then(ka.1.cmp(&kb.1))
             .then(ka.2.cmp(&kb.2))
     });
+    // The same image sent twice (same SOP instance and frame) is one image.
+    let mut seen = std::collections::HashSet::new();
+    let (kept, repeats): (Vec<Placed>, Vec<Placed>) = kept.into_iter().partition(|p| {
+        p.inst.ids.sop_instance_uid.is_none()
+            || seen.insert((p.inst.ids.sop_instance_uid.clone(), p.inst.frame))
+    });
+    dropped.extend(repeats.iter().map(sop));
     let mut out: Vec<Placed> = Vec::new();
     for p in kept {
         let same_time = match (
