@@ -182,6 +182,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<DefaultDicomObject, DicomError
     } else {
         return Err(parse_err("no DICM marker: not a DICOM Part 10 file".into()));
     };
+    super::precheck::check_lengths(body).map_err(&parse_err)?;
     let opened = catch_unwind(AssertUnwindSafe(|| {
         OpenFileOptions::new()
             .read_preamble(ReadPreamble::Never)

@@ -8,6 +8,7 @@ pub mod geometry;
 pub mod inspect;
 pub mod instance;
 pub mod masks;
+mod precheck;
 pub mod sc;
 pub mod seg;
 pub mod stack;
