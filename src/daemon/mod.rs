@@ -8,15 +8,22 @@
 //! destination with retries and a dead-letter folder. [`server::Daemon`] wires it together.
 //!
 //! Extension point for the overnight fine-tuning hook: received series are kept when
-//! `spool.keep_received` is set, and [`pipeline::ModelSource`] is where a promoted model would
+//! `spool.keep_received` is set, and the inference stage of [`pipeline`] is where a promoted model would
 //! be swapped in between series.
 
 pub mod config;
 pub mod error;
 mod fsio;
+pub mod health;
+pub mod html;
 pub mod net;
+pub mod pipeline;
 pub mod queue;
+pub mod results;
+pub mod sender;
+pub mod server;
 pub mod spool;
 
 pub use config::Config;
 pub use error::DaemonError;
+pub use server::Daemon;

@@ -4,3 +4,6 @@
 
 pub mod dimse;
 pub mod syntax;
+pub mod access;
+pub mod scp;
+pub mod scu;
