@@ -195,3 +195,20 @@ fn kill9_during_transfer_then_restart() {
         assert!(n == 8 || n == 40, "complete series only: {rep}");
     }
 }
+
+/// A nearly full spool disk: new associations are refused (transient), nothing is accepted.
+#[test]
+fn nearly_full_disk_refuses_associations() {
+    if !have_dcmtk() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    // 100 PB free required: no disk here has that
+    let d = Served::start(dir.path(), "min_free_gb = 100000000.0", port);
+    let out = echoscu(port, "SCANNER");
+    assert!(!out.status.success(), "association must be refused");
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("reject") || err.contains("congestion"), "{err}");
+    assert!(d.log_text().contains("DiskNearlyFull"), "{}", d.log_text());
+}

@@ -112,8 +112,14 @@ impl Served {
             tiny_model(root);
         }
         let config = root.join("cineseg.toml");
+        // server defaults for tests, unless `extra` sets the key itself
+        let defaults: String = ["min_free_percent = 0.0", "min_free_gb = 0.0", "idle_timeout_s = 10"]
+            .iter()
+            .filter(|l| !extra.contains(l.split(' ').next().unwrap_or("")))
+            .map(|l| format!("{l}\n"))
+            .collect();
         let text = format!(
-            "[server]\nae_title = \"CINESEG\"\nlisten = \"127.0.0.1:{port}\"\nmin_free_percent = 0.0\nmin_free_gb = 0.0\nidle_timeout_s = 10\n{extra}\n\
+            "[server]\nae_title = \"CINESEG\"\nlisten = \"127.0.0.1:{port}\"\n{defaults}{extra}\n\
 [spool]\ndir = \"{s}\"\nsettle_ms = 300\nseries_idle_s = 5\n\
 [pipeline]\nmodel = \"{m}\"\ndevice = \"cpu\"\nthreads = 1\nbatch = 8\n\
 [output]\ndir = \"{o}\"\n\
@@ -138,9 +144,12 @@ impl Served {
             .stderr(f)
             .spawn()
             .expect("spawn cineseg serve");
-        let s = Served { child, port, root: root.into(), config, log };
+        let mut s = Served { child, port, root: root.into(), config, log };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(st)) = s.child.try_wait() {
+                panic!("cineseg serve exited ({st}); log:\n{}", s.log_text());
+            }
             assert!(Instant::now() < deadline, "daemon did not listen; log:\n{}", s.log_text());
             std::thread::sleep(Duration::from_millis(100));
         }
