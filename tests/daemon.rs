@@ -11,7 +11,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn sunnybrook() -> Option<PathBuf> {
-    let base = std::env::var_os("CINESEG_DATA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let base = std::env::var_os("CINESEG_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
     let d = base.join("sunnybrook/dicoms/SCD0000101");
     if d.is_dir() {
         Some(d)
@@ -22,7 +24,12 @@ fn sunnybrook() -> Option<PathBuf> {
 }
 
 fn dicom_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).expect("dir").filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "dcm")).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
+        .collect();
     v.sort();
     v
 }
@@ -64,7 +71,14 @@ fn storescu_series_to_results_and_storescp() {
     let (port, pacs_port) = (free_port(), free_port());
     let pacs_dir = dir.path().join("pacs");
     std::fs::create_dir_all(&pacs_dir).expect("pacs dir");
-    let mut pacs = Command::new("storescp").args(["-aet", "PACS", "-od"]).arg(&pacs_dir).args(["+B", &pacs_port.to_string()]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("storescp");
+    let mut pacs = Command::new("storescp")
+        .args(["-aet", "PACS", "-od"])
+        .arg(&pacs_dir)
+        .args(["+B", &pacs_port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("storescp");
     let dest = format!("[destination]\nae_title = \"PACS\"\naddress = \"127.0.0.1:{pacs_port}\"\nattempts = 3\nretry_delay_s = 0.5\ntimeout_s = 10\n");
     let d = Served::start(&dir.path().join("d"), &dest, port);
     let files = synthetic_series(&dir.path().join("in"), "1.2.826.0.1.3680043.2.1125.77.1", 3, 6);
@@ -89,10 +103,17 @@ fn storescu_series_to_results_and_storescp() {
     while count(&pacs_dir) < expected && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let got = std::fs::read_dir(&pacs_dir).expect("pacs").filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().to_string()).collect::<Vec<_>>();
+    let got = std::fs::read_dir(&pacs_dir)
+        .expect("pacs")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect::<Vec<_>>();
     assert_eq!(got.len(), expected, "storescp got {got:?}");
     assert!(got.iter().any(|n| n.starts_with("SG")), "a SEG arrived: {got:?}");
-    println!("series of 18 instances: sent and results stored at storescp in {:.2} s", t0.elapsed().as_secs_f64());
+    println!(
+        "series of 18 instances: sent and results stored at storescp in {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
     // no patient names or IDs in the log at the default level
     let log = d.log_text();
     assert!(!log.contains("Secret") && !log.contains("PID-SECRET"), "patient data in the log");
@@ -109,12 +130,17 @@ fn parallel_senders_and_sunnybrook() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let d = Served::start(&dir.path().join("d"), "", port);
-    let mut series: Vec<Vec<PathBuf>> = (0..3).map(|i| synthetic_series(&dir.path().join(format!("in{i}")), &format!("1.2.826.0.1.3680043.2.1125.78.{i}"), 2, 5)).collect();
+    let mut series: Vec<Vec<PathBuf>> = (0..3)
+        .map(|i| synthetic_series(&dir.path().join(format!("in{i}")), &format!("1.2.826.0.1.3680043.2.1125.78.{i}"), 2, 5))
+        .collect();
     if let Some(sb) = sunnybrook() {
         series.push(dicom_files(&sb));
     }
     let n = series.len();
-    let handles: Vec<_> = series.into_iter().map(|files| std::thread::spawn(move || storescu(port, "SCANNER", &files))).collect();
+    let handles: Vec<_> = series
+        .into_iter()
+        .map(|files| std::thread::spawn(move || storescu(port, "SCANNER", &files)))
+        .collect();
     for h in handles {
         let out = h.join().expect("join");
         assert!(out.status.success(), "storescu: {}", String::from_utf8_lossy(&out.stderr));
@@ -142,9 +168,22 @@ fn disconnect_mid_instance_leaves_no_file() {
     // the command in two fragments, then half a data set
     let cmd = dimse::store_request(1, "1.2.840.10008.5.1.4.1.1.4", "1.2.3.4.5").expect("cmd");
     let (a, b) = cmd.split_at(cmd.len() / 2);
-    let pdv = |t, last, data: &[u8]| PDataValue { presentation_context_id: pc, value_type: t, is_last: last, data: data.to_vec() };
-    assoc.send(&dicom_ul::Pdu::PData { data: vec![pdv(PDataValueType::Command, false, a), pdv(PDataValueType::Command, true, b)] }).expect("command");
-    assoc.send(&dicom_ul::Pdu::PData { data: vec![pdv(PDataValueType::Data, false, &[0x08, 0x00, 0x16, 0x00, b'U', b'I'])] }).expect("data");
+    let pdv = |t, last, data: &[u8]| PDataValue {
+        presentation_context_id: pc,
+        value_type: t,
+        is_last: last,
+        data: data.to_vec(),
+    };
+    assoc
+        .send(&dicom_ul::Pdu::PData {
+            data: vec![pdv(PDataValueType::Command, false, a), pdv(PDataValueType::Command, true, b)],
+        })
+        .expect("command");
+    assoc
+        .send(&dicom_ul::Pdu::PData {
+            data: vec![pdv(PDataValueType::Data, false, &[0x08, 0x00, 0x16, 0x00, b'U', b'I'])],
+        })
+        .expect("data");
     drop(assoc); // TCP closed without release
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(count(&d.root.join("state/spool/objects")), 0);
@@ -172,7 +211,13 @@ fn kill9_during_transfer_then_restart() {
     let b2 = b.clone();
     let sender = std::thread::spawn(move || storescu(port, "SCANNER", &b2));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_to_string(root.join("state/spool/index.jsonl")).unwrap_or_default().matches("79.2.").count() < 5 && Instant::now() < deadline {
+    while std::fs::read_to_string(root.join("state/spool/index.jsonl"))
+        .unwrap_or_default()
+        .matches("79.2.")
+        .count()
+        < 5
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     d.kill9();

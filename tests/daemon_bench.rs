@@ -1,10 +1,11 @@
 //! Daemon speed (ignored by default; run with
 //! `cargo test --release --test daemon_bench -- --ignored --nocapture`):
 //! - latency from the last instance acknowledged (storescu exits) to every result file stored
-//!   at a storescp destination, for a Sunnybrook series (12 slices x 20 phases), repeated with
-//!   fresh UIDs; median and p95;
+//!   at a storescp destination, for a Sunnybrook series (12 slices x 20 phases), repeated
+//!   with fresh UIDs; median and p95;
 //! - receive throughput (instances/s) with 4 storescu senders in parallel;
 //! - the daemon's peak resident memory (VmHWM).
+//!
 //! The model is the default architecture (base 32, depth 4, 160 px at 1.5 mm) with random
 //! weights (`CINESEG_BENCH_MODEL=tiny` for the test model): the cost is the real one, the
 //! contours are not. `CINESEG_BENCH_REPEATS` sets the repeats (default 5).
@@ -21,7 +22,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn sunnybrook() -> Option<PathBuf> {
-    let base = std::env::var_os("CINESEG_DATA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let base = std::env::var_os("CINESEG_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
     Some(base.join("sunnybrook/dicoms/SCD0000101")).filter(|d| d.is_dir())
 }
 
@@ -73,10 +76,24 @@ fn daemon_latency_throughput_memory() {
     let (port, pacs_port) = (free_port(), free_port());
     let pacs_dir = dir.path().join("pacs");
     std::fs::create_dir_all(&pacs_dir).expect("pacs");
-    let mut pacs = Command::new("storescp").args(["-aet", "PACS", "-od"]).arg(&pacs_dir).args(["+B", &pacs_port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("storescp");
+    let mut pacs = Command::new("storescp")
+        .args(["-aet", "PACS", "-od"])
+        .arg(&pacs_dir)
+        .args(["+B", &pacs_port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("storescp");
     let dest = format!("[destination]\nae_title = \"PACS\"\naddress = \"127.0.0.1:{pacs_port}\"\n");
     let d = Served::start(&root, &dest, port);
-    println!("model: {}", if tiny { "tiny test model (base 4, depth 2, 32 px)" } else { "default architecture (base 32, depth 4, 160 px), random weights" });
+    println!(
+        "model: {}",
+        if tiny {
+            "tiny test model (base 4, depth 2, 32 px)"
+        } else {
+            "default architecture (base 32, depth 4, 160 px), random weights"
+        }
+    );
     let mut lat = Vec::new();
     for r in 0..repeats {
         let files = relabel(&sb, &dir.path().join(format!("s{r}")), &format!("77{r}"));
@@ -96,7 +113,12 @@ fn daemon_latency_throughput_memory() {
     }
     lat.sort_by(f64::total_cmp);
     let pct = |q: f64| lat[((q * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1];
-    println!("latency over {repeats} sends: median {:.2} s, p95 {:.2} s (includes the {} ms settle time)", pct(0.5), pct(0.95), 300);
+    println!(
+        "latency over {repeats} sends: median {:.2} s, p95 {:.2} s (includes the {} ms settle time)",
+        pct(0.5),
+        pct(0.95),
+        300
+    );
     // throughput: 4 senders in parallel, 240 instances each
     let sets: Vec<Vec<PathBuf>> = (0..4).map(|i| relabel(&sb, &dir.path().join(format!("t{i}")), &format!("88{i}"))).collect();
     let total: usize = sets.iter().map(Vec::len).sum();
@@ -106,7 +128,10 @@ fn daemon_latency_throughput_memory() {
         assert!(h.join().expect("join").status.success());
     }
     let secs = t0.elapsed().as_secs_f64();
-    println!("receive throughput, 4 parallel storescu: {total} instances in {secs:.2} s = {:.0} instances/s", total as f64 / secs);
+    println!(
+        "receive throughput, 4 parallel storescu: {total} instances in {secs:.2} s = {:.0} instances/s",
+        total as f64 / secs
+    );
     assert!(d.wait_done(repeats + 4, Duration::from_secs(1800)), "log:\n{}", d.log_text());
     if let Some(kb) = vm_hwm_kb(d.child.id()) {
         println!("daemon peak resident memory (VmHWM): {:.0} MiB", kb as f64 / 1024.0);

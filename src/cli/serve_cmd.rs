@@ -15,7 +15,14 @@ pub struct ServeArgs {
 pub fn run(a: ServeArgs) -> Result<(), CliError> {
     let cfg = Config::load(&a.config)?;
     let model = super::load_model(cfg.pipeline.model.as_deref())?;
-    let model_name = cfg.pipeline.model.as_deref().unwrap_or(&super::default_model_path()).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
+    let model_name = cfg
+        .pipeline
+        .model
+        .as_deref()
+        .unwrap_or(&super::default_model_path())
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "model".into());
     let daemon = Daemon::start(&cfg, model, &model_name)?;
     println!("cineseg serve: listening on {} as {}", daemon.addr(), cfg.server.ae_title);
     loop {

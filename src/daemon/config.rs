@@ -117,7 +117,15 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { model: None, device: "auto".into(), threads: 0, batch: 8, series_in_flight: 2, channel_capacity: 4, min_confidence: 0.6 }
+        PipelineConfig {
+            model: None,
+            device: "auto".into(),
+            threads: 0,
+            batch: 8,
+            series_in_flight: 2,
+            channel_capacity: 4,
+            min_confidence: 0.6,
+        }
     }
 }
 
@@ -190,7 +198,10 @@ impl Config {
 
     /// Parses TOML text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, DaemonError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| DaemonError::Config { path: path.into(), reason: e.to_string() })?;
+        let cfg: Config = toml::from_str(text).map_err(|e| DaemonError::Config {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
         cfg.validate().map_err(|reason| DaemonError::Config { path: path.into(), reason })?;
         Ok(cfg)
     }

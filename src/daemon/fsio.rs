@@ -14,7 +14,12 @@ pub fn sync_dir(dir: &Path) -> Result<(), DaemonError> {
 
 /// Writes `bytes` to `tmp`, fsyncs it, renames it to `dest` and fsyncs `dest`'s directory.
 pub fn write_atomic(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<(), DaemonError> {
-    let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(tmp).map_err(|e| DaemonError::io(tmp, e))?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)
+        .map_err(|e| DaemonError::io(tmp, e))?;
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| DaemonError::io(tmp, e))?;
     drop(f);
     rename_durable(tmp, dest)
@@ -55,5 +60,8 @@ pub fn free_space(path: &Path) -> Result<(f64, u64), DaemonError> {
 
 /// Milliseconds since the Unix epoch (for records that must survive a restart).
 pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

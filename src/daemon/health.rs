@@ -79,6 +79,9 @@ mod tests {
         let (p50, p95) = h.percentiles().expect("some");
         assert_eq!((p50, p95), (10.0, 19.0));
         let line = h.line(240, 1);
-        assert!(line.contains("received 240") && line.contains("20 done") && line.contains("p95 19.00"), "{line}");
+        assert!(
+            line.contains("received 240") && line.contains("20 done") && line.contains("p95 19.00"),
+            "{line}"
+        );
     }
 }

@@ -71,7 +71,12 @@ mod tests {
         let numbers = vec![("LVEF".to_string(), "55.0 %".to_string())];
         let flags = vec![("warning".to_string(), "<script>x</script>".to_string())];
         let images = vec![("curve".to_string(), vec![0x89, b'P', b'N', b'G'])];
-        let html = render(&Page { title: "A&B", numbers: &numbers, flags: &flags, images: &images });
+        let html = render(&Page {
+            title: "A&B",
+            numbers: &numbers,
+            flags: &flags,
+            images: &images,
+        });
         assert!(html.contains("A&amp;B") && html.contains("&lt;script&gt;") && !html.contains("<script>"));
         assert!(html.contains("data:image/png;base64,iVBORw=="), "PNG bytes embedded");
         assert!(!html.contains("src=\"http") && !html.contains("href="), "no external resources");

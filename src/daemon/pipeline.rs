@@ -175,7 +175,13 @@ impl Pipeline {
         settings.model_preprocess = model.preprocess.clone();
         settings.classes = model.config().classes;
         let cap = settings.channel_capacity;
-        let sink = Arc::new(Sink { queue: queue.clone(), spool, health, settings: settings.clone(), slots: (Mutex::new(0), Condvar::new()) });
+        let sink = Arc::new(Sink {
+            queue: queue.clone(),
+            spool,
+            health,
+            settings: settings.clone(),
+            slots: (Mutex::new(0), Condvar::new()),
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let (tx_dec, rx_dec) = bounded::<Decoded>(cap);
         let (tx_pre, rx_pre) = bounded::<Batch>(cap);
@@ -184,7 +190,12 @@ impl Pipeline {
         let (tx_mea, rx_mea) = bounded::<(Arc<Ctx>, Analysis)>(cap);
         let (ready_tx, ready_rx) = bounded::<Result<(), String>>(1);
         let mut threads = Vec::new();
-        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| DaemonError::Pipeline(format!("starting {name}: {e}")));
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| DaemonError::Pipeline(format!("starting {name}: {e}")))
+        };
         {
             let (s, st, q) = (sink.clone(), stop.clone(), queue);
             threads.push(spawn("feed-decode", Box::new(move || feed_and_decode(&s, &q, &st, tx_dec)))?);
@@ -254,7 +265,10 @@ fn feed_and_decode(sink: &Sink, queue: &JobQueue, stop: &AtomicBool, tx: Sender<
             continue;
         }
         log::info!("job {}: decoding {} instances", job.id, job.files.len());
-        let ctx = Arc::new(Ctx { job, failed: AtomicBool::new(false) });
+        let ctx = Arc::new(Ctx {
+            job,
+            failed: AtomicBool::new(false),
+        });
         let objects = sink.spool.objects_dir();
         let decoded = sink.guard(&ctx, "decode", || {
             let files: Vec<PathBuf> = ctx.job.files.iter().map(|f| objects.join(f)).collect();
@@ -262,7 +276,11 @@ fn feed_and_decode(sink: &Sink, queue: &JobQueue, stop: &AtomicBool, tx: Sender<
             for s in &scan.skipped {
                 log::warn!("job {}: skipped an instance: {s}", ctx.job.id);
             }
-            let stack = scan.stacks.into_iter().max_by_key(|s| s.slices.iter().map(|sl| sl.frames.iter().flatten().count()).sum::<usize>()).ok_or_else(|| "no image stack could be assembled from the received instances".to_string())?;
+            let stack = scan
+                .stacks
+                .into_iter()
+                .max_by_key(|s| s.slices.iter().map(|sl| sl.frames.iter().flatten().count()).sum::<usize>())
+                .ok_or_else(|| "no image stack could be assembled from the received instances".to_string())?;
             Ok(stack)
         });
         if let Some(stack) = decoded {
@@ -282,7 +300,10 @@ fn preprocess(sink: &Sink, rx: Receiver<Decoded>, tx: Sender<Batch>) {
         let ctx = d.ctx.clone();
         let stack = d.stack.clone();
         let batch_size = sink.settings.batch;
-        let all: Vec<(usize, usize)> = (0..stack.n_slices()).flat_map(|s| (0..stack.n_phases()).map(move |p| (s, p))).filter(|(s, p)| stack.frame(*s, *p).is_some()).collect();
+        let all: Vec<(usize, usize)> = (0..stack.n_slices())
+            .flat_map(|s| (0..stack.n_phases()).map(move |p| (s, p)))
+            .filter(|(s, p)| stack.frame(*s, *p).is_some())
+            .collect();
         let total = all.len();
         if total == 0 {
             sink.fail(&ctx, "preprocess", "the stack has no images");
@@ -295,12 +316,23 @@ fn preprocess(sink: &Sink, rx: Receiver<Decoded>, tx: Sender<Batch>) {
                 let ps = stack.grid.pixel_spacing;
                 for &(s, p) in chunk {
                     let f = stack.frame(s, p).ok_or("missing frame")?;
-                    let slice = Slice2D { width: stack.grid.cols, height: stack.grid.rows, spacing: [ps[1] as f32, ps[0] as f32], data: f.pixels.clone() };
+                    let slice = Slice2D {
+                        width: stack.grid.cols,
+                        height: stack.grid.rows,
+                        spacing: [ps[1] as f32, ps[0] as f32],
+                        data: f.pixels.clone(),
+                    };
                     let (img, pl) = prepare_slice(&slice, &pre).map_err(|e| e.to_string())?;
                     data.extend_from_slice(&img);
                     items.push((s, p, pl));
                 }
-                Ok(Batch { ctx: ctx.clone(), stack: stack.clone(), items, data, total })
+                Ok(Batch {
+                    ctx: ctx.clone(),
+                    stack: stack.clone(),
+                    items,
+                    data,
+                    total,
+                })
             });
             match made {
                 Some(b) => {
@@ -362,7 +394,14 @@ fn postprocess(sink: &Sink, rx: Receiver<Inferred>, tx: Sender<Labelled>) {
         match done {
             Some(true) => {
                 let labels = acc.remove(&ctx.job.id).unwrap_or_default();
-                if tx.send(Labelled { ctx, stack: m.batch.stack, labels }).is_err() {
+                if tx
+                    .send(Labelled {
+                        ctx,
+                        stack: m.batch.stack,
+                        labels,
+                    })
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -384,7 +423,11 @@ fn measure(sink: &Sink, rx: Receiver<Labelled>, tx: Sender<(Arc<Ctx>, Analysis)>
             let mut phases = Vec::with_capacity(np);
             let mut confidence = Vec::with_capacity(np);
             let mut missing = 0;
-            let blank = SliceLabels { labels: vec![0; rows * cols], confidence: 1.0, foreground: 0 };
+            let blank = SliceLabels {
+                labels: vec![0; rows * cols],
+                confidence: 1.0,
+                foreground: 0,
+            };
             let spacing = [st.grid.pixel_spacing[1] as f32, st.grid.pixel_spacing[0] as f32, st.slice_spacing as f32];
             for p in 0..np {
                 let mut slices = Vec::with_capacity(ns);
@@ -432,7 +475,15 @@ fn measure(sink: &Sink, rx: Receiver<Labelled>, tx: Sender<(Arc<Ctx>, Analysis)>
                 notes.push(format!("{missing} images missing from the series were not segmented"));
             }
             let stack = (*m.stack).clone();
-            Ok(Analysis { stack, masks, summary, flags, notes, confidence, missing_frames: missing })
+            Ok(Analysis {
+                stack,
+                masks,
+                summary,
+                flags,
+                notes,
+                confidence,
+                missing_frames: missing,
+            })
         });
         if let Some(a) = analysis {
             if tx.send((ctx, a)).is_err() {
@@ -445,16 +496,33 @@ fn measure(sink: &Sink, rx: Receiver<Labelled>, tx: Sender<(Arc<Ctx>, Analysis)>
 fn write(sink: &Sink, rx: Receiver<(Arc<Ctx>, Analysis)>) {
     for (ctx, a) in rx {
         let st = &sink.settings;
-        let stored = sink.guard(&ctx, "write", || results::write(&st.output_dir, &ctx.job, &a, &st.model_name, st.overlays).map_err(|e| e.to_string()));
+        let stored = sink.guard(&ctx, "write", || {
+            results::write(&st.output_dir, &ctx.job, &a, &st.model_name, st.overlays).map_err(|e| e.to_string())
+        });
         let Some(dir) = stored else { continue };
         if let Err(e) = sink.queue.advance(&ctx.job.id, JobState::Pending, JobState::Stored) {
-            log::error!("job {}: results stored in {} but the queue could not be updated: {e}", ctx.job.id, dir.display());
+            log::error!(
+                "job {}: results stored in {} but the queue could not be updated: {e}",
+                ctx.job.id,
+                dir.display()
+            );
         }
         sink.spool.discard(&ctx.job);
         let latency = (super::fsio::unix_ms().saturating_sub(ctx.job.last_received_ms)) as f64 / 1000.0;
         sink.health.finished(latency);
-        let ef = a.summary.as_ref().and_then(|s| s.lv_ef_percent).map(|v| format!("{v:.1} %")).unwrap_or_else(|| "n/a".into());
-        log::info!("job {}: results stored in {} ({:.2} s after the last instance; LVEF {ef}, {} quality flags)", ctx.job.id, dir.display(), latency, a.flags.len() + a.notes.len());
+        let ef = a
+            .summary
+            .as_ref()
+            .and_then(|s| s.lv_ef_percent)
+            .map(|v| format!("{v:.1} %"))
+            .unwrap_or_else(|| "n/a".into());
+        log::info!(
+            "job {}: results stored in {} ({:.2} s after the last instance; LVEF {ef}, {} quality flags)",
+            ctx.job.id,
+            dir.display(),
+            latency,
+            a.flags.len() + a.notes.len()
+        );
         sink.leave();
     }
 }

@@ -89,7 +89,11 @@ impl JobQueue {
             std::fs::remove_dir_all(&tmp).map_err(|e| DaemonError::io(&tmp, e))?;
         }
         ensure_dir(&tmp)?;
-        Ok(JobQueue { root: root.into(), claimed: Mutex::new(HashSet::new()), wake: Condvar::new() })
+        Ok(JobQueue {
+            root: root.into(),
+            claimed: Mutex::new(HashSet::new()),
+            wake: Condvar::new(),
+        })
     }
 
     fn path(&self, state: JobState, id: &str) -> PathBuf {
@@ -116,7 +120,10 @@ impl JobQueue {
 
     fn read(&self, path: &Path) -> Result<JobRecord, DaemonError> {
         let bytes = std::fs::read(path).map_err(|e| DaemonError::io(path, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| DaemonError::Corrupt { path: path.into(), reason: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| DaemonError::Corrupt {
+            path: path.into(),
+            reason: e.to_string(),
+        })
     }
 
     /// Every job in `state`, oldest first.
@@ -138,7 +145,9 @@ impl JobQueue {
 
     /// Number of jobs in `state`.
     pub fn count(&self, state: JobState) -> usize {
-        std::fs::read_dir(self.root.join(state.dir())).map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "json")).count()).unwrap_or(0)
+        std::fs::read_dir(self.root.join(state.dir()))
+            .map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "json")).count())
+            .unwrap_or(0)
     }
 
     /// Claims the oldest unclaimed job in `state`, waiting up to `wait` for one.
@@ -155,7 +164,10 @@ impl JobQueue {
             if now >= deadline {
                 return Ok(None);
             }
-            let _ = self.wake.wait_timeout(claimed, (deadline - now).min(Duration::from_millis(250))).unwrap_or_else(|p| p.into_inner());
+            let _ = self
+                .wake
+                .wait_timeout(claimed, (deadline - now).min(Duration::from_millis(250)))
+                .unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -194,7 +206,16 @@ impl JobQueue {
 
 /// A new pending job for reception `epoch` of `series_uid`.
 pub fn new_job(series_uid: &str, epoch: u32, files: Vec<String>, last_received_ms: u64, closed_because: &str) -> JobRecord {
-    JobRecord { id: JobRecord::id_for(series_uid, epoch), series_uid: series_uid.into(), epoch, files, last_received_ms, enqueued_ms: unix_ms(), closed_because: closed_because.into(), error: None }
+    JobRecord {
+        id: JobRecord::id_for(series_uid, epoch),
+        series_uid: series_uid.into(),
+        epoch,
+        files,
+        last_received_ms,
+        enqueued_ms: unix_ms(),
+        closed_because: closed_because.into(),
+        error: None,
+    }
 }
 
 #[cfg(test)]
@@ -210,7 +231,10 @@ mod tests {
         assert!(!q.enqueue(&j).expect("again"), "second enqueue must be a no-op");
         let got = q.take(JobState::Pending, Duration::from_millis(10)).expect("take").expect("a job");
         assert_eq!(got, j);
-        assert!(q.take(JobState::Pending, Duration::from_millis(10)).expect("take").is_none(), "claimed jobs are not handed out twice");
+        assert!(
+            q.take(JobState::Pending, Duration::from_millis(10)).expect("take").is_none(),
+            "claimed jobs are not handed out twice"
+        );
         q.advance(&j.id, JobState::Pending, JobState::Stored).expect("advance");
         assert_eq!(q.state_of(&j.id), Some(JobState::Stored));
         // a restart sees the same state and no claim
@@ -221,7 +245,10 @@ mod tests {
         let failed = q2.list(JobState::Failed).expect("list");
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].error.as_deref(), Some("boom"));
-        assert!(!q2.enqueue(&j).expect("enqueue after failure"), "a failed job is not re-queued by a resend of the same epoch");
+        assert!(
+            !q2.enqueue(&j).expect("enqueue after failure"),
+            "a failed job is not re-queued by a resend of the same epoch"
+        );
     }
 
     #[test]

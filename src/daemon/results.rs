@@ -67,7 +67,10 @@ pub fn write(out_root: &Path, job: &JobRecord, a: &Analysis, model_name: &str, o
     }
     ensure_dir(&dir)?;
     let werr = |e: crate::dicom::DicomError| DaemonError::Pipeline(format!("writing results: {e}"));
-    let algo = Algorithm { name: "cineseg-unet".into(), version: model_name.into() };
+    let algo = Algorithm {
+        name: "cineseg-unet".into(),
+        version: model_name.into(),
+    };
     let seg = write_seg(&a.stack, &a.masks, &algo, &dir.join("seg.dcm")).map_err(werr)?;
     let mut n_overlays = 0;
     let (ed, es) = a.summary.as_ref().map(|s| (s.ed_phase, s.es_phase)).unwrap_or((0, 0));
@@ -146,7 +149,10 @@ fn phase_montage(a: &Analysis, p: usize) -> Result<Option<Vec<u8>>, DaemonError>
 
 fn html_page(job: &JobRecord, a: &Analysis, model_name: &str) -> Result<String, DaemonError> {
     let f1 = |v: f64| format!("{v:.1}");
-    let mut numbers = vec![("Series".to_string(), a.stack.ids.series_description.clone().unwrap_or_else(|| job.id.clone())), ("Model".into(), model_name.into())];
+    let mut numbers = vec![
+        ("Series".to_string(), a.stack.ids.series_description.clone().unwrap_or_else(|| job.id.clone())),
+        ("Model".into(), model_name.into()),
+    ];
     numbers.push(("Slices x phases".into(), format!("{} x {}", a.stack.n_slices(), a.stack.n_phases())));
     let mut images = Vec::new();
     if let Some(s) = &a.summary {
@@ -161,7 +167,10 @@ fn html_page(job: &JobRecord, a: &Analysis, model_name: &str) -> Result<String, 
             ("RV EF (%)".into(), s.rv_ef_percent.map(f1).unwrap_or_else(|| "n/a".into())),
         ]);
         if let Ok(img) = volume_curve(&s.lv_curve_ml, &s.rv_curve_ml, s.ed_phase, s.es_phase, 640, 320) {
-            images.push(("LV (and RV) volume over the cardiac cycle".to_string(), img.encode_png().map_err(|e| DaemonError::Pipeline(e.to_string()))?));
+            images.push((
+                "LV (and RV) volume over the cardiac cycle".to_string(),
+                img.encode_png().map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+            ));
         }
         for (name, p) in [("end-diastole", s.ed_phase), ("end-systole", s.es_phase)] {
             if let Some(png) = phase_montage(a, p)? {
@@ -173,7 +182,16 @@ fn html_page(job: &JobRecord, a: &Analysis, model_name: &str) -> Result<String, 
     }
     let mean_conf = a.confidence.iter().sum::<f32>() / a.confidence.len().max(1) as f32;
     numbers.push(("Mean model confidence".into(), format!("{mean_conf:.2}")));
-    let mut flags: Vec<(String, String)> = a.flags.iter().map(|f| (format!("{:?}", f.severity).to_lowercase(), f.message.clone())).collect();
+    let mut flags: Vec<(String, String)> = a
+        .flags
+        .iter()
+        .map(|f| (format!("{:?}", f.severity).to_lowercase(), f.message.clone()))
+        .collect();
     flags.extend(a.notes.iter().map(|n| ("warning".to_string(), n.clone())));
-    Ok(html::render(&Page { title: "cineseg cardiac function report", numbers: &numbers, flags: &flags, images: &images }))
+    Ok(html::render(&Page {
+        title: "cineseg cardiac function report",
+        numbers: &numbers,
+        flags: &flags,
+        images: &images,
+    }))
 }

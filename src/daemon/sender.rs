@@ -39,7 +39,12 @@ pub fn run(queue: Arc<JobQueue>, dest: Option<DestinationConfig>, calling: Strin
 
 /// Sends a result folder with retries; returns the files that could not be delivered.
 pub fn deliver(d: &DestinationConfig, calling: &str, dir: &Path, stop: &AtomicBool) -> Vec<(PathBuf, String)> {
-    let peer = Peer { address: d.address.clone(), called: d.ae_title.clone(), calling: d.calling_ae_title.clone().unwrap_or_else(|| calling.to_string()), timeout: Duration::from_secs(d.timeout_s) };
+    let peer = Peer {
+        address: d.address.clone(),
+        called: d.ae_title.clone(),
+        calling: d.calling_ae_title.clone().unwrap_or_else(|| calling.to_string()),
+        timeout: Duration::from_secs(d.timeout_s),
+    };
     let mut files = Vec::new();
     collect(dir, &mut files);
     files.sort();
@@ -62,7 +67,13 @@ pub fn deliver(d: &DestinationConfig, calling: &str, dir: &Path, stop: &AtomicBo
             log::info!("results in {} sent to {} (attempt {attempt})", dir.display(), d.ae_title);
             return permanent;
         }
-        log::warn!("sending to {}: {} files not stored (attempt {attempt} of {}): {}", d.ae_title, retry.len(), d.attempts, retry[0].1);
+        log::warn!(
+            "sending to {}: {} files not stored (attempt {attempt} of {}): {}",
+            d.ae_title,
+            retry.len(),
+            d.attempts,
+            retry[0].1
+        );
         if attempt == d.attempts || stop.load(Ordering::SeqCst) {
             permanent.extend(retry);
             break;

@@ -38,9 +38,18 @@ impl Daemon {
         super::fsio::ensure_dir(&cfg.output.dir)?;
         let queue = Arc::new(JobQueue::open(&root.join("jobs"))?);
         let spool = Arc::new(Spool::open(&cfg.spool, queue.clone())?);
-        log::info!("spool {}: {} series receiving, {} jobs pending, {} to send", root.display(), spool.open_series(), queue.count(JobState::Pending), queue.count(JobState::Stored));
+        log::info!(
+            "spool {}: {} series receiving, {} jobs pending, {} to send",
+            root.display(),
+            spool.open_series(),
+            queue.count(JobState::Pending),
+            queue.count(JobState::Stored)
+        );
         let health = Arc::new(Health::default());
-        let device = cfg.pipeline.device.parse().map_err(|e: crate::nn::NnError| DaemonError::Config { path: "pipeline.device".into(), reason: e.to_string() })?;
+        let device = cfg.pipeline.device.parse().map_err(|e: crate::nn::NnError| DaemonError::Config {
+            path: "pipeline.device".into(),
+            reason: e.to_string(),
+        })?;
         let settings = PipelineSettings {
             output_dir: cfg.output.dir.clone(),
             spool_dir: root.clone(),
@@ -61,7 +70,12 @@ impl Daemon {
         {
             let (q, d, st) = (queue.clone(), cfg.destination.clone(), stop.clone());
             let (calling, out, dead) = (cfg.server.ae_title.clone(), cfg.output.dir.clone(), root.join("dead-letter"));
-            threads.push(std::thread::Builder::new().name("sender".into()).spawn(move || super::sender::run(q, d, calling, out, dead, st)).map_err(|e| DaemonError::Pipeline(e.to_string()))?);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("sender".into())
+                    .spawn(move || super::sender::run(q, d, calling, out, dead, st))
+                    .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+            );
         }
         {
             let (sp, st) = (spool.clone(), stop.clone());
@@ -100,9 +114,23 @@ impl Daemon {
         let scp = Scp::bind(&cfg.server, spool.clone(), root.clone())?;
         let addr = scp.local_addr()?;
         let handle = scp.handle()?;
-        threads.push(std::thread::Builder::new().name("scp".into()).spawn(move || scp.serve()).map_err(|e| DaemonError::Pipeline(e.to_string()))?);
+        threads.push(
+            std::thread::Builder::new()
+                .name("scp".into())
+                .spawn(move || scp.serve())
+                .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+        );
         log::info!("listening on {addr} as {}", cfg.server.ae_title);
-        Ok(Daemon { addr, scp: handle, stop, pipeline: Some(pipeline), threads, health, queue, spool })
+        Ok(Daemon {
+            addr,
+            scp: handle,
+            stop,
+            pipeline: Some(pipeline),
+            threads,
+            health,
+            queue,
+            spool,
+        })
     }
 
     /// The bound listener address.

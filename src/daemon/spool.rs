@@ -101,7 +101,10 @@ pub struct Incoming<'a> {
 }
 
 fn index_error(path: &Path, e: impl std::fmt::Display) -> DaemonError {
-    DaemonError::Corrupt { path: path.into(), reason: e.to_string() }
+    DaemonError::Corrupt {
+        path: path.into(),
+        reason: e.to_string(),
+    }
 }
 
 impl Spool {
@@ -140,7 +143,12 @@ impl Spool {
                 valid_len += line.len() as u64 + 1;
             }
         }
-        let index = OpenOptions::new().create(true).append(true).read(true).open(&index_path).map_err(|e| DaemonError::io(&index_path, e))?;
+        let index = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&index_path)
+            .map_err(|e| DaemonError::io(&index_path, e))?;
         let len = index.metadata().map_err(|e| DaemonError::io(&index_path, e))?.len();
         if len > valid_len {
             index.set_len(valid_len).map_err(|e| DaemonError::io(&index_path, e))?;
@@ -163,7 +171,11 @@ impl Spool {
             if closed.get(&r.series).is_some_and(|c| *c >= r.epoch) {
                 continue;
             }
-            let s = open.entry(r.series.clone()).or_insert_with(|| OpenSeries { epoch: r.epoch, sops: BTreeMap::new(), last_seen: now });
+            let s = open.entry(r.series.clone()).or_insert_with(|| OpenSeries {
+                epoch: r.epoch,
+                sops: BTreeMap::new(),
+                last_seen: now,
+            });
             s.sops.insert(r.sop.clone(), r.clone());
         }
         // Files nobody acknowledged (crash between rename and index) are removed.
@@ -212,7 +224,11 @@ impl Spool {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let name = format!("{:016x}-{n:08}.part", self.nonce);
         let tmp = self.dir.join("tmp").join(name);
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| DaemonError::io(&tmp, e))?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| DaemonError::io(&tmp, e))?;
         let mut head = vec![0u8; 128];
         head.extend_from_slice(b"DICM");
         let meta = dicom_object::meta::FileMetaTableBuilder::new()
@@ -225,7 +241,14 @@ impl Spool {
         file.write_all(&head).map_err(|e| DaemonError::io(&tmp, e))?;
         let mut hasher = Sha256::new();
         hasher.update(&head);
-        Ok(Incoming { spool: self, tmp, file: Some(file), hasher, bytes: head.len() as u64, sop: sop.into() })
+        Ok(Incoming {
+            spool: self,
+            tmp,
+            file: Some(file),
+            hasher,
+            bytes: head.len() as u64,
+            sop: sop.into(),
+        })
     }
 
     /// Closes every series that is complete at `now`; returns the jobs created.
@@ -245,7 +268,11 @@ impl Spool {
             let last = s.sops.values().map(|r| r.at_ms).max().unwrap_or(0);
             let job = new_job(&uid, s.epoch, files, last, why);
             self.queue.enqueue(&job)?;
-            let rec = Record::Closed { series: uid.clone(), epoch: job.epoch, job: job.id.clone() };
+            let rec = Record::Closed {
+                series: uid.clone(),
+                epoch: job.epoch,
+                job: job.id.clone(),
+            };
             append(&mut st.index, &self.dir.join("index.jsonl"), &rec)?;
             st.closed.insert(uid.clone(), job.epoch);
             st.open.remove(&uid);
@@ -293,7 +320,11 @@ impl Spool {
         };
         append(&mut st.index, &self.dir.join("index.jsonl"), &Record::Instance(rec.clone()))?;
         let epoch = rec.epoch;
-        let series = st.open.entry(rec.series.clone()).or_insert_with(|| OpenSeries { epoch, sops: BTreeMap::new(), last_seen: Instant::now() });
+        let series = st.open.entry(rec.series.clone()).or_insert_with(|| OpenSeries {
+            epoch,
+            sops: BTreeMap::new(),
+            last_seen: Instant::now(),
+        });
         series.last_seen = Instant::now();
         if let Some(prev) = series.sops.insert(rec.sop.clone(), rec.clone()) {
             // Replaced within the same open reception: the older copy is nobody's input.
@@ -416,10 +447,21 @@ fn read_header(path: &Path) -> Result<Header, DaemonError> {
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
         .map_err(|e| DaemonError::BadObject(format!("not a readable DICOM data set: {e}")))?;
-    let text = |t| obj.element(t).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string()).filter(|s| !s.is_empty());
+    let text = |t| {
+        obj.element(t)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+            .filter(|s| !s.is_empty())
+    };
     let int = |t| obj.element(t).ok().and_then(|e| e.to_int::<i64>().ok()).and_then(|v| u64::try_from(v).ok());
     let series = text(tags::SERIES_INSTANCE_UID).ok_or_else(|| DaemonError::BadObject("no SeriesInstanceUID".into()))?;
-    let slice = obj.element(tags::IMAGE_POSITION_PATIENT).ok().and_then(|e| e.to_multi_float64().ok()).filter(|v| v.len() == 3).map(|v| v.iter().map(|x| format!("{:.2}", x)).collect::<Vec<_>>().join("\\"));
+    let slice = obj
+        .element(tags::IMAGE_POSITION_PATIENT)
+        .ok()
+        .and_then(|e| e.to_multi_float64().ok())
+        .filter(|v| v.len() == 3)
+        .map(|v| v.iter().map(|x| format!("{:.2}", x)).collect::<Vec<_>>().join("\\"));
     Ok(Header {
         sop: text(tags::SOP_INSTANCE_UID).unwrap_or_default(),
         series,

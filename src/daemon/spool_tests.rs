@@ -24,7 +24,12 @@ fn dataset(series: &str, sop: &str, z: usize, extra: u8) -> Vec<u8> {
 
 fn setup(dir: &Path, settle_ms: u64) -> (Arc<JobQueue>, Spool) {
     let q = Arc::new(JobQueue::open(&dir.join("jobs")).expect("queue"));
-    let cfg = SpoolConfig { dir: dir.join("spool"), settle_ms, series_idle_s: 3600, keep_received: false };
+    let cfg = SpoolConfig {
+        dir: dir.join("spool"),
+        settle_ms,
+        series_idle_s: 3600,
+        keep_received: false,
+    };
     let s = Spool::open(&cfg, q.clone()).expect("spool");
     (q, s)
 }
@@ -52,7 +57,14 @@ fn stored_files_are_readable_dicom_with_generated_names() {
     let name = entries[0].file_name().to_string_lossy().to_string();
     assert!(!name.contains("1.2.3"), "file name {name} must not come from DICOM values");
     let obj = dicom_object::open_file(entries[0].path()).expect("a valid DICOM file");
-    assert_eq!(obj.element(tags::SERIES_INSTANCE_UID).expect("series").to_str().expect("str").trim_end_matches('\0'), "1.2.3");
+    assert_eq!(
+        obj.element(tags::SERIES_INSTANCE_UID)
+            .expect("series")
+            .to_str()
+            .expect("str")
+            .trim_end_matches('\0'),
+        "1.2.3"
+    );
     assert_eq!(files_in(&dir.path().join("spool/tmp")), 0);
 }
 

@@ -25,14 +25,23 @@ pub fn have_dcmtk() -> bool {
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A 4-channel, depth-2 U-Net with 2 mm / 32 px preprocessing: fast on any CPU.
 pub fn tiny_model(dir: &Path) -> PathBuf {
     let p = dir.join("tiny.safetensors");
-    let pre = Preprocess { spacing_mm: 2.0, size: 32, normalisation: Normalisation::default() };
-    Model::new(UNetParams::init(&UNetConfig::new(4, 2), 1).expect("params"), Some(pre)).save(&p, StoreAs::F32).expect("save model");
+    let pre = Preprocess {
+        spacing_mm: 2.0,
+        size: 32,
+        normalisation: Normalisation::default(),
+    };
+    Model::new(UNetParams::init(&UNetConfig::new(4, 2), 1).expect("params"), Some(pre))
+        .save(&p, StoreAs::F32)
+        .expect("save model");
     p
 }
 
@@ -50,7 +59,13 @@ pub fn synthetic_series(dir: &Path, series_uid: &str, slices: usize, phases: usi
             for y in 0..rows {
                 for x in 0..cols {
                     let d = ((x as f32 - 20.0).powi(2) + (y as f32 - 20.0).powi(2)).sqrt();
-                    let v: u16 = if d < r { 900 } else if d < r + 3.0 { 300 } else { 100 + ((x * 7 + y * 13) % 50) as u16 };
+                    let v: u16 = if d < r {
+                        900
+                    } else if d < r + 3.0 {
+                        300
+                    } else {
+                        100 + ((x * 7 + y * 13) % 50) as u16
+                    };
                     px.extend_from_slice(&v.to_le_bytes());
                 }
             }
@@ -144,7 +159,13 @@ impl Served {
             .stderr(f)
             .spawn()
             .expect("spawn cineseg serve");
-        let mut s = Served { child, port, root: root.into(), config, log };
+        let mut s = Served {
+            child,
+            port,
+            root: root.into(),
+            config,
+            log,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(st)) = s.child.try_wait() {
@@ -162,7 +183,14 @@ impl Served {
 
     /// Result folders (complete ones only).
     pub fn results(&self) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(self.root.join("results")).map(|d| d.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir() && !p.to_string_lossy().ends_with(".partial")).collect()).unwrap_or_default();
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.root.join("results"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir() && !p.to_string_lossy().ends_with(".partial"))
+                    .collect()
+            })
+            .unwrap_or_default();
         v.sort();
         v
     }
@@ -223,5 +251,8 @@ pub fn storescu(port: u16, calling: &str, files: &[PathBuf]) -> Output {
 
 /// `echoscu` to the daemon.
 pub fn echoscu(port: u16, calling: &str) -> Output {
-    run_limited(Command::new("echoscu").args(["-aet", calling, "-aec", "CINESEG", "127.0.0.1", &port.to_string()]), Duration::from_secs(20))
+    run_limited(
+        Command::new("echoscu").args(["-aet", calling, "-aec", "CINESEG", "127.0.0.1", &port.to_string()]),
+        Duration::from_secs(20),
+    )
 }

@@ -3,7 +3,9 @@
 //! spool disk is nearly full, answered before any negotiation work.
 
 use dicom_ul::association::server::AccessControl;
-use dicom_ul::pdu::{AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason, AssociationRJServiceUserReason, AssociationRJSource, UserIdentity};
+use dicom_ul::pdu::{
+    AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason, AssociationRJServiceUserReason, AssociationRJSource, UserIdentity,
+};
 use dicom_ul::Pdu;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -26,7 +28,11 @@ impl AccessControl for AeAllowList {
             log::warn!("association refused: calling AE title {calling:?} is not allowed");
             return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
         }
-        let ok = if self.called.is_empty() { called == this_ae_title.trim() } else { self.called.iter().any(|a| a.trim() == called) };
+        let ok = if self.called.is_empty() {
+            called == this_ae_title.trim()
+        } else {
+            self.called.iter().any(|a| a.trim() == called)
+        };
         if !ok {
             log::warn!("association refused: called AE title {called:?} is not ours");
             return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
@@ -59,7 +65,10 @@ pub fn refuse(mut stream: TcpStream, why: Refusal) {
         Refusal::TooManyAssociations => AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
         Refusal::DiskNearlyFull => AssociationRJServiceProviderPresentationReason::TemporaryCongestion,
     };
-    let pdu = Pdu::AssociationRJ(AssociationRJ { result: AssociationRJResult::Transient, source: AssociationRJSource::ServiceProviderPresentation(reason) });
+    let pdu = Pdu::AssociationRJ(AssociationRJ {
+        result: AssociationRJResult::Transient,
+        source: AssociationRJSource::ServiceProviderPresentation(reason),
+    });
     let mut buf = Vec::new();
     if dicom_ul::write_pdu(&mut buf, &pdu).is_ok() {
         let _ = stream.write_all(&buf);
@@ -73,11 +82,23 @@ mod tests {
 
     #[test]
     fn allow_lists() {
-        let open = AeAllowList { calling: vec![], called: vec![] };
+        let open = AeAllowList {
+            calling: vec![],
+            called: vec![],
+        };
         assert!(open.check_access("CINESEG", "ANY", "CINESEG", None).is_ok());
-        assert_eq!(open.check_access("CINESEG", "ANY", "OTHER", None), Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized));
-        let strict = AeAllowList { calling: vec!["SCANNER".into()], called: vec!["CINESEG".into(), "ALIAS".into()] };
+        assert_eq!(
+            open.check_access("CINESEG", "ANY", "OTHER", None),
+            Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized)
+        );
+        let strict = AeAllowList {
+            calling: vec!["SCANNER".into()],
+            called: vec!["CINESEG".into(), "ALIAS".into()],
+        };
         assert!(strict.check_access("CINESEG", "SCANNER ", "ALIAS", None).is_ok());
-        assert_eq!(strict.check_access("CINESEG", "INTRUDER", "CINESEG", None), Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized));
+        assert_eq!(
+            strict.check_access("CINESEG", "INTRUDER", "CINESEG", None),
+            Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized)
+        );
     }
 }

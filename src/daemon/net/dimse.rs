@@ -81,7 +81,8 @@ fn uid_value(uid: &str) -> PrimitiveValue {
 fn encode(elements: Vec<DataElement<InMemDicomObject>>) -> Result<Vec<u8>, DaemonError> {
     let obj = InMemDicomObject::command_from_element_iter(elements);
     let mut out = Vec::with_capacity(160);
-    obj.write_dataset_with_ts(&mut out, &IMPLICIT_VR_LITTLE_ENDIAN.erased()).map_err(|e| DaemonError::Net(format!("encoding a command set: {e}")))?;
+    obj.write_dataset_with_ts(&mut out, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .map_err(|e| DaemonError::Net(format!("encoding a command set: {e}")))?;
     Ok(out)
 }
 
@@ -116,9 +117,16 @@ pub fn store_request(message_id: u16, sop_class: &str, sop_instance: &str) -> Re
 
 /// Parses a complete command set (all its fragments joined).
 pub fn parse(bytes: &[u8]) -> Result<Command, DaemonError> {
-    let obj = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased()).map_err(|e| DaemonError::Net(format!("unreadable command set: {e}")))?;
+    let obj = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .map_err(|e| DaemonError::Net(format!("unreadable command set: {e}")))?;
     let int = |tag: Tag| obj.element(tag).ok().and_then(|e| e.to_int::<u16>().ok());
-    let text = |tag: Tag| obj.element(tag).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string()).unwrap_or_default();
+    let text = |tag: Tag| {
+        obj.element(tag)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+            .unwrap_or_default()
+    };
     let field = int(COMMAND_FIELD).ok_or_else(|| DaemonError::Net("command set without CommandField".into()))?;
     let is_response = field & 0x8000 != 0;
     let message_id = if is_response { int(MESSAGE_ID_RESPONDED) } else { int(MESSAGE_ID) }.unwrap_or(0);

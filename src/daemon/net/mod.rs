@@ -2,8 +2,8 @@
 //! syntaxes we accept ([`syntax`]), the storage service provider ([`scp`]) and the storage
 //! user that sends results ([`scu`]).
 
-pub mod dimse;
-pub mod syntax;
 pub mod access;
+pub mod dimse;
 pub mod scp;
 pub mod scu;
+pub mod syntax;

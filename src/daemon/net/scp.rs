@@ -87,7 +87,10 @@ impl Scp {
 
     /// A handle to stop the server from another thread.
     pub fn handle(&self) -> Result<ScpHandle, DaemonError> {
-        Ok(ScpHandle { shared: self.shared.clone(), addr: self.local_addr()? })
+        Ok(ScpHandle {
+            shared: self.shared.clone(),
+            addr: self.local_addr()?,
+        })
     }
 
     /// Accepts associations until stopped.
@@ -175,7 +178,10 @@ fn watchdog(sh: &Shared) {
 fn options(cfg: &ServerConfig) -> ServerAssociationOptions<'_, AeAllowList, dicom_ul::association::server::DefaultNegotiation> {
     let idle = Duration::from_secs(cfg.idle_timeout_s);
     let mut o = ServerAssociationOptions::new()
-        .ae_access_control(AeAllowList { calling: cfg.calling_ae_allow.clone(), called: cfg.called_ae_allow.clone() })
+        .ae_access_control(AeAllowList {
+            calling: cfg.calling_ae_allow.clone(),
+            called: cfg.called_ae_allow.clone(),
+        })
         .ae_title(cfg.ae_title.as_str())
         .max_pdu_length(cfg.max_pdu)
         .strict(false)
@@ -209,7 +215,10 @@ fn serve_association(sh: &Shared, stream: TcpStream, peer: &str) {
             return;
         }
     };
-    log::info!("association from {peer} ({}) established", dicom_ul::association::Association::peer_ae_title(&assoc));
+    log::info!(
+        "association from {peer} ({}) established",
+        dicom_ul::association::Association::peer_ae_title(&assoc)
+    );
     let (mut stored, mut duplicates) = (0usize, 0usize);
     let mut cmd_buf: Vec<u8> = Vec::new();
     let mut current: Option<Transfer<'_>> = None;
@@ -260,12 +269,25 @@ fn serve_association(sh: &Shared, stream: TcpStream, peer: &str) {
 
 fn respond(assoc: &mut ServerAssociation<TcpStream>, pc_id: u8, cmd: &Command, field: u16, code: u16) -> Result<(), DaemonError> {
     let bytes = dimse::response(cmd, field, code)?;
-    let pdu = Pdu::PData { data: vec![PDataValue { presentation_context_id: pc_id, value_type: PDataValueType::Command, is_last: true, data: bytes }] };
+    let pdu = Pdu::PData {
+        data: vec![PDataValue {
+            presentation_context_id: pc_id,
+            value_type: PDataValueType::Command,
+            is_last: true,
+            data: bytes,
+        }],
+    };
     assoc.send(&pdu).map_err(|e| DaemonError::Net(format!("sending a response: {e}")))
 }
 
 /// Handles one PDV; returns the spool outcome when an instance finished.
-fn on_pdv<'s>(sh: &'s Shared, assoc: &mut ServerAssociation<TcpStream>, cmd_buf: &mut Vec<u8>, current: &mut Option<Transfer<'s>>, pdv: PDataValue) -> Result<Option<Stored>, DaemonError> {
+fn on_pdv<'s>(
+    sh: &'s Shared,
+    assoc: &mut ServerAssociation<TcpStream>,
+    cmd_buf: &mut Vec<u8>,
+    current: &mut Option<Transfer<'s>>,
+    pdv: PDataValue,
+) -> Result<Option<Stored>, DaemonError> {
     match pdv.value_type {
         PDataValueType::Command => {
             if current.is_some() {
@@ -319,15 +341,30 @@ fn on_pdv<'s>(sh: &'s Shared, assoc: &mut ServerAssociation<TcpStream>, cmd_buf:
     }
 }
 
-fn start_command<'s>(sh: &'s Shared, assoc: &mut ServerAssociation<TcpStream>, current: &mut Option<Transfer<'s>>, cmd: Command, pc_id: u8) -> Result<(), DaemonError> {
-    let pc = assoc.presentation_contexts().iter().find(|p| p.id == pc_id && p.reason == PresentationContextResultReason::Acceptance).cloned();
+fn start_command<'s>(
+    sh: &'s Shared,
+    assoc: &mut ServerAssociation<TcpStream>,
+    current: &mut Option<Transfer<'s>>,
+    cmd: Command,
+    pc_id: u8,
+) -> Result<(), DaemonError> {
+    let pc = assoc
+        .presentation_contexts()
+        .iter()
+        .find(|p| p.id == pc_id && p.reason == PresentationContextResultReason::Acceptance)
+        .cloned();
     match cmd.field {
         dimse::C_ECHO_RQ => respond(assoc, pc_id, &cmd, dimse::C_ECHO_RSP, status::SUCCESS),
         dimse::C_STORE_RQ => {
             if !cmd.has_data_set {
                 return respond(assoc, pc_id, &cmd, dimse::C_STORE_RSP, status::CANNOT_UNDERSTAND);
             }
-            let mut t = Transfer { cmd, pc_id, incoming: None, refused: None };
+            let mut t = Transfer {
+                cmd,
+                pc_id,
+                incoming: None,
+                refused: None,
+            };
             match pc {
                 None => t.refused = Some(status::SOP_CLASS_NOT_SUPPORTED),
                 Some(_) if !is_storage_class(&t.cmd.sop_class) => t.refused = Some(status::SOP_CLASS_NOT_SUPPORTED),

@@ -53,7 +53,12 @@ pub fn send_files(peer: &Peer, files: &[PathBuf]) -> Vec<(PathBuf, Outcome)> {
             Ok(obj) => {
                 let class = obj.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string();
                 let sop = obj.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_string();
-                items.push(Item { path: f.clone(), class, sop, obj });
+                items.push(Item {
+                    path: f.clone(),
+                    class,
+                    sop,
+                    obj,
+                });
             }
             Err(e) => out.push((f.clone(), Outcome::Permanent(format!("unreadable result file: {e}")))),
         }
@@ -79,7 +84,14 @@ pub fn send_files(peer: &Peer, files: &[PathBuf]) -> Vec<(PathBuf, Outcome)> {
             let msg = format!("association with {} ({}) failed: {e}", peer.called, peer.address);
             let permanent = matches!(&e, dicom_ul::association::Error::Rejected { association_rj, .. } if association_rj.result == dicom_ul::pdu::AssociationRJResult::Permanent);
             for i in items {
-                out.push((i.path, if permanent { Outcome::Permanent(msg.clone()) } else { Outcome::Transient(msg.clone()) }));
+                out.push((
+                    i.path,
+                    if permanent {
+                        Outcome::Permanent(msg.clone())
+                    } else {
+                        Outcome::Transient(msg.clone())
+                    },
+                ));
             }
             return out;
         }
@@ -90,17 +102,34 @@ pub fn send_files(peer: &Peer, files: &[PathBuf]) -> Vec<(PathBuf, Outcome)> {
             out.push((i.path, Outcome::Transient(b.clone())));
             continue;
         }
-        let pc = assoc.presentation_contexts().iter().find(|p| p.abstract_syntax.trim_end_matches('\0') == i.class && p.reason == PresentationContextResultReason::Acceptance).cloned();
+        let pc = assoc
+            .presentation_contexts()
+            .iter()
+            .find(|p| p.abstract_syntax.trim_end_matches('\0') == i.class && p.reason == PresentationContextResultReason::Acceptance)
+            .cloned();
         let Some(pc) = pc else {
             out.push((i.path, Outcome::Permanent(format!("{} does not accept SOP class {}", peer.called, i.class))));
             continue;
         };
         let result = (|| -> Result<u16, String> {
-            let ts = TransferSyntaxRegistry.get(pc.transfer_syntax.trim_end_matches('\0')).ok_or_else(|| format!("unknown transfer syntax {}", pc.transfer_syntax))?;
+            let ts = TransferSyntaxRegistry
+                .get(pc.transfer_syntax.trim_end_matches('\0'))
+                .ok_or_else(|| format!("unknown transfer syntax {}", pc.transfer_syntax))?;
             let mut data = Vec::new();
-            i.obj.write_dataset_with_ts(&mut data, ts).map_err(|e| format!("encoding {}: {e}", i.path.display()))?;
+            i.obj
+                .write_dataset_with_ts(&mut data, ts)
+                .map_err(|e| format!("encoding {}: {e}", i.path.display()))?;
             let cmd = dimse::store_request((n % 65535 + 1) as u16, &i.class, &i.sop).map_err(|e| e.to_string())?;
-            assoc.send(&Pdu::PData { data: vec![PDataValue { presentation_context_id: pc.id, value_type: PDataValueType::Command, is_last: true, data: cmd }] }).map_err(|e| format!("sending: {e}"))?;
+            assoc
+                .send(&Pdu::PData {
+                    data: vec![PDataValue {
+                        presentation_context_id: pc.id,
+                        value_type: PDataValueType::Command,
+                        is_last: true,
+                        data: cmd,
+                    }],
+                })
+                .map_err(|e| format!("sending: {e}"))?;
             let mut w = assoc.send_pdata(pc.id);
             w.write_all(&data).map_err(|e| format!("sending: {e}"))?;
             w.finish().map_err(|e| format!("sending: {e}"))?;
