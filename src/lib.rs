@@ -6,6 +6,8 @@
 pub mod analysis;
 pub mod bench;
 pub mod cli;
+pub mod daemon;
+pub mod dicom;
 pub mod image;
 pub mod io;
 pub mod nn;

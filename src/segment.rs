@@ -5,7 +5,7 @@
 //! scanner's pixels.
 
 use crate::analysis::{postprocess::postprocess, LabelVolume};
-use crate::image::{prepare_image, restore_scores, ImageError, Slice2D};
+use crate::image::{prepare_image, restore_scores, ImageError, Placement, Slice2D};
 use crate::nn::{Backend, Model, NnError, Preprocess, Tensor};
 
 /// Why a segmentation could not be produced.
@@ -55,7 +55,29 @@ impl<'a> Segmenter<'a> {
         &self.preprocess
     }
 
-    /// Segments every slice; `progress(done, total)` is called after each batch.
+    /// Model classes (logits per pixel).
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Images per inference batch.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Runs the network on `n` prepared images laid end to end (`n * size * size` values);
+    /// returns their logits, classes fastest. The daemon's inference stage and
+    /// [`Segmenter::segment`] both go through here.
+    pub fn infer(&mut self, prepared: Vec<f32>, n: usize) -> Result<Vec<f32>, SegmentError> {
+        let size = self.preprocess.size;
+        let x = Tensor::from_nhwc(n, size, size, 1, prepared)?;
+        let mut y = self.backend.infer(&x)?;
+        Ok(std::mem::take(&mut y.data))
+    }
+
+    /// Segments every slice; `progress(done, total)` is called after each batch. The three
+    /// steps are the pipeline's stages: [`prepare_slice`], [`Segmenter::infer`],
+    /// [`labels_from_logits`].
     pub fn segment(&mut self, slices: &[Slice2D], progress: &dyn Fn(usize, usize)) -> Result<Vec<SliceLabels>, SegmentError> {
         let size = self.preprocess.size;
         let k = self.classes;
@@ -64,31 +86,43 @@ impl<'a> Segmenter<'a> {
             let mut data = Vec::with_capacity(chunk.len() * size * size);
             let mut placements = Vec::with_capacity(chunk.len());
             for s in chunk {
-                let (img, pl) = prepare_image(s, &self.preprocess)?;
+                let (img, pl) = prepare_slice(s, &self.preprocess)?;
                 data.extend_from_slice(&img);
                 placements.push(pl);
             }
-            let x = Tensor::from_nhwc(chunk.len(), size, size, 1, data)?;
-            let logits = self.backend.infer(&x)?;
+            let logits = self.infer(data, chunk.len())?;
             for (i, pl) in placements.iter().enumerate() {
-                let probs = softmax(&logits.data[i * size * size * k..(i + 1) * size * size * k], k);
-                let native = restore_scores(&probs, k, pl)?;
-                let mut labels = Vec::with_capacity(native.len() / k);
-                let (mut conf, mut fg) = (0.0f64, 0usize);
-                for px in native.chunks_exact(k) {
-                    let (best, p) = px.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |b, (c, v)| if *v > b.1 { (c, *v) } else { b });
-                    if best != 0 {
-                        conf += p as f64;
-                        fg += 1;
-                    }
-                    labels.push(best as u8);
-                }
-                out.push(SliceLabels { labels, confidence: if fg == 0 { 1.0 } else { (conf / fg as f64) as f32 }, foreground: fg });
+                let one = logits.get(i * size * size * k..(i + 1) * size * size * k).ok_or_else(|| SegmentError::Input("backend returned fewer logits than images".into()))?;
+                out.push(labels_from_logits(one, k, pl)?);
             }
             progress(out.len(), slices.len());
         }
         Ok(out)
     }
+}
+
+/// Prepares one native slice for the network (resample, crop, normalise) and remembers where
+/// it came from, so its scores can go back to the native grid.
+pub fn prepare_slice(s: &Slice2D, p: &Preprocess) -> Result<(Vec<f32>, Placement), SegmentError> {
+    Ok(prepare_image(s, p)?)
+}
+
+/// Native-grid labels and confidence of one image from its logits on the model grid (`k`
+/// classes fastest): softmax, resample back, argmax.
+pub fn labels_from_logits(logits: &[f32], k: usize, pl: &Placement) -> Result<SliceLabels, SegmentError> {
+    let probs = softmax(logits, k);
+    let native = restore_scores(&probs, k, pl)?;
+    let mut labels = Vec::with_capacity(native.len() / k.max(1));
+    let (mut conf, mut fg) = (0.0f64, 0usize);
+    for px in native.chunks_exact(k) {
+        let (best, p) = px.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |b, (c, v)| if *v > b.1 { (c, *v) } else { b });
+        if best != 0 {
+            conf += p as f64;
+            fg += 1;
+        }
+        labels.push(best as u8);
+    }
+    Ok(SliceLabels { labels, confidence: if fg == 0 { 1.0 } else { (conf / fg as f64) as f32 }, foreground: fg })
 }
 
 /// Class probabilities per pixel (classes fastest), from logits in the same layout.

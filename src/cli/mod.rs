@@ -12,6 +12,7 @@ mod import;
 mod models_cmd;
 mod progress;
 mod segment_cmd;
+mod serve_cmd;
 mod train_cmd;
 
 use clap::{Parser, Subcommand};
@@ -60,6 +61,9 @@ pub enum Command {
     Segment(segment_cmd::SegmentArgs),
     /// Evaluate a model against expert labels: Dice, 95% Hausdorff, volume/EF/mass agreement.
     Eval(eval::EvalArgs),
+    /// Run the scanner-side daemon: receive cine series over DICOM (C-STORE), segment them,
+    /// write SEG/overlays/reports and send them on (see cineseg.example.toml).
+    Serve(serve_cmd::ServeArgs),
     /// Measure CPU speed next to PyTorch and ONNX Runtime (from ../shared-venv) on this machine.
     Bench(bench_cmd::BenchArgs),
 }
@@ -91,6 +95,8 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
     #[error("{0}")]
     Usage(String),
 }
@@ -126,6 +132,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Segment(a) => segment_cmd::run(a, threads),
         Command::Eval(a) => eval::run(a, threads),
         Command::Bench(a) => bench_cmd::run(a, threads),
+        Command::Serve(a) => serve_cmd::run(a),
     }
 }
 

@@ -1,0 +1,29 @@
+//! The scanner-side daemon (`cineseg serve`): receive cine series over DICOM, keep them durably,
+//! segment them in a streaming pipeline, write and send the results, and lose nothing across a
+//! crash.
+//!
+//! Data flow: [`net::scp`] acknowledges an instance only after [`spool::Spool`] has fsync'd it;
+//! the spool closes a series into a [`queue::JobQueue`] job (one file per job, moved by atomic
+//! renames); [`pipeline`] turns jobs into results ([`results`]); [`sender`] stores them at the
+//! destination with retries and a dead-letter folder. [`server::Daemon`] wires it together.
+//!
+//! Extension point for the overnight fine-tuning hook: received series are kept when
+//! `spool.keep_received` is set, and the inference stage of [`pipeline`] is where a promoted model would
+//! be swapped in between series.
+
+pub mod config;
+pub mod error;
+mod fsio;
+pub mod health;
+pub mod html;
+pub mod net;
+pub mod pipeline;
+pub mod queue;
+pub mod results;
+pub mod sender;
+pub mod server;
+pub mod spool;
+
+pub use config::Config;
+pub use error::DaemonError;
+pub use server::Daemon;

@@ -1,0 +1,528 @@
+//! The streaming pipeline: decode -> preprocess -> batched inference -> post-process ->
+//! measure -> write, one thread per stage, joined by bounded crossbeam channels (a slow stage
+//! holds the ones before it back; nothing queues without bound). Up to `series_in_flight`
+//! series are inside at once, so one series decodes while another is in inference.
+//!
+//! A series that fails in any stage (or panics) is quarantined: its job goes to `failed` with
+//! the error, its received files move to `<spool>/quarantine/<job>/` with `error.txt`, and the
+//! later stages drop its remaining messages. The other series carry on.
+//!
+//! The preprocessing, inference and label steps are [`crate::segment`]'s
+//! ([`prepare_slice`], [`Segmenter::infer`], [`labels_from_logits`]), the same code
+//! `cineseg segment` runs. The inference stage owns the backend and the model; swapping in a
+//! promoted model (the overnight hook) means restarting that stage between series.
+
+use super::health::Health;
+use super::queue::{JobQueue, JobRecord, JobState};
+use super::results::{self, Analysis};
+use super::spool::Spool;
+use super::DaemonError;
+use crate::analysis::{quality, volumes::summarize};
+use crate::dicom::masks::LabelMasks;
+use crate::dicom::{AssembleOptions, CineStack};
+use crate::image::{Placement, Slice2D};
+use crate::nn::device::DeviceChoice;
+use crate::nn::Model;
+use crate::segment::{labels_from_logits, phase_volume, prepare_slice, SegmentError, Segmenter, SliceLabels};
+use crossbeam::channel::{bounded, Receiver, Sender};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Settings the stages need.
+#[derive(Clone)]
+pub struct PipelineSettings {
+    /// Results folder.
+    pub output_dir: PathBuf,
+    /// State folder of the spool (for quarantine).
+    pub spool_dir: PathBuf,
+    /// Device and threads for the backend.
+    pub device: DeviceChoice,
+    /// CPU threads.
+    pub threads: usize,
+    /// Images per inference batch.
+    pub batch: usize,
+    /// Series inside the pipeline at once.
+    pub series_in_flight: usize,
+    /// Bounded channel capacity between stages.
+    pub channel_capacity: usize,
+    /// Low-confidence threshold.
+    pub min_confidence: f32,
+    /// Write overlay secondary captures.
+    pub overlays: bool,
+    /// Name of the model in reports.
+    pub model_name: String,
+    /// Input preparation; filled from the model by [`Pipeline::start`].
+    pub model_preprocess: Option<crate::nn::Preprocess>,
+    /// Model classes; filled from the model by [`Pipeline::start`].
+    pub classes: usize,
+}
+
+/// One series going through the stages.
+struct Ctx {
+    job: JobRecord,
+    failed: AtomicBool,
+}
+
+struct Decoded {
+    ctx: Arc<Ctx>,
+    stack: Arc<CineStack>,
+}
+
+/// A batch of images of one series; `total` is the series' image count.
+struct Batch {
+    ctx: Arc<Ctx>,
+    stack: Arc<CineStack>,
+    items: Vec<(usize, usize, Placement)>,
+    data: Vec<f32>,
+    total: usize,
+}
+
+struct Inferred {
+    batch: Batch,
+    logits: Vec<f32>,
+}
+
+struct Labelled {
+    ctx: Arc<Ctx>,
+    stack: Arc<CineStack>,
+    labels: HashMap<(usize, usize), SliceLabels>,
+}
+
+/// Shared by the stages: where failures and successes are reported.
+struct Sink {
+    queue: Arc<JobQueue>,
+    spool: Arc<Spool>,
+    health: Arc<Health>,
+    settings: PipelineSettings,
+    slots: (Mutex<usize>, Condvar),
+}
+
+impl Sink {
+    fn fail(&self, ctx: &Ctx, stage: &str, err: &str) {
+        if ctx.failed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let msg = format!("{stage}: {err}");
+        log::error!("series job {} quarantined: {msg}", ctx.job.id);
+        let qdir = self.settings.spool_dir.join("quarantine").join(&ctx.job.id);
+        if std::fs::create_dir_all(&qdir).is_ok() {
+            for f in &ctx.job.files {
+                let _ = std::fs::rename(self.spool.objects_dir().join(f), qdir.join(f));
+            }
+            let _ = std::fs::write(qdir.join("error.txt"), format!("{msg}\n"));
+        }
+        if let Err(e) = self.queue.fail(&ctx.job, JobState::Pending, &msg) {
+            log::error!("cannot record the failure of job {}: {e}", ctx.job.id);
+        }
+        self.health.failed.fetch_add(1, Ordering::Relaxed);
+        self.leave();
+    }
+
+    fn leave(&self) {
+        self.health.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let (m, cv) = &self.slots;
+        let mut n = m.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        cv.notify_all();
+    }
+
+    fn enter(&self, stop: &AtomicBool) -> bool {
+        let (m, cv) = &self.slots;
+        let mut n = m.lock().unwrap_or_else(|p| p.into_inner());
+        while *n >= self.settings.series_in_flight {
+            if stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            n = cv.wait_timeout(n, Duration::from_millis(200)).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        *n += 1;
+        self.health.in_flight.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Runs `f` for a message of `ctx`, quarantining the series on error or panic.
+    fn guard<T>(&self, ctx: &Ctx, stage: &str, f: impl FnOnce() -> Result<T, String>) -> Option<T> {
+        if ctx.failed.load(Ordering::SeqCst) {
+            return None;
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                self.fail(ctx, stage, &e);
+                None
+            }
+            Err(_) => {
+                self.fail(ctx, stage, "internal error (panic)");
+                None
+            }
+        }
+    }
+}
+
+/// The running pipeline.
+pub struct Pipeline {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Starts the stages and the feeder that takes pending jobs from `queue`.
+    pub fn start(mut settings: PipelineSettings, model: Model, queue: Arc<JobQueue>, spool: Arc<Spool>, health: Arc<Health>) -> Result<Pipeline, DaemonError> {
+        settings.model_preprocess = model.preprocess.clone();
+        settings.classes = model.config().classes;
+        let cap = settings.channel_capacity;
+        let sink = Arc::new(Sink {
+            queue: queue.clone(),
+            spool,
+            health,
+            settings: settings.clone(),
+            slots: (Mutex::new(0), Condvar::new()),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx_dec, rx_dec) = bounded::<Decoded>(cap);
+        let (tx_pre, rx_pre) = bounded::<Batch>(cap);
+        let (tx_inf, rx_inf) = bounded::<Inferred>(cap);
+        let (tx_lab, rx_lab) = bounded::<Labelled>(cap);
+        let (tx_mea, rx_mea) = bounded::<(Arc<Ctx>, Analysis)>(cap);
+        let (ready_tx, ready_rx) = bounded::<Result<(), String>>(1);
+        let mut threads = Vec::new();
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| DaemonError::Pipeline(format!("starting {name}: {e}")))
+        };
+        {
+            let (s, st, q) = (sink.clone(), stop.clone(), queue);
+            threads.push(spawn("feed-decode", Box::new(move || feed_and_decode(&s, &q, &st, tx_dec)))?);
+        }
+        {
+            let s = sink.clone();
+            threads.push(spawn("preprocess", Box::new(move || preprocess(&s, rx_dec, tx_pre)))?);
+        }
+        {
+            let s = sink.clone();
+            threads.push(spawn("inference", Box::new(move || inference(&s, model, rx_pre, tx_inf, ready_tx)))?);
+        }
+        {
+            let s = sink.clone();
+            threads.push(spawn("postprocess", Box::new(move || postprocess(&s, rx_inf, tx_lab)))?);
+        }
+        {
+            let s = sink.clone();
+            threads.push(spawn("measure", Box::new(move || measure(&s, rx_lab, tx_mea)))?);
+        }
+        {
+            let s = sink;
+            threads.push(spawn("write", Box::new(move || write(&s, rx_mea)))?);
+        }
+        match ready_rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(Ok(())) => Ok(Pipeline { stop, threads }),
+            Ok(Err(e)) => Err(DaemonError::Pipeline(format!("inference stage: {e}"))),
+            Err(_) => Err(DaemonError::Pipeline("inference stage did not start".into())),
+        }
+    }
+
+    /// Stops taking jobs and waits for the stages to drain.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn feed_and_decode(sink: &Sink, queue: &JobQueue, stop: &AtomicBool, tx: Sender<Decoded>) {
+    while !stop.load(Ordering::SeqCst) {
+        if !sink.enter(stop) {
+            break;
+        }
+        let job = match queue.take(JobState::Pending, Duration::from_millis(300)) {
+            Ok(Some(j)) => j,
+            Ok(None) => {
+                sink.slots.1.notify_all();
+                sink.leave();
+                continue;
+            }
+            Err(e) => {
+                log::error!("job queue: {e}");
+                sink.leave();
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+        };
+        // Results already stored by a run that crashed before moving the job on.
+        if sink.settings.output_dir.join(&job.id).is_dir() {
+            log::info!("job {}: results already stored, not processing again", job.id);
+            if let Err(e) = queue.advance(&job.id, JobState::Pending, JobState::Stored) {
+                log::error!("{e}");
+            }
+            sink.leave();
+            continue;
+        }
+        log::info!("job {}: decoding {} instances", job.id, job.files.len());
+        let ctx = Arc::new(Ctx {
+            job,
+            failed: AtomicBool::new(false),
+        });
+        let objects = sink.spool.objects_dir();
+        let decoded = sink.guard(&ctx, "decode", || {
+            let files: Vec<PathBuf> = ctx.job.files.iter().map(|f| objects.join(f)).collect();
+            let scan = crate::dicom::stack::load_files(&files, &objects, &AssembleOptions::default()).map_err(|e| e.to_string())?;
+            for s in &scan.skipped {
+                log::warn!("job {}: skipped an instance: {s}", ctx.job.id);
+            }
+            let stack = scan
+                .stacks
+                .into_iter()
+                .max_by_key(|s| s.slices.iter().map(|sl| sl.frames.iter().flatten().count()).sum::<usize>())
+                .ok_or_else(|| "no image stack could be assembled from the received instances".to_string())?;
+            Ok(stack)
+        });
+        if let Some(stack) = decoded {
+            if tx.send(Decoded { ctx, stack: Arc::new(stack) }).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+fn preprocess(sink: &Sink, rx: Receiver<Decoded>, tx: Sender<Batch>) {
+    for d in rx {
+        let pre = match sink.settings.model_preprocess.clone() {
+            Some(p) => p,
+            None => continue,
+        };
+        let ctx = d.ctx.clone();
+        let stack = d.stack.clone();
+        let batch_size = sink.settings.batch;
+        let all: Vec<(usize, usize)> = (0..stack.n_slices())
+            .flat_map(|s| (0..stack.n_phases()).map(move |p| (s, p)))
+            .filter(|(s, p)| stack.frame(*s, *p).is_some())
+            .collect();
+        let total = all.len();
+        if total == 0 {
+            sink.fail(&ctx, "preprocess", "the stack has no images");
+            continue;
+        }
+        for chunk in all.chunks(batch_size) {
+            let made = sink.guard(&ctx, "preprocess", || {
+                let mut data = Vec::new();
+                let mut items = Vec::with_capacity(chunk.len());
+                let ps = stack.grid.pixel_spacing;
+                for &(s, p) in chunk {
+                    let f = stack.frame(s, p).ok_or("missing frame")?;
+                    let slice = Slice2D {
+                        width: stack.grid.cols,
+                        height: stack.grid.rows,
+                        spacing: [ps[1] as f32, ps[0] as f32],
+                        data: f.pixels.clone(),
+                    };
+                    let (img, pl) = prepare_slice(&slice, &pre).map_err(|e| e.to_string())?;
+                    data.extend_from_slice(&img);
+                    items.push((s, p, pl));
+                }
+                Ok(Batch {
+                    ctx: ctx.clone(),
+                    stack: stack.clone(),
+                    items,
+                    data,
+                    total,
+                })
+            });
+            match made {
+                Some(b) => {
+                    if tx.send(b).is_err() {
+                        return;
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+fn inference(sink: &Sink, model: Model, rx: Receiver<Batch>, tx: Sender<Inferred>, ready: Sender<Result<(), String>>) {
+    let (mut backend, why) = match crate::nn::device::select(sink.settings.device, sink.settings.threads) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
+    log::info!("compute backend: {why}");
+    let mut seg = match Segmenter::new(backend.as_mut(), &model, None, sink.settings.batch) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    for mut b in rx {
+        let ctx = b.ctx.clone();
+        let data = std::mem::take(&mut b.data);
+        let n = b.items.len();
+        let logits = sink.guard(&ctx, "inference", || seg.infer(data, n).map_err(|e: SegmentError| e.to_string()));
+        if let Some(logits) = logits {
+            if tx.send(Inferred { batch: b, logits }).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn postprocess(sink: &Sink, rx: Receiver<Inferred>, tx: Sender<Labelled>) {
+    let k = sink.settings.classes;
+    let mut acc: HashMap<String, HashMap<(usize, usize), SliceLabels>> = HashMap::new();
+    for m in rx {
+        let ctx = m.batch.ctx.clone();
+        acc.retain(|_, v| !v.is_empty());
+        let per = m.logits.len() / m.batch.items.len().max(1);
+        let done = sink.guard(&ctx, "postprocess", || {
+            let entry = acc.entry(ctx.job.id.clone()).or_default();
+            for (i, (s, p, pl)) in m.batch.items.iter().enumerate() {
+                let l = m.logits.get(i * per..(i + 1) * per).ok_or("short logits")?;
+                entry.insert((*s, *p), labels_from_logits(l, k, pl).map_err(|e| e.to_string())?);
+            }
+            Ok(entry.len() >= m.batch.total)
+        });
+        match done {
+            Some(true) => {
+                let labels = acc.remove(&ctx.job.id).unwrap_or_default();
+                if tx
+                    .send(Labelled {
+                        ctx,
+                        stack: m.batch.stack,
+                        labels,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Some(false) => {}
+            None => {
+                acc.remove(&ctx.job.id);
+            }
+        }
+    }
+}
+
+fn measure(sink: &Sink, rx: Receiver<Labelled>, tx: Sender<(Arc<Ctx>, Analysis)>) {
+    for m in rx {
+        let ctx = m.ctx.clone();
+        let analysis = sink.guard(&ctx, "measure", || {
+            let st = &m.stack;
+            let (rows, cols, ns, np) = (st.grid.rows, st.grid.cols, st.n_slices(), st.n_phases());
+            let mut masks = LabelMasks::empty(ns, np, rows, cols, vec![1, 2, 3]);
+            let mut phases = Vec::with_capacity(np);
+            let mut confidence = Vec::with_capacity(np);
+            let mut missing = 0;
+            let blank = SliceLabels {
+                labels: vec![0; rows * cols],
+                confidence: 1.0,
+                foreground: 0,
+            };
+            let spacing = [st.grid.pixel_spacing[1] as f32, st.grid.pixel_spacing[0] as f32, st.slice_spacing as f32];
+            for p in 0..np {
+                let mut slices = Vec::with_capacity(ns);
+                for s in 0..ns {
+                    let l = m.labels.get(&(s, p)).cloned().unwrap_or_else(|| {
+                        missing += 1;
+                        blank.clone()
+                    });
+                    slices.push(l);
+                }
+                let fg: usize = slices.iter().map(|l| l.foreground).sum();
+                let conf = slices.iter().map(|l| l.confidence as f64 * l.foreground as f64).sum::<f64>() / fg.max(1) as f64;
+                confidence.push(if fg == 0 { 1.0 } else { conf as f32 });
+                let vol = phase_volume(&slices, cols, rows, spacing).map_err(|e| e.to_string())?;
+                for s in 0..ns {
+                    let img = masks.image_mut(s, p).ok_or("mask index")?;
+                    img.copy_from_slice(vol.labels.get(s * rows * cols..(s + 1) * rows * cols).ok_or("volume size")?);
+                }
+                phases.push(vol);
+            }
+            for (i, a) in masks.annotated.iter_mut().enumerate() {
+                if m.labels.contains_key(&(i / np.max(1), i % np.max(1))) {
+                    *a = vec![1, 2, 3];
+                }
+            }
+            let mut notes = Vec::new();
+            let summary = if np > 1 {
+                match summarize(&phases) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        notes.push(format!("no function numbers: {e}"));
+                        None
+                    }
+                }
+            } else {
+                notes.push("one phase only: no ED/ES, EF or volume curve".into());
+                None
+            };
+            let flags = summary.as_ref().map(|s| quality::check(&phases, s)).unwrap_or_default();
+            let mean = confidence.iter().sum::<f32>() / confidence.len().max(1) as f32;
+            if mean < sink.settings.min_confidence {
+                notes.push(format!("low model confidence: mean {mean:.2} below {:.2}", sink.settings.min_confidence));
+            }
+            if missing > 0 {
+                notes.push(format!("{missing} images missing from the series were not segmented"));
+            }
+            let stack = (*m.stack).clone();
+            Ok(Analysis {
+                stack,
+                masks,
+                summary,
+                flags,
+                notes,
+                confidence,
+                missing_frames: missing,
+            })
+        });
+        if let Some(a) = analysis {
+            if tx.send((ctx, a)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn write(sink: &Sink, rx: Receiver<(Arc<Ctx>, Analysis)>) {
+    for (ctx, a) in rx {
+        let st = &sink.settings;
+        let stored = sink.guard(&ctx, "write", || {
+            results::write(&st.output_dir, &ctx.job, &a, &st.model_name, st.overlays).map_err(|e| e.to_string())
+        });
+        let Some(dir) = stored else { continue };
+        if let Err(e) = sink.queue.advance(&ctx.job.id, JobState::Pending, JobState::Stored) {
+            log::error!(
+                "job {}: results stored in {} but the queue could not be updated: {e}",
+                ctx.job.id,
+                dir.display()
+            );
+        }
+        sink.spool.discard(&ctx.job);
+        let latency = (super::fsio::unix_ms().saturating_sub(ctx.job.last_received_ms)) as f64 / 1000.0;
+        sink.health.finished(latency);
+        let ef = a
+            .summary
+            .as_ref()
+            .and_then(|s| s.lv_ef_percent)
+            .map(|v| format!("{v:.1} %"))
+            .unwrap_or_else(|| "n/a".into());
+        log::info!(
+            "job {}: results stored in {} ({:.2} s after the last instance; LVEF {ef}, {} quality flags)",
+            ctx.job.id,
+            dir.display(),
+            latency,
+            a.flags.len() + a.notes.len()
+        );
+        sink.leave();
+    }
+}

@@ -1,0 +1,153 @@
+//! Wires the daemon together: queue and spool (with crash recovery), the pipeline, the sender,
+//! the series-completion poller, the health line and the DICOM listener.
+
+use super::config::Config;
+use super::health::Health;
+use super::net::scp::{Scp, ScpHandle};
+use super::pipeline::{Pipeline, PipelineSettings};
+use super::queue::{JobQueue, JobState};
+use super::spool::Spool;
+use super::DaemonError;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A running daemon.
+pub struct Daemon {
+    addr: SocketAddr,
+    scp: ScpHandle,
+    stop: Arc<AtomicBool>,
+    pipeline: Option<Pipeline>,
+    threads: Vec<JoinHandle<()>>,
+    /// Counters behind the health line.
+    pub health: Arc<Health>,
+    /// The job queue (for status and tests).
+    pub queue: Arc<JobQueue>,
+    /// The spool.
+    pub spool: Arc<Spool>,
+}
+
+impl Daemon {
+    /// Recovers state and starts every thread; returns once the listener is bound and the model
+    /// is loaded on its backend.
+    pub fn start(cfg: &Config, model: crate::nn::Model, model_name: &str) -> Result<Daemon, DaemonError> {
+        let root = &cfg.spool.dir;
+        super::fsio::ensure_dir(root)?;
+        super::fsio::ensure_dir(&cfg.output.dir)?;
+        let queue = Arc::new(JobQueue::open(&root.join("jobs"))?);
+        let spool = Arc::new(Spool::open(&cfg.spool, queue.clone())?);
+        log::info!(
+            "spool {}: {} series receiving, {} jobs pending, {} to send",
+            root.display(),
+            spool.open_series(),
+            queue.count(JobState::Pending),
+            queue.count(JobState::Stored)
+        );
+        let health = Arc::new(Health::default());
+        let device = cfg.pipeline.device.parse().map_err(|e: crate::nn::NnError| DaemonError::Config {
+            path: "pipeline.device".into(),
+            reason: e.to_string(),
+        })?;
+        let settings = PipelineSettings {
+            output_dir: cfg.output.dir.clone(),
+            spool_dir: root.clone(),
+            device,
+            threads: cfg.pipeline.threads,
+            batch: cfg.pipeline.batch,
+            series_in_flight: cfg.pipeline.series_in_flight,
+            channel_capacity: cfg.pipeline.channel_capacity,
+            min_confidence: cfg.pipeline.min_confidence,
+            overlays: cfg.output.overlays,
+            model_name: model_name.into(),
+            model_preprocess: None,
+            classes: 0,
+        };
+        let pipeline = Pipeline::start(settings, model, queue.clone(), spool.clone(), health.clone())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        {
+            let (q, d, st) = (queue.clone(), cfg.destination.clone(), stop.clone());
+            let (calling, out, dead) = (cfg.server.ae_title.clone(), cfg.output.dir.clone(), root.join("dead-letter"));
+            threads.push(
+                std::thread::Builder::new()
+                    .name("sender".into())
+                    .spawn(move || super::sender::run(q, d, calling, out, dead, st))
+                    .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+            );
+        }
+        {
+            let (sp, st) = (spool.clone(), stop.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("series-poll".into())
+                    .spawn(move || {
+                        while !st.load(Ordering::SeqCst) {
+                            if let Err(e) = sp.poll(Instant::now()) {
+                                log::error!("closing series: {e}");
+                            }
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    })
+                    .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+            );
+        }
+        if cfg.logging.health_interval_s > 0 {
+            let (h, sp, st, every) = (health.clone(), spool.clone(), stop.clone(), Duration::from_secs(cfg.logging.health_interval_s));
+            threads.push(
+                std::thread::Builder::new()
+                    .name("health".into())
+                    .spawn(move || {
+                        let mut next = Instant::now() + every;
+                        while !st.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(200));
+                            if Instant::now() >= next {
+                                log::info!("{}", h.line(sp.received(), sp.open_series()));
+                                next += every;
+                            }
+                        }
+                    })
+                    .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+            );
+        }
+        let scp = Scp::bind(&cfg.server, spool.clone(), root.clone())?;
+        let addr = scp.local_addr()?;
+        let handle = scp.handle()?;
+        threads.push(
+            std::thread::Builder::new()
+                .name("scp".into())
+                .spawn(move || scp.serve())
+                .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+        );
+        log::info!("listening on {addr} as {}", cfg.server.ae_title);
+        Ok(Daemon {
+            addr,
+            scp: handle,
+            stop,
+            pipeline: Some(pipeline),
+            threads,
+            health,
+            queue,
+            spool,
+        })
+    }
+
+    /// The bound listener address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops listening and processing and joins the threads.
+    pub fn stop(mut self) {
+        self.scp.stop();
+        self.stop.store(true, Ordering::SeqCst);
+        self.queue.notify();
+        if let Some(p) = self.pipeline.take() {
+            p.stop();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! DICOM in and out: read what real scanners write, assemble cine stacks with the corrections
+//! public data needs, and write results back as objects PACS and viewers accept.
+
+mod attr;
+pub mod contours;
+pub mod error;
+pub mod geometry;
+pub mod inspect;
+pub mod instance;
+pub mod masks;
+mod precheck;
+pub mod sc;
+pub mod seg;
+pub mod stack;
+mod stack_build;
+pub mod writer;
+
+pub use error::DicomError;
+pub use inspect::{inspect, InspectReport};
+pub use instance::{read_file, Geometry, Identifiers, Instance};
+pub use stack::{assemble, AssembleOptions, CineStack, Correction};

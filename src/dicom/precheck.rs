@@ -1,0 +1,181 @@
+//! A header walk over the raw bytes before the real parser sees them. The parser reserves
+//! memory for an element as soon as it reads the element's length, so a corrupt or hostile
+//! header claiming a 3 GB element would allocate 3 GB before failing. Here every declared
+//! length is checked against the bytes actually left in the file, without allocating.
+
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
+
+#[derive(Clone, Copy, PartialEq)]
+enum Syntax {
+    ExplicitLe,
+    ImplicitLe,
+    ExplicitBe,
+}
+
+/// VRs with a 2-byte reserved field and a 4-byte length in explicit VR.
+fn long_vr(vr: &[u8]) -> bool {
+    matches!(
+        vr,
+        b"OB"
+            | b"OD"
+            | b"OF"
+            | b"OL"
+            | b"OV"
+            | b"OW"
+            | b"SQ"
+            | b"SV"
+            | b"UC"
+            | b"UN"
+            | b"UR"
+            | b"UT"
+            | b"UV"
+    )
+}
+
+struct Walker<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Walker<'_> {
+    fn u16(&self, at: usize, big: bool) -> Option<u16> {
+        let b: [u8; 2] = self.bytes.get(at..at + 2)?.try_into().ok()?;
+        Some(if big {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
+    }
+    fn u32(&self, at: usize, big: bool) -> Option<u32> {
+        let b: [u8; 4] = self.bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(if big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    }
+}
+
+/// Check `body` (starting at "DICM") for element lengths that exceed the file. Returns a
+/// reason when one does or a header is cut off.
+pub(crate) fn check_lengths(body: &[u8]) -> Result<(), String> {
+    let mut w = Walker {
+        bytes: body,
+        pos: 4,
+    };
+    let mut syntax = Syntax::ExplicitLe;
+    let mut in_meta = true;
+    let mut in_fragments = false;
+    let mut transfer_syntax = String::new();
+    while w.pos < body.len() {
+        let group_le = w.u16(w.pos, false).ok_or("element header cut off")?;
+        if in_meta && group_le != 0x0002 {
+            in_meta = false;
+            syntax = match transfer_syntax.trim_end_matches(['\0', ' ']) {
+                "1.2.840.10008.1.2" => Syntax::ImplicitLe,
+                "1.2.840.10008.1.2.2" => Syntax::ExplicitBe,
+                // Deflated data sets are inflated by the parser; lengths cannot be walked here.
+                "1.2.840.10008.1.2.1.99" => return Ok(()),
+                _ => Syntax::ExplicitLe,
+            };
+            continue;
+        }
+        let big = syntax == Syntax::ExplicitBe && !in_meta;
+        let group = w.u16(w.pos, big).ok_or("element header cut off")?;
+        let element = w.u16(w.pos + 2, big).ok_or("element header cut off")?;
+        let start = w.pos;
+        let (len, header) = if group == 0xFFFE {
+            (w.u32(w.pos + 4, big).ok_or("item header cut off")?, 8)
+        } else if syntax == Syntax::ImplicitLe && !in_meta {
+            (w.u32(w.pos + 4, false).ok_or("element header cut off")?, 8)
+        } else {
+            let vr = body
+                .get(w.pos + 4..w.pos + 6)
+                .ok_or("element header cut off")?;
+            if long_vr(vr) {
+                (w.u32(w.pos + 8, big).ok_or("element header cut off")?, 12)
+            } else {
+                (
+                    u32::from(w.u16(w.pos + 6, big).ok_or("element header cut off")?),
+                    8,
+                )
+            }
+        };
+        w.pos += header;
+        if group == 0xFFFE {
+            match element {
+                0xE0DD => in_fragments = false,
+                0xE000 if in_fragments && len != UNDEFINED => {
+                    skip(&mut w, start, group, element, len)?;
+                }
+                _ => {} // items and delimiters: their content is read as elements
+            }
+            continue;
+        }
+        if len == UNDEFINED {
+            if (group, element) == PIXEL_DATA {
+                in_fragments = true;
+            }
+            continue; // sequence or encapsulated data: descend
+        }
+        let is_sq = syntax != Syntax::ImplicitLe
+            && body.get(start + 4..start + 6) == Some(b"SQ".as_slice());
+        let looks_like_items =
+            body.get(w.pos..w.pos + 4) == Some([0xFE, 0xFF, 0x00, 0xE0].as_slice());
+        if (is_sq || (syntax == Syntax::ImplicitLe && looks_like_items))
+            && (len as usize) <= body.len() - w.pos
+        {
+            continue; // defined-length sequence: descend to check its items too
+        }
+        if (group, element) == (0x0002, 0x0010) {
+            let v = body.get(w.pos..w.pos + len as usize).unwrap_or_default();
+            transfer_syntax = String::from_utf8_lossy(v).into_owned();
+        }
+        skip(&mut w, start, group, element, len)?;
+    }
+    Ok(())
+}
+
+fn skip(w: &mut Walker, start: usize, group: u16, element: u16, len: u32) -> Result<(), String> {
+    let remaining = w.bytes.len().saturating_sub(w.pos);
+    if len as usize > remaining {
+        return Err(format!(
+            "element ({group:04X},{element:04X}) at byte {start} claims {len} bytes but only {remaining} remain"
+        ));
+    }
+    w.pos += len as usize;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_lengths;
+
+    fn explicit(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&tag.0.to_le_bytes());
+        v.extend_from_slice(&tag.1.to_le_bytes());
+        v.extend_from_slice(vr);
+        v.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        v.extend_from_slice(value);
+        v
+    }
+
+    #[test]
+    fn huge_claim_is_caught_and_honest_file_passes() {
+        let mut body = b"DICM".to_vec();
+        body.extend(explicit((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2.1\0"));
+        body.extend(explicit((0x0010, 0x0010), b"PN", b"DOE^J"));
+        assert_eq!(check_lengths(&body), Ok(()));
+        // Pixel data claiming 3 GB with 4 bytes present.
+        body.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0]);
+        body.extend_from_slice(&3_000_000_000u32.to_le_bytes());
+        body.extend_from_slice(&[1, 2, 3, 4]);
+        let err = check_lengths(&body).unwrap_err();
+        assert!(
+            err.contains("(7FE0,0010)") && err.contains("3000000000"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! Small helpers shared by the SEG and secondary-capture writers: new UIDs, the current date
+//! and time in DICOM form, element constructors, coded concepts, and saving with a file meta
+//! group. dicom-rs has no IOD builders, so the writers assemble objects element by element.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dicom_core::value::DataSetSequence;
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+use super::error::DicomError;
+
+/// A coded concept (code value, scheme, meaning), e.g. SNOMED CT `87878005 SCT Left Ventricle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Code {
+    /// CodeValue.
+    pub value: &'static str,
+    /// CodingSchemeDesignator (SCT, DCM...).
+    pub scheme: &'static str,
+    /// CodeMeaning.
+    pub meaning: &'static str,
+}
+
+/// A fresh UID under the `2.25` (UUID-derived) root, so no organisation root is needed.
+pub(crate) fn new_uid() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(nanos);
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    let hi = h.finish();
+    let mut h2 = RandomState::new().build_hasher();
+    h2.write_u64(hi);
+    let value = ((hi as u128) << 64 | h2.finish() as u128) >> 1; // < 2^127 keeps it short
+    format!("2.25.{value}")
+}
+
+/// Current UTC date and time as DICOM DA and TM strings.
+pub(crate) fn now_da_tm() -> (String, String) {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        format!("{y:04}{m:02}{d:02}"),
+        format!("{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
+    )
+}
+
+/// A string-valued element.
+pub(crate) fn text(tag: Tag, vr: VR, value: &str) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, vr, PrimitiveValue::from(value))
+}
+
+/// A multi-valued decimal string.
+pub(crate) fn ds(tag: Tag, values: &[f64]) -> DataElement<InMemDicomObject> {
+    let parts: Vec<String> = values.iter().map(|v| format_ds(*v)).collect();
+    text(tag, VR::DS, &parts.join("\\"))
+}
+
+/// A DS value within the 16-character limit.
+fn format_ds(v: f64) -> String {
+    for precision in (0..=10).rev() {
+        let s = format!("{v:.precision$}");
+        let s = if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        };
+        if s.len() <= 16 {
+            return if s == "-0" { "0".into() } else { s };
+        }
+    }
+    format!("{v:.3e}")
+}
+
+/// An unsigned short.
+pub(crate) fn us(tag: Tag, value: u16) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, VR::US, PrimitiveValue::from(value))
+}
+
+/// An unsigned-short list.
+pub(crate) fn us_multi(tag: Tag, values: &[u16]) -> DataElement<InMemDicomObject> {
+    DataElement::new(
+        tag,
+        VR::US,
+        PrimitiveValue::U16(values.iter().copied().collect()),
+    )
+}
+
+/// An unsigned long list.
+pub(crate) fn ul_multi(tag: Tag, values: &[u32]) -> DataElement<InMemDicomObject> {
+    DataElement::new(
+        tag,
+        VR::UL,
+        PrimitiveValue::U32(values.iter().copied().collect()),
+    )
+}
+
+/// An attribute-tag list (AT), used by dimension index pointers.
+pub(crate) fn at(tag: Tag, value: Tag) -> DataElement<InMemDicomObject> {
+    DataElement::new(
+        tag,
+        VR::AT,
+        PrimitiveValue::Tags([value].into_iter().collect()),
+    )
+}
+
+/// A sequence of items.
+pub(crate) fn seq(tag: Tag, items: Vec<InMemDicomObject>) -> DataElement<InMemDicomObject> {
+    DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
+}
+
+/// A sequence with a single item built from elements.
+pub(crate) fn seq1(
+    tag: Tag,
+    elements: Vec<DataElement<InMemDicomObject>>,
+) -> DataElement<InMemDicomObject> {
+    seq(tag, vec![InMemDicomObject::from_element_iter(elements)])
+}
+
+/// A code sequence with one coded concept.
+pub(crate) fn code_seq(tag: Tag, code: Code) -> DataElement<InMemDicomObject> {
+    seq1(
+        tag,
+        vec![
+            text(tags::CODE_VALUE, VR::SH, code.value),
+            text(tags::CODING_SCHEME_DESIGNATOR, VR::SH, code.scheme),
+            text(tags::CODE_MEANING, VR::LO, code.meaning),
+        ],
+    )
+}
+
+/// Write `obj` as a Part 10 file in explicit VR little endian.
+pub(crate) fn save(
+    obj: InMemDicomObject,
+    sop_class: &str,
+    sop_instance: &str,
+    path: &Path,
+) -> Result<(), DicomError> {
+    let werr = |reason: String| DicomError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = FileMetaTableBuilder::new()
+        .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+        .media_storage_sop_class_uid(sop_class)
+        .media_storage_sop_instance_uid(sop_instance)
+        .build()
+        .map_err(|e| werr(super::instance::error_chain(&e)))?;
+    let file = obj.with_exact_meta(meta);
+    file.write_to_file(path)
+        .map_err(|e| werr(super::instance::error_chain(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uids_are_unique_valid_and_short() {
+        let (a, b) = (new_uid(), new_uid());
+        assert_ne!(a, b);
+        for u in [a, b] {
+            assert!(u.len() <= 64 && u.starts_with("2.25."), "{u}");
+            assert!(u[5..].chars().all(|c| c.is_ascii_digit()) && !u[5..].starts_with('0'));
+        }
+    }
+
+    #[test]
+    fn decimal_strings_fit_sixteen_characters() {
+        for v in [
+            0.0,
+            -0.0,
+            1.3671875,
+            -162.67312345678,
+            1e-9,
+            123456.123456789,
+        ] {
+            let s = format_ds(v);
+            assert!(s.len() <= 16, "{s}");
+            assert!(
+                (s.parse::<f64>().unwrap() - v).abs() < 1e-6 * v.abs().max(1.0),
+                "{v} -> {s}"
+            );
+        }
+    }
+
+    #[test]
+    fn date_is_plausible() {
+        let (d, t) = now_da_tm();
+        assert_eq!((d.len(), t.len()), (8, 6));
+        assert!(d.as_str() >= "20240101");
+    }
+}
