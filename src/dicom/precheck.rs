@@ -13,23 +13,32 @@ enum Syntax {
     ExplicitBe,
 }
 
-/// VRs with a 2-byte reserved field and a 4-byte length in explicit VR.
-fn long_vr(vr: &[u8]) -> bool {
+/// VRs with a 2-byte length in explicit VR. Everything else, including an unrecognised VR
+/// (which the parser reads as UN), has a 2-byte reserved field and a 4-byte length.
+fn short_vr(vr: &[u8]) -> bool {
     matches!(
         vr,
-        b"OB"
-            | b"OD"
-            | b"OF"
-            | b"OL"
-            | b"OV"
-            | b"OW"
-            | b"SQ"
-            | b"SV"
-            | b"UC"
-            | b"UN"
-            | b"UR"
-            | b"UT"
-            | b"UV"
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
     )
 }
 
@@ -93,7 +102,7 @@ pub(crate) fn check_lengths(body: &[u8]) -> Result<(), String> {
             let vr = body
                 .get(w.pos + 4..w.pos + 6)
                 .ok_or("element header cut off")?;
-            if long_vr(vr) {
+            if !short_vr(vr) {
                 (w.u32(w.pos + 8, big).ok_or("element header cut off")?, 12)
             } else {
                 (
@@ -177,5 +186,14 @@ mod tests {
             err.contains("(7FE0,0010)") && err.contains("3000000000"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn unknown_vr_is_read_with_a_long_length_like_the_parser_does() {
+        let mut body = b"DICM".to_vec();
+        body.extend(explicit((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2.1\0"));
+        body.extend_from_slice(&[0x18, 0x00, 0x39, 0x05, 0, 0, 0, 1]);
+        body.extend_from_slice(&3_951_369_912u32.to_le_bytes());
+        assert!(check_lengths(&body).unwrap_err().contains("(0018,0539)"));
     }
 }
