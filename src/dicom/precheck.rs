@@ -118,7 +118,10 @@ pub(crate) fn check_lengths(body: &[u8]) -> Result<(), String> {
                 0xE000 if in_fragments && len != UNDEFINED => {
                     skip(&mut w, start, group, element, len)?;
                 }
-                _ => {} // items and delimiters: their content is read as elements
+                0xE000 | 0xE00D => {} // items and delimiters: their content is read as elements
+                // Any other (FFFE,xxxx) is read by the parser as a plain value of that length.
+                _ if len != UNDEFINED => skip(&mut w, start, group, element, len)?,
+                _ => {}
             }
             continue;
         }
@@ -195,5 +198,13 @@ mod tests {
         body.extend_from_slice(&[0x18, 0x00, 0x39, 0x05, 0, 0, 0, 1]);
         body.extend_from_slice(&3_951_369_912u32.to_le_bytes());
         assert!(check_lengths(&body).unwrap_err().contains("(0018,0539)"));
+    }
+
+    #[test]
+    fn odd_fffe_element_is_checked_as_a_value() {
+        let mut body = b"DICM".to_vec();
+        body.extend(explicit((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2.1\0"));
+        body.extend_from_slice(&[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xF7]);
+        assert!(check_lengths(&body).unwrap_err().contains("(FFFE,FFFF)"));
     }
 }
