@@ -114,11 +114,19 @@ pub(crate) fn check_lengths(body: &[u8]) -> Result<(), String> {
         w.pos += header;
         if group == 0xFFFE {
             match element {
-                0xE0DD => in_fragments = false,
+                // Delimiters: the parser skips whatever length they (wrongly) declare.
+                0xE0DD | 0xE00D => {
+                    if element == 0xE0DD {
+                        in_fragments = false;
+                    }
+                    if len != UNDEFINED {
+                        skip(&mut w, start, group, element, len)?;
+                    }
+                }
                 0xE000 if in_fragments && len != UNDEFINED => {
                     skip(&mut w, start, group, element, len)?;
                 }
-                0xE000 | 0xE00D => {} // items and delimiters: their content is read as elements
+                0xE000 => {} // an item: its content is read as elements
                 // Any other (FFFE,xxxx) is read by the parser as a plain value of that length.
                 _ if len != UNDEFINED => skip(&mut w, start, group, element, len)?,
                 _ => {}
@@ -206,5 +214,15 @@ mod tests {
         body.extend(explicit((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2.1\0"));
         body.extend_from_slice(&[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xF7]);
         assert!(check_lengths(&body).unwrap_err().contains("(FFFE,FFFF)"));
+    }
+
+    #[test]
+    fn delimiter_with_a_length_shifts_the_stream_as_in_the_parser() {
+        let mut body = b"DICM".to_vec();
+        body.extend(explicit((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2\0"));
+        // (FFFE,E0DD) declaring 2 bytes, then a header that only parses after skipping them.
+        body.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 2, 0, 0, 0, 0x08, 0x00]);
+        body.extend_from_slice(&[0x15, 0x92, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0xFF]);
+        assert!(check_lengths(&body).unwrap_err().contains("(9215,FFFF)"));
     }
 }
