@@ -126,7 +126,15 @@ pub(crate) fn check_lengths(body: &[u8]) -> Result<(), String> {
                 0xE000 if in_fragments && len != UNDEFINED => {
                     skip(&mut w, start, group, element, len)?;
                 }
-                0xE000 => {} // an item: its content is read as elements
+                // An item: its content is read as elements, but it must fit in the file.
+                0xE000 => {
+                    let remaining = body.len().saturating_sub(w.pos);
+                    if len != UNDEFINED && len as usize > remaining {
+                        return Err(format!(
+                            "item at byte {start} claims {len} bytes but only {remaining} remain"
+                        ));
+                    }
+                }
                 // Any other (FFFE,xxxx) is read by the parser as a plain value of that length.
                 _ if len != UNDEFINED => skip(&mut w, start, group, element, len)?,
                 _ => {}
