@@ -359,7 +359,13 @@ pub(crate) fn instances_from_object(
         check_native_length(root, &hdr, path)?;
     }
     if obj.meta().transfer_syntax().trim_end_matches('\0') == RLE_LOSSLESS {
-        check_rle(root, &hdr).map_err(|reason| DicomError::Decode {
+        super::precheck::check_rle(
+            root,
+            hdr.frames,
+            hdr.rows * hdr.cols,
+            hdr.spp * (hdr.bits_allocated as usize / 8),
+        )
+        .map_err(|reason| DicomError::Decode {
             path: path.to_path_buf(),
             reason,
         })?;
@@ -439,77 +445,6 @@ pub(crate) fn instances_from_object(
         });
     }
     Ok(out)
-}
-
-/// RLE fragments are checked before decoding: the RLE decoder trusts the segment count in
-/// each fragment header (allocating for up to 2^32 segments) and indexes past the end of a
-/// segment that decodes short. One fragment per frame, each with the expected number of
-/// segments, each decoding to at least rows x columns bytes.
-fn check_rle(root: &Obj, hdr: &PixelHeader) -> Result<(), String> {
-    let Some(fragments) = root.get(tags::PIXEL_DATA).and_then(|e| e.fragments()) else {
-        return Err("RLE transfer syntax but the pixel data is not encapsulated".into());
-    };
-    if fragments.len() < hdr.frames {
-        return Err(format!(
-            "{} RLE fragments for {} frames",
-            fragments.len(),
-            hdr.frames
-        ));
-    }
-    let expected_segments = hdr.spp * (hdr.bits_allocated as usize / 8);
-    let needed = hdr.rows * hdr.cols;
-    for (f, frag) in fragments.iter().take(hdr.frames).enumerate() {
-        let word = |i: usize| -> Option<usize> {
-            let b: [u8; 4] = frag.get(4 * i..4 * i + 4)?.try_into().ok()?;
-            Some(u32::from_le_bytes(b) as usize)
-        };
-        let n = word(0).ok_or_else(|| format!("frame {f}: RLE header cut off"))?;
-        if n != expected_segments || frag.len() < 64 {
-            return Err(format!(
-                "frame {f}: {n} RLE segments, expected {expected_segments}"
-            ));
-        }
-        for s in 0..n {
-            let start = word(1 + s).unwrap_or(0);
-            let end = if s + 1 < n {
-                word(2 + s).unwrap_or(0)
-            } else {
-                frag.len()
-            };
-            let seg = frag
-                .get(start..end)
-                .filter(|_| start >= 64)
-                .ok_or_else(|| format!("frame {f}: bad RLE segment offsets"))?;
-            let produced = packbits_len(seg, needed);
-            if produced < needed {
-                return Err(format!(
-                    "frame {f}: RLE segment {s} decodes to {produced} bytes, needs {needed}"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Bytes a PackBits segment decodes to, counting no further than `limit`.
-fn packbits_len(seg: &[u8], limit: usize) -> usize {
-    let (mut p, mut out) = (0usize, 0usize);
-    while let (Some(&b), true) = (seg.get(p), out < limit) {
-        let n = b as i8;
-        p += 1;
-        if n >= 0 {
-            let run = n as usize + 1;
-            out += run.min(seg.len().saturating_sub(p));
-            p += run;
-        } else if n != -128 {
-            if p >= seg.len() {
-                break;
-            }
-            out += 1 + n.unsigned_abs() as usize;
-            p += 1;
-        }
-    }
-    out
 }
 
 /// Native (uncompressed) pixel data must hold at least what the header promises; checking

@@ -1,7 +1,12 @@
 //! A header walk over the raw bytes before the real parser sees them. The parser reserves
 //! memory for an element as soon as it reads the element's length, so a corrupt or hostile
 //! header claiming a 3 GB element would allocate 3 GB before failing. Here every declared
-//! length is checked against the bytes actually left in the file, without allocating.
+//! length is checked against the bytes actually left in the file, without allocating. The
+//! same goes for RLE fragment headers, which the RLE decoder trusts.
+
+use dicom_dictionary_std::tags;
+
+use super::attr::Obj;
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
@@ -174,6 +179,79 @@ fn skip(w: &mut Walker, start: usize, group: u16, element: u16, len: u32) -> Res
     }
     w.pos += len as usize;
     Ok(())
+}
+
+/// RLE fragments are checked before decoding: the RLE decoder trusts the segment count in
+/// each fragment header (allocating for up to 2^32 segments) and indexes past the end of a
+/// segment that decodes short. One fragment per frame, each with the expected number of
+/// segments, each decoding to at least `needed` (rows x columns) bytes.
+pub(crate) fn check_rle(
+    root: &Obj,
+    frames: usize,
+    needed: usize,
+    expected_segments: usize,
+) -> Result<(), String> {
+    let Some(fragments) = root.get(tags::PIXEL_DATA).and_then(|e| e.fragments()) else {
+        return Err("RLE transfer syntax but the pixel data is not encapsulated".into());
+    };
+    if fragments.len() < frames {
+        return Err(format!(
+            "{} RLE fragments for {frames} frames",
+            fragments.len()
+        ));
+    }
+    for (f, frag) in fragments.iter().take(frames).enumerate() {
+        let word = |i: usize| -> Option<usize> {
+            let b: [u8; 4] = frag.get(4 * i..4 * i + 4)?.try_into().ok()?;
+            Some(u32::from_le_bytes(b) as usize)
+        };
+        let n = word(0).ok_or_else(|| format!("frame {f}: RLE header cut off"))?;
+        if n != expected_segments || frag.len() < 64 {
+            return Err(format!(
+                "frame {f}: {n} RLE segments, expected {expected_segments}"
+            ));
+        }
+        for s in 0..n {
+            let start = word(1 + s).unwrap_or(0);
+            let end = if s + 1 < n {
+                word(2 + s).unwrap_or(0)
+            } else {
+                frag.len()
+            };
+            let seg = frag
+                .get(start..end)
+                .filter(|_| start >= 64)
+                .ok_or_else(|| format!("frame {f}: bad RLE segment offsets"))?;
+            let produced = packbits_len(seg, needed);
+            if produced < needed {
+                return Err(format!(
+                    "frame {f}: RLE segment {s} decodes to {produced} bytes, needs {needed}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes a PackBits segment decodes to, counting no further than `limit`.
+fn packbits_len(seg: &[u8], limit: usize) -> usize {
+    let (mut p, mut out) = (0usize, 0usize);
+    while let (Some(&b), true) = (seg.get(p), out < limit) {
+        let n = b as i8;
+        p += 1;
+        if n >= 0 {
+            let run = n as usize + 1;
+            out += run.min(seg.len().saturating_sub(p));
+            p += run;
+        } else if n != -128 {
+            if p >= seg.len() {
+                break;
+            }
+            out += 1 + n.unsigned_abs() as usize;
+            p += 1;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
