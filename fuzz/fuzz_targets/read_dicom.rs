@@ -1,10 +1,27 @@
-//! Fuzz the file reader: any byte string must give instances or a typed error, never a panic,
-//! and never an allocation beyond the caps (libFuzzer's -rss_limit_mb catches those).
+//! Fuzz the file reader: any byte string must give instances or a typed error and never take
+//! the process down, and no allocation may exceed the caps (libFuzzer's -rss_limit_mb and
+//! -malloc_limit_mb catch those).
+//!
+//! The reader wraps third-party decoders in `catch_unwind` and turns their panics into
+//! `DicomError::Decode`, which is the production behaviour. libfuzzer-sys installs a hook that
+//! aborts on *every* panic, caught or not; this target replaces it with one that only logs, so a
+//! caught decoder panic counts as the clean error it is in production, while a panic in our own
+//! code (outside any `catch_unwind`) still unwinds into the `extern "C"` entry point and aborts,
+//! which libFuzzer reports as a crash.
 #![no_main]
+
+use std::sync::Once;
 
 use libfuzzer_sys::fuzz_target;
 
+static HOOK: Once = Once::new();
+
 fuzz_target!(|data: &[u8]| {
+    HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            eprintln!("caught third-party panic: {info}");
+        }));
+    });
     let path = std::path::Path::new("fuzz-input.dcm");
     // Raw input, and the same input behind a preamble + DICM marker so the parser gets past
     // the magic check on most inputs.

@@ -35,6 +35,9 @@ const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 /// JPEG-LS lossless and near-lossless, decodable only with the `jpeg-ls` feature (CharLS).
 const JPEG_LS: [&str; 2] = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
 
+/// RLE Lossless.
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+
 /// Identifiers that group instances into patients, studies and series.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Identifiers {
@@ -354,6 +357,18 @@ pub(crate) fn instances_from_object(
             .starts_with("1.2.840.10008.1.2.5")
     {
         check_native_length(root, &hdr, path)?;
+    }
+    if obj.meta().transfer_syntax().trim_end_matches('\0') == RLE_LOSSLESS {
+        super::precheck::check_rle(
+            root,
+            hdr.frames,
+            hdr.rows * hdr.cols,
+            hdr.spp * (hdr.bits_allocated as usize / 8),
+        )
+        .map_err(|reason| DicomError::Decode {
+            path: path.to_path_buf(),
+            reason,
+        })?;
     }
     let decode_err = |reason: String| DicomError::Decode {
         path: path.to_path_buf(),

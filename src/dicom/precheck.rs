@@ -1,7 +1,12 @@
 //! A header walk over the raw bytes before the real parser sees them. The parser reserves
 //! memory for an element as soon as it reads the element's length, so a corrupt or hostile
 //! header claiming a 3 GB element would allocate 3 GB before failing. Here every declared
-//! length is checked against the bytes actually left in the file, without allocating.
+//! length is checked against the bytes actually left in the file, without allocating. The
+//! same goes for RLE fragment headers, which the RLE decoder trusts.
+
+use dicom_dictionary_std::tags;
+
+use super::attr::Obj;
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 const PIXEL_DATA: (u16, u16) = (0x7FE0, 0x0010);
@@ -13,23 +18,32 @@ enum Syntax {
     ExplicitBe,
 }
 
-/// VRs with a 2-byte reserved field and a 4-byte length in explicit VR.
-fn long_vr(vr: &[u8]) -> bool {
+/// VRs with a 2-byte length in explicit VR. Everything else, including an unrecognised VR
+/// (which the parser reads as UN), has a 2-byte reserved field and a 4-byte length.
+fn short_vr(vr: &[u8]) -> bool {
     matches!(
         vr,
-        b"OB"
-            | b"OD"
-            | b"OF"
-            | b"OL"
-            | b"OV"
-            | b"OW"
-            | b"SQ"
-            | b"SV"
-            | b"UC"
-            | b"UN"
-            | b"UR"
-            | b"UT"
-            | b"UV"
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
     )
 }
 
@@ -93,7 +107,7 @@ pub(crate) fn check_lengths(body: &[u8]) -> Result<(), String> {
             let vr = body
                 .get(w.pos + 4..w.pos + 6)
                 .ok_or("element header cut off")?;
-            if long_vr(vr) {
+            if !short_vr(vr) {
                 (w.u32(w.pos + 8, big).ok_or("element header cut off")?, 12)
             } else {
                 (
@@ -105,11 +119,30 @@ pub(crate) fn check_lengths(body: &[u8]) -> Result<(), String> {
         w.pos += header;
         if group == 0xFFFE {
             match element {
-                0xE0DD => in_fragments = false,
+                // Delimiters: the parser skips whatever length they (wrongly) declare.
+                0xE0DD | 0xE00D => {
+                    if element == 0xE0DD {
+                        in_fragments = false;
+                    }
+                    if len != UNDEFINED {
+                        skip(&mut w, start, group, element, len)?;
+                    }
+                }
                 0xE000 if in_fragments && len != UNDEFINED => {
                     skip(&mut w, start, group, element, len)?;
                 }
-                _ => {} // items and delimiters: their content is read as elements
+                // An item: its content is read as elements, but it must fit in the file.
+                0xE000 => {
+                    let remaining = body.len().saturating_sub(w.pos);
+                    if len != UNDEFINED && len as usize > remaining {
+                        return Err(format!(
+                            "item at byte {start} claims {len} bytes but only {remaining} remain"
+                        ));
+                    }
+                }
+                // Any other (FFFE,xxxx) is read by the parser as a plain value of that length.
+                _ if len != UNDEFINED => skip(&mut w, start, group, element, len)?,
+                _ => {}
             }
             continue;
         }
@@ -148,6 +181,79 @@ fn skip(w: &mut Walker, start: usize, group: u16, element: u16, len: u32) -> Res
     Ok(())
 }
 
+/// RLE fragments are checked before decoding: the RLE decoder trusts the segment count in
+/// each fragment header (allocating for up to 2^32 segments) and indexes past the end of a
+/// segment that decodes short. One fragment per frame, each with the expected number of
+/// segments, each decoding to at least `needed` (rows x columns) bytes.
+pub(crate) fn check_rle(
+    root: &Obj,
+    frames: usize,
+    needed: usize,
+    expected_segments: usize,
+) -> Result<(), String> {
+    let Some(fragments) = root.get(tags::PIXEL_DATA).and_then(|e| e.fragments()) else {
+        return Err("RLE transfer syntax but the pixel data is not encapsulated".into());
+    };
+    if fragments.len() < frames {
+        return Err(format!(
+            "{} RLE fragments for {frames} frames",
+            fragments.len()
+        ));
+    }
+    for (f, frag) in fragments.iter().take(frames).enumerate() {
+        let word = |i: usize| -> Option<usize> {
+            let b: [u8; 4] = frag.get(4 * i..4 * i + 4)?.try_into().ok()?;
+            Some(u32::from_le_bytes(b) as usize)
+        };
+        let n = word(0).ok_or_else(|| format!("frame {f}: RLE header cut off"))?;
+        if n != expected_segments || frag.len() < 64 {
+            return Err(format!(
+                "frame {f}: {n} RLE segments, expected {expected_segments}"
+            ));
+        }
+        for s in 0..n {
+            let start = word(1 + s).unwrap_or(0);
+            let end = if s + 1 < n {
+                word(2 + s).unwrap_or(0)
+            } else {
+                frag.len()
+            };
+            let seg = frag
+                .get(start..end)
+                .filter(|_| start >= 64)
+                .ok_or_else(|| format!("frame {f}: bad RLE segment offsets"))?;
+            let produced = packbits_len(seg, needed);
+            if produced < needed {
+                return Err(format!(
+                    "frame {f}: RLE segment {s} decodes to {produced} bytes, needs {needed}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes a PackBits segment decodes to, counting no further than `limit`.
+fn packbits_len(seg: &[u8], limit: usize) -> usize {
+    let (mut p, mut out) = (0usize, 0usize);
+    while let (Some(&b), true) = (seg.get(p), out < limit) {
+        let n = b as i8;
+        p += 1;
+        if n >= 0 {
+            let run = n as usize + 1;
+            out += run.min(seg.len().saturating_sub(p));
+            p += run;
+        } else if n != -128 {
+            if p >= seg.len() {
+                break;
+            }
+            out += 1 + n.unsigned_abs() as usize;
+            p += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::check_lengths;
@@ -177,5 +283,32 @@ mod tests {
             err.contains("(7FE0,0010)") && err.contains("3000000000"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn unknown_vr_is_read_with_a_long_length_like_the_parser_does() {
+        let mut body = b"DICM".to_vec();
+        body.extend(explicit((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2.1\0"));
+        body.extend_from_slice(&[0x18, 0x00, 0x39, 0x05, 0, 0, 0, 1]);
+        body.extend_from_slice(&3_951_369_912u32.to_le_bytes());
+        assert!(check_lengths(&body).unwrap_err().contains("(0018,0539)"));
+    }
+
+    #[test]
+    fn odd_fffe_element_is_checked_as_a_value() {
+        let mut body = b"DICM".to_vec();
+        body.extend(explicit((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2.1\0"));
+        body.extend_from_slice(&[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xF7]);
+        assert!(check_lengths(&body).unwrap_err().contains("(FFFE,FFFF)"));
+    }
+
+    #[test]
+    fn delimiter_with_a_length_shifts_the_stream_as_in_the_parser() {
+        let mut body = b"DICM".to_vec();
+        body.extend(explicit((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2\0"));
+        // (FFFE,E0DD) declaring 2 bytes, then a header that only parses after skipping them.
+        body.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 2, 0, 0, 0, 0x08, 0x00]);
+        body.extend_from_slice(&[0x15, 0x92, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0xFF]);
+        assert!(check_lengths(&body).unwrap_err().contains("(9215,FFFF)"));
     }
 }
