@@ -106,3 +106,40 @@ fn help_teaches_the_commands() {
         assert!(s.contains(c), "--help lacks {c}: {s}");
     }
 }
+
+fn sunnybrook() -> Option<PathBuf> {
+    let root = std::env::var_os("CINESEG_DATA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let p = root.join("sunnybrook/dicoms/SCD0000101");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        println!("skipped: {} absent", p.display());
+        None
+    }
+}
+
+/// A real GE series through `segment <dicom folder>` with the shipped model: SEG, overlays and
+/// reports written; end-diastole found at the LAST phase, as it is in these series (not 0).
+#[test]
+fn segment_dicom_folder_with_shipped_model() {
+    let Some(dir) = sunnybrook() else { return };
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cineseg-acdc.safetensors");
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    let o = cineseg(&["segment", dir.to_str().unwrap(), "--out", out.to_str().unwrap(), "--model", model.to_str().unwrap(), "--device", "cpu"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let series_dir = std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.is_dir()).expect("results folder");
+    for f in ["seg.dcm", "report.json", "report.html"] {
+        assert!(series_dir.join(f).is_file(), "{f} missing");
+    }
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(series_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["slices"], 12);
+    assert_eq!(r["phases"], 20);
+    assert_eq!(r["summary"]["ed_phase"], 19, "Sunnybrook series end in diastole");
+    let ef = r["summary"]["lv_ef_percent"].as_f64().unwrap();
+    assert!((10.0..70.0).contains(&ef), "implausible LVEF {ef}");
+    let o = cineseg(&["inspect", dir.to_str().unwrap(), "--json"]);
+    assert!(o.status.success());
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(j.to_string().contains("2.16.124.113543.6006.99.08975550791105350405"));
+}

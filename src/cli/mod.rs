@@ -9,9 +9,11 @@ mod eval;
 mod experiment_cmd;
 mod finetune_cmd;
 mod import;
+mod inspect_cmd;
 mod models_cmd;
 mod progress;
 mod segment_cmd;
+mod segment_dicom;
 mod serve_cmd;
 mod train_cmd;
 
@@ -61,6 +63,8 @@ pub enum Command {
     Segment(segment_cmd::SegmentArgs),
     /// Evaluate a model against expert labels: Dice, 95% Hausdorff, volume/EF/mass agreement.
     Eval(eval::EvalArgs),
+    /// Summarise a DICOM folder: series, slices, phases, spacing, orientation, corrections.
+    Inspect(inspect_cmd::InspectArgs),
     /// Run the scanner-side daemon: receive cine series over DICOM (C-STORE), segment them,
     /// write SEG/overlays/reports and send them on (see cineseg.example.toml).
     Serve(serve_cmd::ServeArgs),
@@ -131,6 +135,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Experiment(a) => experiment_cmd::run(a, threads),
         Command::Segment(a) => segment_cmd::run(a, threads),
         Command::Eval(a) => eval::run(a, threads),
+        Command::Inspect(a) => inspect_cmd::run(a),
         Command::Bench(a) => bench_cmd::run(a, threads),
         Command::Serve(a) => serve_cmd::run(a),
     }

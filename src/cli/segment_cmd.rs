@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct SegmentArgs {
-    /// A NIfTI file (.nii or .nii.gz), 3D (one phase) or 4D (a cine).
+    /// A NIfTI file (.nii or .nii.gz), 3D (one phase) or 4D (a cine), or a DICOM folder
+    /// (the largest cine stack in it is segmented; results as DICOM SEG, overlays, JSON, HTML).
     input: PathBuf,
-    /// Output folder: <name>_seg.nii.gz and <name>_volumes.json.
+    /// Output folder: <name>_seg.nii.gz and <name>_volumes.json for NIfTI; for DICOM a
+    /// folder per series with seg.dcm, overlay secondary captures, report.json, report.html.
     #[arg(long)]
     out: PathBuf,
     /// Model file (default: the shipped model).
@@ -81,8 +83,18 @@ fn stem(p: &Path) -> String {
 
 pub fn run(a: SegmentArgs, threads: usize) -> Result<(), CliError> {
     let name = a.input.to_string_lossy().to_lowercase();
+    if a.input.is_dir() {
+        let model = super::load_model(a.model.as_deref())?;
+        let (mut backend, why) = crate::nn::device::select(a.device, threads)?;
+        log::info!("compute backend: {} ({why})", backend.describe());
+        let model_name = a.model.as_ref().unwrap_or(&super::default_model_path()).file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let mut seg = Segmenter::new(backend.as_mut(), &model, None, a.batch)?;
+        let done = super::segment_dicom::run(&a.input, &a.out, &mut seg, &model_name)?;
+        println!("wrote {}", done.display());
+        return Ok(());
+    }
     if !(name.ends_with(".nii") || name.ends_with(".nii.gz")) {
-        return Err(CliError::Usage(format!("{}: only NIfTI input (.nii, .nii.gz) is supported by segment so far", a.input.display())));
+        return Err(CliError::Usage(format!("{}: expected a NIfTI file (.nii, .nii.gz) or a DICOM folder", a.input.display())));
     }
     let model = super::load_model(a.model.as_deref())?;
     let vol = read_volume(&a.input)?;

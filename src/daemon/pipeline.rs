@@ -416,75 +416,7 @@ fn postprocess(sink: &Sink, rx: Receiver<Inferred>, tx: Sender<Labelled>) {
 fn measure(sink: &Sink, rx: Receiver<Labelled>, tx: Sender<(Arc<Ctx>, Analysis)>) {
     for m in rx {
         let ctx = m.ctx.clone();
-        let analysis = sink.guard(&ctx, "measure", || {
-            let st = &m.stack;
-            let (rows, cols, ns, np) = (st.grid.rows, st.grid.cols, st.n_slices(), st.n_phases());
-            let mut masks = LabelMasks::empty(ns, np, rows, cols, vec![1, 2, 3]);
-            let mut phases = Vec::with_capacity(np);
-            let mut confidence = Vec::with_capacity(np);
-            let mut missing = 0;
-            let blank = SliceLabels {
-                labels: vec![0; rows * cols],
-                confidence: 1.0,
-                foreground: 0,
-            };
-            let spacing = [st.grid.pixel_spacing[1] as f32, st.grid.pixel_spacing[0] as f32, st.slice_spacing as f32];
-            for p in 0..np {
-                let mut slices = Vec::with_capacity(ns);
-                for s in 0..ns {
-                    let l = m.labels.get(&(s, p)).cloned().unwrap_or_else(|| {
-                        missing += 1;
-                        blank.clone()
-                    });
-                    slices.push(l);
-                }
-                let fg: usize = slices.iter().map(|l| l.foreground).sum();
-                let conf = slices.iter().map(|l| l.confidence as f64 * l.foreground as f64).sum::<f64>() / fg.max(1) as f64;
-                confidence.push(if fg == 0 { 1.0 } else { conf as f32 });
-                let vol = phase_volume(&slices, cols, rows, spacing).map_err(|e| e.to_string())?;
-                for s in 0..ns {
-                    let img = masks.image_mut(s, p).ok_or("mask index")?;
-                    img.copy_from_slice(vol.labels.get(s * rows * cols..(s + 1) * rows * cols).ok_or("volume size")?);
-                }
-                phases.push(vol);
-            }
-            for (i, a) in masks.annotated.iter_mut().enumerate() {
-                if m.labels.contains_key(&(i / np.max(1), i % np.max(1))) {
-                    *a = vec![1, 2, 3];
-                }
-            }
-            let mut notes = Vec::new();
-            let summary = if np > 1 {
-                match summarize(&phases) {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        notes.push(format!("no function numbers: {e}"));
-                        None
-                    }
-                }
-            } else {
-                notes.push("one phase only: no ED/ES, EF or volume curve".into());
-                None
-            };
-            let flags = summary.as_ref().map(|s| quality::check(&phases, s)).unwrap_or_default();
-            let mean = confidence.iter().sum::<f32>() / confidence.len().max(1) as f32;
-            if mean < sink.settings.min_confidence {
-                notes.push(format!("low model confidence: mean {mean:.2} below {:.2}", sink.settings.min_confidence));
-            }
-            if missing > 0 {
-                notes.push(format!("{missing} images missing from the series were not segmented"));
-            }
-            let stack = (*m.stack).clone();
-            Ok(Analysis {
-                stack,
-                masks,
-                summary,
-                flags,
-                notes,
-                confidence,
-                missing_frames: missing,
-            })
-        });
+        let analysis = sink.guard(&ctx, "measure", || analyse(&m.stack, &m.labels, sink.settings.min_confidence));
         if let Some(a) = analysis {
             if tx.send((ctx, a)).is_err() {
                 return;
@@ -525,4 +457,78 @@ fn write(sink: &Sink, rx: Receiver<(Arc<Ctx>, Analysis)>) {
         );
         sink.leave();
     }
+}
+
+/// Measures one segmented series: post-processed label volumes per phase, masks aligned to the
+/// stack, ED/ES and function numbers, quality flags and notes. Shared by the daemon's measure
+/// stage and `cineseg segment` on a DICOM folder, so both report the same numbers.
+pub fn analyse(stack: &CineStack, labels: &HashMap<(usize, usize), SliceLabels>, min_confidence: f32) -> Result<Analysis, String> {
+
+            let st = stack;
+            let (rows, cols, ns, np) = (st.grid.rows, st.grid.cols, st.n_slices(), st.n_phases());
+            let mut masks = LabelMasks::empty(ns, np, rows, cols, vec![1, 2, 3]);
+            let mut phases = Vec::with_capacity(np);
+            let mut confidence = Vec::with_capacity(np);
+            let mut missing = 0;
+            let blank = SliceLabels {
+                labels: vec![0; rows * cols],
+                confidence: 1.0,
+                foreground: 0,
+            };
+            let spacing = [st.grid.pixel_spacing[1] as f32, st.grid.pixel_spacing[0] as f32, st.slice_spacing as f32];
+            for p in 0..np {
+                let mut slices = Vec::with_capacity(ns);
+                for s in 0..ns {
+                    let l = labels.get(&(s, p)).cloned().unwrap_or_else(|| {
+                        missing += 1;
+                        blank.clone()
+                    });
+                    slices.push(l);
+                }
+                let fg: usize = slices.iter().map(|l| l.foreground).sum();
+                let conf = slices.iter().map(|l| l.confidence as f64 * l.foreground as f64).sum::<f64>() / fg.max(1) as f64;
+                confidence.push(if fg == 0 { 1.0 } else { conf as f32 });
+                let vol = phase_volume(&slices, cols, rows, spacing).map_err(|e| e.to_string())?;
+                for s in 0..ns {
+                    let img = masks.image_mut(s, p).ok_or("mask index")?;
+                    img.copy_from_slice(vol.labels.get(s * rows * cols..(s + 1) * rows * cols).ok_or("volume size")?);
+                }
+                phases.push(vol);
+            }
+            for (i, a) in masks.annotated.iter_mut().enumerate() {
+                if labels.contains_key(&(i / np.max(1), i % np.max(1))) {
+                    *a = vec![1, 2, 3];
+                }
+            }
+            let mut notes = Vec::new();
+            let summary = if np > 1 {
+                match summarize(&phases) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        notes.push(format!("no function numbers: {e}"));
+                        None
+                    }
+                }
+            } else {
+                notes.push("one phase only: no ED/ES, EF or volume curve".into());
+                None
+            };
+            let flags = summary.as_ref().map(|s| quality::check(&phases, s)).unwrap_or_default();
+            let mean = confidence.iter().sum::<f32>() / confidence.len().max(1) as f32;
+            if mean < min_confidence {
+                notes.push(format!("low model confidence: mean {mean:.2} below {:.2}", min_confidence));
+            }
+            if missing > 0 {
+                notes.push(format!("{missing} images missing from the series were not segmented"));
+            }
+            let stack = stack.clone();
+            Ok(Analysis {
+                stack,
+                masks,
+                summary,
+                flags,
+                notes,
+                confidence,
+                missing_frames: missing,
+            })
 }

@@ -1,0 +1,24 @@
+//! `cineseg inspect`: what a DICOM folder holds (series, slices, phases, spacing, orientation,
+//! corrections applied), readable or as JSON.
+
+use super::CliError;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// A DICOM folder (searched recursively) or a single file.
+    path: PathBuf,
+    /// Print JSON instead of the readable summary.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: InspectArgs) -> Result<(), CliError> {
+    let r = crate::dicom::inspect(&a.path).map_err(|e| CliError::Usage(format!("{}: {e}", a.path.display())))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r).map_err(|e| CliError::Usage(e.to_string()))?);
+    } else {
+        print!("{r}");
+    }
+    Ok(())
+}

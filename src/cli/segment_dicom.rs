@@ -1,0 +1,73 @@
+//! `cineseg segment <dicom folder>`: the largest cine stack in the folder through the same
+//! stages as the daemon (prepare, infer, labels on the native grid, `daemon::pipeline::analyse`,
+//! `daemon::results::write`): DICOM SEG, overlay secondary captures, report.json and
+//! report.html with volumes per phase, ED/ES (largest and smallest LV volume), EF and LV mass.
+
+use super::CliError;
+use crate::daemon::pipeline::analyse;
+use crate::daemon::queue::JobRecord;
+use crate::daemon::results;
+use crate::dicom::stack::{load_folder, AssembleOptions};
+use crate::image::Slice2D;
+use crate::segment::Segmenter;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Segments the largest stack under `dir`; returns the results folder.
+pub fn run(dir: &Path, out: &Path, seg: &mut Segmenter<'_>, model_name: &str) -> Result<PathBuf, CliError> {
+    let scan = load_folder(dir, &AssembleOptions::default()).map_err(|e| CliError::Usage(format!("{}: {e}", dir.display())))?;
+    for s in &scan.skipped {
+        log::warn!("skipped: {s}");
+    }
+    let stack = scan.stacks.into_iter().next().ok_or_else(|| CliError::Usage(format!("{}: no image stack could be assembled ({} files skipped)", dir.display(), 0)))?;
+    let (ns, np) = (stack.n_slices(), stack.n_phases());
+    println!("{}: {} slices x {} phases, {}x{} px, slice spacing {:.2} mm", dir.display(), ns, np, stack.grid.cols, stack.grid.rows, stack.slice_spacing);
+    for c in &stack.corrections {
+        println!("  correction: {}", c.to_json_line());
+    }
+    let ps = stack.grid.pixel_spacing;
+    let keys: Vec<(usize, usize)> = (0..ns).flat_map(|s| (0..np).map(move |p| (s, p))).filter(|(s, p)| stack.frame(*s, *p).is_some()).collect();
+    let slices: Vec<Slice2D> = keys
+        .iter()
+        .filter_map(|(s, p)| stack.frame(*s, *p))
+        .map(|f| Slice2D { width: stack.grid.cols, height: stack.grid.rows, spacing: [ps[1] as f32, ps[0] as f32], data: f.pixels.clone() })
+        .collect();
+    let pb = super::progress::bar(slices.len(), "segment");
+    let labelled = seg.segment(&slices, &|d, _| pb.set_position(d as u64))?;
+    pb.finish_and_clear();
+    let labels: HashMap<(usize, usize), _> = keys.into_iter().zip(labelled).collect();
+    let analysis = analyse(&stack, &labels, 0.6).map_err(CliError::Usage)?;
+    let series_uid = stack.ids.series_uid.clone().unwrap_or_else(|| "unknown-series".into());
+    let job = JobRecord {
+        id: JobRecord::id_for(&series_uid, 0),
+        series_uid,
+        epoch: 0,
+        files: Vec::new(),
+        last_received_ms: 0,
+        enqueued_ms: 0,
+        closed_because: "cineseg segment".into(),
+        error: None,
+    };
+    super::ensure_dir(out)?;
+    let done = results::write(out, &job, &analysis, model_name, true)?;
+    if let Some(s) = &analysis.summary {
+        println!(
+            "ED phase {}, ES phase {}: LVEDV {:.1} ml, LVESV {:.1} ml, LVEF {}, LV mass {:.1} g, RVEDV {:.1} ml, RVEF {}",
+            s.ed_phase,
+            s.es_phase,
+            s.lv_edv_ml,
+            s.lv_esv_ml,
+            s.lv_ef_percent.map(|v| format!("{v:.1} %")).unwrap_or_else(|| "n/a".into()),
+            s.lv_mass_g,
+            s.rv_edv_ml,
+            s.rv_ef_percent.map(|v| format!("{v:.1} %")).unwrap_or_else(|| "n/a".into())
+        );
+    }
+    for f in &analysis.flags {
+        println!("  quality: {}", f.message);
+    }
+    for n in &analysis.notes {
+        println!("  note: {n}");
+    }
+    Ok(done)
+}
