@@ -14,7 +14,7 @@ fn main() {
         let wt = vec![0.01; cin * cout * 9];
         let (wim, wwi) = (ConvWeights::with_method(&wt, cin, cout, Method::Im2col), ConvWeights::with_method(&wt, cin, cout, Method::Winograd));
         let dy = Tensor { n: batch, h: s, w: s, c: cout, data: vec![0.5; batch * s * s * cout] };
-        let flops = 2.0 * 9.0 * (batch * s * s * cin * cout) as f64;
+
         pool.install(|| {
             let time = |f: &dyn Fn()| (0..3).map(|_| { let t = Instant::now(); f(); t.elapsed().as_secs_f64() }).fold(f64::MAX, f64::min);
             let im = time(&|| { wim.apply(&x, Epilogue::None, threads); });
