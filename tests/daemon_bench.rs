@@ -66,9 +66,15 @@ fn daemon_latency_throughput_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("d");
     std::fs::create_dir_all(&root).expect("root");
-    let tiny = std::env::var("CINESEG_BENCH_MODEL").map(|v| v == "tiny").unwrap_or(false);
+    // CINESEG_BENCH_MODEL: "shipped" (default: models/cineseg-acdc.safetensors), "tiny", or
+    // "random32" (the default architecture with random weights).
+    let choice = std::env::var("CINESEG_BENCH_MODEL").unwrap_or_else(|_| "shipped".into());
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cineseg-acdc.safetensors");
+    let tiny = choice == "tiny";
     if tiny {
         tiny_model(&root);
+    } else if choice == "shipped" && shipped.is_file() {
+        std::fs::copy(&shipped, root.join("tiny.safetensors")).expect("copy shipped model");
     } else {
         let m = Model::new(UNetParams::init(&UNetConfig::new(32, 4), 3).expect("params"), Some(Preprocess::default()));
         m.save(&root.join("tiny.safetensors"), StoreAs::F32).expect("save");
@@ -89,9 +95,9 @@ fn daemon_latency_throughput_memory() {
     println!(
         "model: {}",
         if tiny {
-            "tiny test model (base 4, depth 2, 32 px)"
+            "tiny test model (base 4, depth 2, 32 px)".to_string()
         } else {
-            "default architecture (base 32, depth 4, 160 px), random weights"
+            format!("{choice} ({})", if choice == "shipped" { "models/cineseg-acdc.safetensors, base 16" } else { "base 32, depth 4, 160 px, random weights" })
         }
     );
     let mut lat = Vec::new();

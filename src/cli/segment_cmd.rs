@@ -76,6 +76,22 @@ pub fn segment_nifti(seg: &mut Segmenter<'_>, vol: &Volume, show: bool) -> Resul
     Ok((phases, conf))
 }
 
+/// One line with the clinical numbers, as both NIfTI and DICOM segmentation print it.
+pub fn summary_line(s: &crate::analysis::volumes::CardiacSummary) -> String {
+    let pct = |v: Option<f64>| v.map(|x| format!("{x:.1} %")).unwrap_or_else(|| "n/a".into());
+    format!(
+        "ED phase {}, ES phase {}: LVEDV {:.1} ml, LVESV {:.1} ml, LVEF {}, LV mass {:.1} g, RVEDV {:.1} ml, RVEF {}",
+        s.ed_phase,
+        s.es_phase,
+        s.lv_edv_ml,
+        s.lv_esv_ml,
+        pct(s.lv_ef_percent),
+        s.lv_mass_g,
+        s.rv_edv_ml,
+        pct(s.rv_ef_percent)
+    )
+}
+
 fn stem(p: &Path) -> String {
     let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "input".into());
     name.trim_end_matches(".gz").trim_end_matches(".nii").to_string()
@@ -128,17 +144,7 @@ pub fn run(a: SegmentArgs, threads: usize) -> Result<(), CliError> {
         println!("phase {i:>2}: LV {:7.1} ml  MYO {:7.1} ml ({:6.1} g)  RV {:7.1} ml", v.lv_ml, v.myo_ml, v.myo_ml * 1.05, v.rv_ml);
     }
     if let Some(s) = &report.summary {
-        println!(
-            "ED phase {}, ES phase {}: LVEDV {:.1} ml, LVESV {:.1} ml, LVEF {}, LV mass {:.1} g, RVEDV {:.1} ml, RVEF {}",
-            s.ed_phase,
-            s.es_phase,
-            s.lv_edv_ml,
-            s.lv_esv_ml,
-            s.lv_ef_percent.map(|v| format!("{v:.1} %")).unwrap_or_else(|| "n/a".into()),
-            s.lv_mass_g,
-            s.rv_edv_ml,
-            s.rv_ef_percent.map(|v| format!("{v:.1} %")).unwrap_or_else(|| "n/a".into())
-        );
+        println!("{}", summary_line(s));
     }
     println!("wrote {} and {}", seg_path.display(), json_path.display());
     Ok(())

@@ -51,17 +51,7 @@ pub fn run(dir: &Path, out: &Path, seg: &mut Segmenter<'_>, model_name: &str) ->
     super::ensure_dir(out)?;
     let done = results::write(out, &job, &analysis, model_name, true)?;
     if let Some(s) = &analysis.summary {
-        println!(
-            "ED phase {}, ES phase {}: LVEDV {:.1} ml, LVESV {:.1} ml, LVEF {}, LV mass {:.1} g, RVEDV {:.1} ml, RVEF {}",
-            s.ed_phase,
-            s.es_phase,
-            s.lv_edv_ml,
-            s.lv_esv_ml,
-            s.lv_ef_percent.map(|v| format!("{v:.1} %")).unwrap_or_else(|| "n/a".into()),
-            s.lv_mass_g,
-            s.rv_edv_ml,
-            s.rv_ef_percent.map(|v| format!("{v:.1} %")).unwrap_or_else(|| "n/a".into())
-        );
+        println!("{}", super::segment_cmd::summary_line(s));
     }
     for f in &analysis.flags {
         println!("  quality: {}", f.message);

@@ -136,11 +136,12 @@ impl Served {
         let text = format!(
             "[server]\nae_title = \"CINESEG\"\nlisten = \"127.0.0.1:{port}\"\n{defaults}{extra}\n\
 [spool]\ndir = \"{s}\"\nsettle_ms = 300\nseries_idle_s = 5\n\
-[pipeline]\nmodel = \"{m}\"\ndevice = \"cpu\"\nthreads = 1\nbatch = 8\n\
+[pipeline]\nmodel = \"{m}\"\ndevice = \"cpu\"\nthreads = {t}\nbatch = 8\n\
 [output]\ndir = \"{o}\"\n\
 [logging]\nhealth_interval_s = 1\n",
             s = root.join("state").display(),
             m = model.display(),
+            t = std::env::var("CINESEG_TEST_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(1),
             o = root.join("results").display()
         );
         std::fs::write(&config, text).expect("config");
