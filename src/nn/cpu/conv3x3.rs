@@ -22,11 +22,13 @@ pub enum Epilogue<'a> {
 
 /// Packs OIHW weights into the GEMM layout `[(tap * cin + ci) x cout]`, `tap = ky * 3 + kx`.
 pub fn pack(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    // Output-channel innermost: the 9 destination rows are written sequentially.
     let mut p = vec![0.0; 9 * cin * cout];
-    for co in 0..cout {
-        for ci in 0..cin {
-            for tap in 0..9 {
-                p[(tap * cin + ci) * cout + co] = w_oihw[(co * cin + ci) * 9 + tap];
+    for ci in 0..cin {
+        for co in 0..cout {
+            let src = &w_oihw[(co * cin + ci) * 9..(co * cin + ci + 1) * 9];
+            for (tap, v) in src.iter().enumerate() {
+                p[(tap * cin + ci) * cout + co] = *v;
             }
         }
     }
@@ -36,9 +38,10 @@ pub fn pack(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
 /// OIHW weights of the data-gradient convolution: taps flipped, in/out channels swapped
 /// (`cin x cout x 3 x 3`), so the data gradient is an ordinary forward convolution of `dy`.
 pub fn flip_for_dgrad(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    // Written in destination order (ci, co), so the output is filled sequentially.
     let mut f = vec![0.0; 9 * cin * cout];
-    for co in 0..cout {
-        for ci in 0..cin {
+    for ci in 0..cin {
+        for co in 0..cout {
             for tap in 0..9 {
                 f[(ci * cout + co) * 9 + (8 - tap)] = w_oihw[(co * cin + ci) * 9 + tap];
             }
@@ -204,10 +207,16 @@ pub fn forward_into(x: &Tensor, packed: &[f32], cout: usize, epi: Epilogue<'_>, 
     }
 }
 
-/// Weight gradient in packed layout `[(tap * cin + ci) x cout]`, by the method
-/// [`method_for`] picks for these channel counts.
+/// Fewest 2x2 tiles for a Winograd weight gradient: its 16 per-position sums write a
+/// `16 x cin x cout` accumulator per chunk, which only pays off over many tiles (measured with
+/// examples/conv_profile: 12x12 x 8 images at 512 channels is faster by im2col).
+pub const WINOGRAD_WGRAD_MIN_TILES: usize = 512;
+
+/// Weight gradient in packed layout `[(tap * cin + ci) x cout]`, by Winograd where the channel
+/// counts and the number of tiles make it faster, else by im2col.
 pub fn backward_weights(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
-    backward_weights_with(method_for(x.c, dy.c), x, dy, threads)
+    let wino = method_for(x.c, dy.c) == Method::Winograd && super::winograd::tile_count(x.n, x.h, x.w) >= WINOGRAD_WGRAD_MIN_TILES;
+    backward_weights_with(if wino { Method::Winograd } else { Method::Im2col }, x, dy, threads)
 }
 
 /// Weight gradient by a given method (tests compare methods).

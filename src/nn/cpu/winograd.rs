@@ -15,9 +15,10 @@ use rayon::prelude::*;
 
 /// Transforms OIHW 3x3 weights into `U[16][cin][cout]` (`G g G^T` per channel pair).
 pub fn transform_weights(w_oihw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    // Output-channel innermost: the 16 destination planes are written sequentially.
     let mut u = vec![0.0f32; 16 * cin * cout];
-    for co in 0..cout {
-        for ci in 0..cin {
+    for ci in 0..cin {
+        for co in 0..cout {
             let g = &w_oihw[(co * cin + ci) * 9..][..9];
             // t = G g (4x3), then U = t G^T (4x4); computed in f64 for exactness of the halves.
             let mut t = [[0.0f64; 3]; 4];
