@@ -7,8 +7,7 @@ use super::{progress::bar, CliError, VALIDATION_FRACTION};
 use crate::nn::Model;
 use crate::report::curves::{learning_curves, Series, SERIES_COLOURS};
 use crate::store::{split::is_validation, FrameStore};
-use crate::train::augment::AugmentConfig;
-use crate::train::finetune::{split_by_patient, FinetuneRecipe};
+use crate::train::finetune::split_by_patient;
 use crate::train::subset::store_tags;
 use crate::train::transfer_experiment::{markdown, run_transfer, TransferTable};
 use std::path::PathBuf;
@@ -45,23 +44,8 @@ struct TransferArgs {
     /// Fraction of patients in the test split when --test-patients is not given.
     #[arg(long, default_value_t = VALIDATION_FRACTION)]
     test_fraction: f64,
-    #[arg(long, default_value_t = 10)]
-    epochs1: usize,
-    #[arg(long, default_value_t = 1e-4)]
-    lr1: f64,
-    #[arg(long, default_value_t = 10)]
-    epochs2: usize,
-    #[arg(long, default_value_t = 1e-5)]
-    lr2: f64,
-    #[arg(long, default_value_t = 8)]
-    batch: usize,
-    /// Images per epoch (default: the number of training frames).
-    #[arg(long)]
-    images_per_epoch: Option<usize>,
-    #[arg(long)]
-    no_augment: bool,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    recipe: super::finetune_cmd::RecipeArgs,
     #[arg(long, default_value = "auto")]
     device: crate::nn::device::DeviceChoice,
 }
@@ -81,17 +65,7 @@ fn transfer(a: TransferArgs, threads: usize) -> Result<(), CliError> {
         Some(l) => l.iter().any(|x| x == p),
         None => is_validation(p, a.test_fraction),
     });
-    let mut recipe = FinetuneRecipe::paper();
-    recipe.phases[0].epochs = a.epochs1;
-    recipe.phases[0].lr = a.lr1;
-    recipe.phases[1].epochs = a.epochs2;
-    recipe.phases[1].lr = a.lr2;
-    recipe.batch = a.batch;
-    recipe.seed = a.seed;
-    recipe.images_per_epoch = a.images_per_epoch;
-    if a.no_augment {
-        recipe.augment = AugmentConfig::none();
-    }
+    let recipe = a.recipe.recipe(None);
     let (mut backend, why) = crate::nn::device::select(a.device, threads)?;
     println!("transfer experiment: {} training / {} test frames on {} ({why})", train_idx.len(), test_idx.len(), backend.describe());
     super::ensure_dir(&a.work)?;

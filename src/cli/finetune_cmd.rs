@@ -33,6 +33,23 @@ pub struct FinetuneArgs {
     /// Only these classes were drawn (e.g. lv,myo); others are merged into background by the loss.
     #[arg(long)]
     classes: Option<String>,
+    #[command(flatten)]
+    recipe: RecipeArgs,
+    /// Fraction of patients held out for validation (fixed by patient id).
+    #[arg(long, default_value_t = VALIDATION_FRACTION)]
+    validation_fraction: f64,
+    /// Stop after this much training time in this call, e.g. 45m, 6h (rerun to continue).
+    #[arg(long, value_parser = parse_duration)]
+    budget: Option<Duration>,
+    /// Compute device: auto, cpu, cuda.
+    #[arg(long, default_value = "auto")]
+    device: crate::nn::device::DeviceChoice,
+}
+
+/// The fine-tuning recipe's flags, shared by `finetune` and `experiment transfer`; the defaults
+/// are the paper's recipe.
+#[derive(clap::Args, Debug)]
+pub struct RecipeArgs {
     /// Epochs of phase 1 (encoder convolutions frozen, BatchNorm trained).
     #[arg(long, default_value_t = 10)]
     epochs1: usize,
@@ -47,8 +64,8 @@ pub struct FinetuneArgs {
     batch: usize,
     #[arg(long, default_value_t = 1e-4)]
     weight_decay: f64,
-    /// Images per epoch (default: the number of training frames of the whole store, so every
-    /// subset sees as many images).
+    /// Images per epoch (default for finetune: the number of training frames of the whole
+    /// store, so every subset sees as many images; for experiments: the arm's own frames).
     #[arg(long)]
     images_per_epoch: Option<usize>,
     /// A flat learning rate per phase instead of warm-up + cosine decay.
@@ -58,15 +75,31 @@ pub struct FinetuneArgs {
     no_augment: bool,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Fraction of patients held out for validation (fixed by patient id).
-    #[arg(long, default_value_t = VALIDATION_FRACTION)]
-    validation_fraction: f64,
-    /// Stop after this much training time in this call, e.g. 45m, 6h (rerun to continue).
-    #[arg(long, value_parser = parse_duration)]
-    budget: Option<Duration>,
-    /// Compute device: auto, cpu, cuda.
-    #[arg(long, default_value = "auto")]
-    device: crate::nn::device::DeviceChoice,
+}
+
+impl RecipeArgs {
+    /// The recipe these flags describe; `images_per_epoch` applies when the flag is absent.
+    pub fn recipe(&self, images_per_epoch: Option<usize>) -> FinetuneRecipe {
+        let mut r = FinetuneRecipe::paper();
+        r.phases[0].epochs = self.epochs1;
+        r.phases[0].lr = self.lr1;
+        r.phases[1].epochs = self.epochs2;
+        r.phases[1].lr = self.lr2;
+        r.batch = self.batch;
+        r.weight_decay = self.weight_decay;
+        r.seed = self.seed;
+        r.constant_lr = self.constant_lr;
+        r.images_per_epoch = self.images_per_epoch.or(images_per_epoch);
+        if self.no_augment {
+            r.augment = AugmentConfig::none();
+        }
+        r
+    }
+
+    /// The seed (subset draws use it too).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
 }
 
 /// `OUT` with its extension replaced by `.run`.
@@ -88,20 +121,8 @@ pub fn run(a: FinetuneArgs, threads: usize) -> Result<(), CliError> {
     let src = PartialLabels::new(&store, drawn);
     let fraction = a.validation_fraction;
     let (candidates, val_idx) = split_by_patient(&src, |p| is_validation(p, fraction));
-    let train_idx = select(&src, &store_tags(&store), &candidates, &a.subset, a.seed)?;
-    let mut recipe = FinetuneRecipe::paper();
-    recipe.phases[0].epochs = a.epochs1;
-    recipe.phases[0].lr = a.lr1;
-    recipe.phases[1].epochs = a.epochs2;
-    recipe.phases[1].lr = a.lr2;
-    recipe.batch = a.batch;
-    recipe.weight_decay = a.weight_decay;
-    recipe.seed = a.seed;
-    recipe.constant_lr = a.constant_lr;
-    recipe.images_per_epoch = Some(a.images_per_epoch.unwrap_or(candidates.len()));
-    if a.no_augment {
-        recipe.augment = AugmentConfig::none();
-    }
+    let train_idx = select(&src, &store_tags(&store), &candidates, &a.subset, a.recipe.seed())?;
+    let recipe = a.recipe.recipe(Some(candidates.len()));
     let run_dir = a.run_dir.clone().unwrap_or_else(|| default_run_dir(&a.out));
     super::ensure_dir(&run_dir)?;
     let (mut backend, why) = crate::nn::device::select(a.device, threads)?;
