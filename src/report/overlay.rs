@@ -47,16 +47,15 @@ pub fn class_colour(class: u8) -> Option<[u8; 3]> {
     }
 }
 
-/// Display window from the `low`..`high` percentiles (0..100) of the finite pixels. Returns a
-/// window of width at least 1e-6 so that flat images do not divide by zero.
+/// Display window from the `low`..`high` percentiles (0..100) of the finite pixels, computed
+/// by the same percentile code as input normalisation (`image::percentile_window`). Returns a
+/// window of width at least 1e-6 so that flat images do not divide by zero, and (0, 1) when no
+/// pixel is finite.
 pub fn percentile_window(image: &[f32], low: f32, high: f32) -> (f32, f32) {
-    let mut v: Vec<f32> = image.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
+    if !image.iter().any(|x| x.is_finite()) {
         return (0.0, 1.0);
     }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let at = |p: f32| v[((p.clamp(0.0, 100.0) / 100.0) * (v.len() - 1) as f32).round() as usize];
-    let (lo, hi) = (at(low), at(high));
+    let (lo, hi) = crate::image::percentile_window(image, low, high);
     (lo, if hi > lo { hi } else { lo + 1e-6 })
 }
 
