@@ -46,7 +46,7 @@ pub fn deliver(d: &DestinationConfig, calling: &str, dir: &Path, stop: &AtomicBo
         timeout: Duration::from_secs(d.timeout_s),
     };
     let mut files = Vec::new();
-    collect(dir, &mut files);
+    crate::daemon::net::scu::collect_dcm_files(dir, &mut files);
     files.sort();
     let mut permanent = Vec::new();
     let mut delay = d.retry_delay_s.max(0.0);
@@ -100,17 +100,4 @@ fn dead_letter_files(dir: &Path, failures: &[(PathBuf, String)]) {
     }
     let _ = std::fs::write(dir.join("reasons.tsv"), reasons);
     log::error!("{} result files moved to the dead-letter folder {}", failures.len(), dir.display());
-}
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.filter_map(Result::ok) {
-            let p = e.path();
-            if p.is_dir() {
-                collect(&p, out);
-            } else if p.extension().is_some_and(|x| x == "dcm") {
-                out.push(p);
-            }
-        }
-    }
 }

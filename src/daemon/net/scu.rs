@@ -168,17 +168,19 @@ pub fn send_files(peer: &Peer, files: &[PathBuf]) -> Vec<(PathBuf, Outcome)> {
 /// Sends every DICOM file under `dir` (recursively, sorted).
 pub fn send_dir(peer: &Peer, dir: &Path) -> Vec<(PathBuf, Outcome)> {
     let mut files = Vec::new();
-    collect(dir, &mut files);
+    collect_dcm_files(dir, &mut files);
     files.sort();
     send_files(peer, &files)
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Appends every `*.dcm` file under `dir` (recursively) to `out`; unreadable folders are
+/// skipped. Shared with the sender's dead-letter handling.
+pub(crate) fn collect_dcm_files(dir: &Path, out: &mut Vec<PathBuf>) {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.filter_map(Result::ok) {
             let p = e.path();
             if p.is_dir() {
-                collect(&p, out);
+                collect_dcm_files(&p, out);
             } else if p.extension().is_some_and(|x| x == "dcm") {
                 out.push(p);
             }
