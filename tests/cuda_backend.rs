@@ -3,6 +3,9 @@
 //! scripts/gpu-check.sh; the `#[ignore]` benchmark runs only from there.
 #![cfg(feature = "cuda")]
 
+mod compare_support;
+use compare_support::rel_l2;
+
 use cineseg::nn::cpu::CpuBackend;
 use cineseg::nn::cuda::train::AdamWConfig;
 use cineseg::nn::cuda::CudaBackend;
@@ -101,17 +104,6 @@ fn synthetic(n: usize, h: usize, w: usize, seed: u64) -> (Tensor, Target) {
     (Tensor::from_nhwc(n, h, w, 1, img).expect("shape"), Target { labels, labelled })
 }
 
-/// Relative L2 error and cosine similarity of `got` against `want`.
-fn rel_l2(got: &[f32], want: &[f32]) -> (f64, f64) {
-    let (mut e, mut n, mut dot, mut ng) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    for (g, w) in got.iter().zip(want) {
-        e += ((g - w) as f64).powi(2);
-        n += (*w as f64).powi(2);
-        dot += *g as f64 * *w as f64;
-        ng += (*g as f64).powi(2);
-    }
-    ((e / n.max(1e-300)).sqrt(), dot / (n.sqrt() * ng.sqrt()).max(1e-300))
-}
 
 /// A whole fp16 training step against the CPU's f32 step, with the tolerances of
 /// tests/train_sim.rs (where the same composition runs on the kernel simulator and these

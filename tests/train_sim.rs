@@ -19,6 +19,9 @@
 //! Skips (prints "skipped: ...") when no C++ compiler is installed.
 #![cfg(feature = "cuda")]
 
+mod compare_support;
+use compare_support::rel_l2;
+
 use cineseg::nn::cpu::CpuBackend;
 use cineseg::nn::cuda::device::{Buf, DeviceMem};
 use cineseg::nn::cuda::launch::{Arg, Launch};
@@ -168,16 +171,6 @@ fn setup(seed: u64) -> (UNetParams, Tensor, Target) {
     (p, x, target)
 }
 
-fn rel_l2(got: &[f32], want: &[f32]) -> (f64, f64) {
-    let (mut e, mut n, mut dot, mut ng) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    for (g, w) in got.iter().zip(want) {
-        e += ((g - w) as f64).powi(2);
-        n += (*w as f64).powi(2);
-        dot += *g as f64 * *w as f64;
-        ng += (*g as f64).powi(2);
-    }
-    ((e / n.max(1e-300)).sqrt(), dot / (n.sqrt() * ng.sqrt()).max(1e-300))
-}
 
 const GRAD_REL_L2: f64 = 0.12;
 const GRAD_COS: f64 = 0.993;
