@@ -99,9 +99,7 @@ pub fn forward_train(p: &mut UNetParams, x: &Tensor, threads: usize) -> (Tensor,
         let skip = &enc[i].a2;
         let u = &p.up[i];
         let _s = span(Op::UpConv);
-        let mut cat = Tensor::uninit(skip.n, skip.h, skip.w, skip.c + u.cout);
-        upconv::copy_channels(skip, &mut cat, 0);
-        upconv::forward_into(below, &upconv::pack(&u.weight, u.cin, u.cout), &u.bias, &mut cat, skip.c, threads);
+        let cat = upconv::concat_upsampled(skip, below, &upconv::pack(&u.weight, u.cin, u.cout), &u.bias, threads);
         drop(_s);
         let c = block_forward(&mut p.dec[i], cat, threads);
         dec.push(c);
@@ -174,9 +172,7 @@ pub fn forward_eval(m: &FoldedUNet, x: &Tensor, threads: usize) -> Tensor {
     for i in (0..depth).rev() {
         let skip = &skips[i];
         let u = &m.up[i];
-        let mut cat = Tensor::uninit(skip.n, skip.h, skip.w, skip.c + u.bias.len());
-        upconv::copy_channels(skip, &mut cat, 0);
-        upconv::forward_into(&cur, &u.packed, &u.bias, &mut cat, skip.c, threads);
+        let cat = upconv::concat_upsampled(skip, &cur, &u.packed, &u.bias, threads);
         cur = run_block(&m.dec[i], &cat);
     }
     head::forward(&cur, &m.head_weight, &m.head_bias, threads)

@@ -93,6 +93,15 @@ pub fn unpack_add(packed: &[f32], cin: usize, cout: usize, grad_iohw: &mut [f32]
     }
 }
 
+/// The decoder's input `[skip, up(below)]` in one buffer: the skip copied into the first
+/// channels, the transposed convolution written straight into the rest.
+pub fn concat_upsampled(skip: &Tensor, below: &Tensor, packed: &[f32], bias: &[f32], threads: usize) -> Tensor {
+    let mut cat = Tensor::uninit(skip.n, skip.h, skip.w, skip.c + bias.len());
+    copy_channels(skip, &mut cat, 0);
+    forward_into(below, packed, bias, &mut cat, skip.c, threads);
+    cat
+}
+
 /// Copies all channels of `src` into channels `offset..offset + src.c` of `dst` (same pixels).
 pub fn copy_channels(src: &Tensor, dst: &mut Tensor, offset: usize) {
     let (c, cd) = (src.c, dst.c);
