@@ -136,3 +136,36 @@ fn finetune_resumes_after_budget_and_adapt_and_registry_work() {
     assert!(list.lines().filter(|l| l.starts_with('*')).count() == 1, "{list}");
     assert!(reg.join("split.json").is_file());
 }
+
+#[test]
+fn arms_that_select_the_same_frames_are_trained_once() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, base) = (store(d.path()), model(d.path()));
+    let docs = d.path().join("docs");
+    let work = d.path().join("work");
+    // One training patient: "one-patient" is exactly "all", so it must not be trained again.
+    let args = ["experiment", "transfer", "--base", s(&base), "--data", s(&data), "--out", s(&docs), "--work", s(&work), "--train-patients", "1", "--arms", "all,one-patient"];
+    let quick = ["--test-patients", "p4,p5", "--epochs1", "1", "--epochs2", "1", "--batch", "4", "--images-per-epoch", "8", "--no-augment", "--device", "cpu"];
+    cineseg(&[&args[..], &quick[..]].concat());
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(docs.join("transfer.json")).unwrap()).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["base", "all", "one-patient"]);
+    assert_eq!(json["train_patients"], 1);
+    assert_eq!(json["train_frames"], 6);
+    assert_eq!(rows[1]["dice"], rows[2]["dice"]);
+    assert!(rows[2]["description"].as_str().unwrap().contains("same 6 frames as `all`"), "{}", rows[2]);
+    assert!(!work.join("one-patient").exists(), "the duplicate arm left a run folder");
+}
+
+#[test]
+fn unknown_arm_is_a_usage_error() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, base) = (store(d.path()), model(d.path()));
+    let out = Command::new(env!("CARGO_BIN_EXE_cineseg"))
+        .args(["experiment", "transfer", "--base", s(&base), "--data", s(&data), "--out", s(&d.path().join("o")), "--arms", "all,bogus", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown arm \"bogus\""), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -8,8 +8,8 @@ use crate::nn::Model;
 use crate::report::curves::{learning_curves, Series, SERIES_COLOURS};
 use crate::store::{split::is_validation, FrameStore};
 use crate::train::finetune::split_by_patient;
-use crate::train::subset::store_tags;
-use crate::train::transfer_experiment::{markdown, run_transfer, TransferTable};
+use crate::train::subset::{select, store_tags, Subset};
+use crate::train::transfer_experiment::{markdown, run_transfer, Arms, TransferTable};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -44,6 +44,14 @@ struct TransferArgs {
     /// Fraction of patients in the test split when --test-patients is not given.
     #[arg(long, default_value_t = VALIDATION_FRACTION)]
     test_fraction: f64,
+    /// Only this many training patients (seeded choice), as at a site that has contoured a few
+    /// cases; the default uses every non-test patient.
+    #[arg(long)]
+    train_patients: Option<usize>,
+    /// Rows to run, comma-separated among base, all, ed-es, one-patient, random, bn-adapt
+    /// (the base row always runs).
+    #[arg(long, default_value = "base,all,ed-es,one-patient,random,bn-adapt")]
+    arms: String,
     #[command(flatten)]
     recipe: super::finetune_cmd::RecipeArgs,
     #[arg(long, default_value = "auto")]
@@ -66,12 +74,19 @@ fn transfer(a: TransferArgs, threads: usize) -> Result<(), CliError> {
         None => is_validation(p, a.test_fraction),
     });
     let recipe = a.recipe.recipe(None);
+    let tags = store_tags(&store);
+    let train_idx = match a.train_patients {
+        Some(n) => select(&store, &tags, &train_idx, &Subset::Patients(n), recipe.seed)?,
+        None => train_idx,
+    };
+    let ed_es = select(&store, &tags, &train_idx, &Subset::EdEs, recipe.seed)?.len();
+    let arms = Arms::parse(&a.arms, ed_es)?;
     let (mut backend, why) = crate::nn::device::select(a.device, threads)?;
     println!("transfer experiment: {} training / {} test frames on {} ({why})", train_idx.len(), test_idx.len(), backend.describe());
     super::ensure_dir(&a.work)?;
     super::ensure_dir(&a.out)?;
     let progress = BarProgress { pb: bar(0, "epoch 1") };
-    let mut table = run_transfer(backend.as_mut(), &base, &store, &store_tags(&store), &train_idx, &test_idx, &recipe, None, &a.work, &progress)?;
+    let mut table = run_transfer(backend.as_mut(), &base, &store, &tags, &train_idx, &test_idx, &recipe, Some(arms), &a.work, &progress)?;
     progress.pb.finish_and_clear();
     table.target = a.data.display().to_string();
     write_outputs(&table, &a, &std::env::args().collect::<Vec<_>>().join(" "))

@@ -1,18 +1,25 @@
-//! `cineseg import`: a labelled dataset folder to a frame store.
+//! `cineseg import`: a labelled dataset folder (ACDC NIfTI, or Sunnybrook DICOM with contour
+//! files) to a frame store.
 
 use super::{progress::bar, CliError};
 use crate::nn::config::Normalisation;
 use crate::nn::Preprocess;
 use crate::image::Slice2D;
 use crate::store::import::{import_acdc_with, SliceTransform};
+use crate::store::import_dicom::import_sunnybrook;
 use crate::train::domain7t::Sim7T;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["acdc", "sunnybrook"])))]
 pub struct ImportArgs {
     /// Folder in ACDC layout (patientNNN/Info.cfg, patientNNN_frameXX[_gt].nii.gz).
     #[arg(long)]
-    acdc: PathBuf,
+    acdc: Option<PathBuf>,
+    /// Folder in Sunnybrook layout (dicoms/SCD*/, contourfiles/SC-*/{i,o}-contours, link.csv):
+    /// the contoured images become frames with LV (and MYO at end-diastole) drawn, RV unknown.
+    #[arg(long, conflicts_with_all = ["domain", "domain_params"])]
+    sunnybrook: Option<PathBuf>,
     /// Frame store to create (a directory).
     #[arg(long)]
     out: PathBuf,
@@ -37,6 +44,20 @@ pub struct ImportArgs {
 pub fn run(a: ImportArgs) -> Result<(), CliError> {
     let p = Preprocess { spacing_mm: a.spacing, size: a.size, normalisation: Normalisation::default() };
     let pb = bar(0, "import");
+    let progress = |done: usize, total: usize| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+    };
+    let acdc = match (&a.acdc, &a.sunnybrook) {
+        (Some(acdc), _) => acdc.clone(),
+        (None, Some(root)) => {
+            let s = import_sunnybrook(root, &a.out, &p, &progress)?;
+            pb.finish_and_clear();
+            println!("imported {} patients, {} contoured images into {} (LV everywhere, MYO where drawn, no RV)", s.patients, s.frames, a.out.display());
+            return Ok(());
+        }
+        (None, None) => return Err(CliError::Usage("give --acdc or --sunnybrook".into())),
+    };
     let sim = match a.domain.as_deref() {
         None => None,
         Some("7t") | Some("7T") => {
@@ -54,10 +75,7 @@ pub fn run(a: ImportArgs) -> Result<(), CliError> {
         Some(other) => return Err(CliError::Usage(format!("unknown --domain {other:?} (known: 7t)"))),
     };
     let transform = sim.as_ref().map(|sim| move |pt: &str, z: usize, frame: usize, s: &mut Slice2D| sim.apply(pt, z, frame, s));
-    let s = import_acdc_with(&a.acdc, &a.out, &p, transform.as_ref().map(|t| t as &SliceTransform<'_>), &|done, total| {
-        pb.set_length(total as u64);
-        pb.set_position(done as u64);
-    })?;
+    let s = import_acdc_with(&acdc, &a.out, &p, transform.as_ref().map(|t| t as &SliceTransform<'_>), &progress)?;
     if let Some(sim) = &sim {
         super::write_json(&a.out.join("domain.json"), sim)?;
         println!("simulated 7T domain (seed {}), parameters in {}", sim.seed, a.out.join("domain.json").display());

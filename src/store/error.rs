@@ -55,4 +55,7 @@ pub enum ImportError {
     /// Writing the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A DICOM series or its contours could not be read (the error names the file).
+    #[error(transparent)]
+    Dicom(#[from] crate::dicom::DicomError),
 }

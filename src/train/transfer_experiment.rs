@@ -56,6 +56,37 @@ pub struct Arms {
     pub bn_adapt: bool,
 }
 
+/// Names accepted by [`Arms::parse`], in table order.
+pub const ARM_NAMES: [&str; 6] = ["base", "all", "ed-es", "one-patient", "random", "bn-adapt"];
+
+impl Arms {
+    /// The paper's five adapted rows; `ed_es` is the number of ED/ES frames, which sizes the
+    /// random arm.
+    pub fn paper(ed_es: usize) -> Self {
+        Arms {
+            subsets: vec![
+                ("all".into(), Subset::All),
+                ("ed-es".into(), Subset::EdEs),
+                ("one-patient".into(), Subset::Patients(1)),
+                ("random".into(), Subset::Random(ed_es)),
+            ],
+            bn_adapt: true,
+        }
+    }
+
+    /// A comma-separated choice among [`ARM_NAMES`] (the base row always runs).
+    pub fn parse(list: &str, ed_es: usize) -> Result<Self, TrainError> {
+        let wanted: Vec<&str> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        if let Some(bad) = wanted.iter().find(|w| !ARM_NAMES.contains(w)) {
+            return Err(TrainError::Data(format!("unknown arm {bad:?} (use {})", ARM_NAMES.join(", "))));
+        }
+        let mut arms = Arms::paper(ed_es);
+        arms.subsets.retain(|(name, _)| wanted.contains(&name.as_str()));
+        arms.bn_adapt = wanted.contains(&"bn-adapt");
+        Ok(arms)
+    }
+}
+
 fn dice_of(d: &[f64]) -> Vec<Option<f64>> {
     d.iter().enumerate().map(|(c, v)| (c > 0 && v.is_finite()).then_some(*v)).collect()
 }
@@ -88,15 +119,7 @@ pub fn run_transfer(
         return Err(TrainError::Data("the experiment needs training and test frames".into()));
     }
     let ed_es = select(src, tags, train_idx, &Subset::EdEs, recipe.seed)?;
-    let arms = arms.unwrap_or_else(|| Arms {
-        subsets: vec![
-            ("all".into(), Subset::All),
-            ("ed-es".into(), Subset::EdEs),
-            ("one-patient".into(), Subset::Patients(1)),
-            ("random".into(), Subset::Random(ed_es.len())),
-        ],
-        bn_adapt: true,
-    });
+    let arms = arms.unwrap_or_else(|| Arms::paper(ed_es.len()));
     let mut recipe = recipe.clone();
     recipe.images_per_epoch = Some(recipe.images_per_epoch.unwrap_or(train_idx.len()));
     recipe.keep_last = true;
@@ -107,9 +130,23 @@ pub fn run_transfer(
     let d = validate(backend, base, src, test_idx, batch)?;
     rows.push(ArmResult { name: "base".into(), description: "base model, no target data".into(), frames: 0, dice: dice_of(&d), curve: vec![], seconds: t0.elapsed().as_secs_f64() });
 
+    // Frames of the arms already trained: an arm whose selection is identical to an earlier
+    // one (on ACDC or Sunnybrook, where only ED and ES are labelled, "ed-es" = "all") would
+    // train the same model again, so its row says so and repeats that result.
+    let mut trained: Vec<(String, Vec<usize>, usize)> = Vec::new();
     for (name, subset) in &arms.subsets {
         let t0 = Instant::now();
-        let idx = select(src, tags, train_idx, subset, recipe.seed)?;
+        let mut idx = select(src, tags, train_idx, subset, recipe.seed)?;
+        idx.sort_unstable();
+        if let Some((same, _, row)) = trained.iter().find(|(_, f, _)| *f == idx) {
+            log::info!("experiment arm {name}: {subset} selects exactly the frames of arm {same}; not trained again");
+            let mut r = rows[*row].clone();
+            r.name = name.clone();
+            r.description = format!("fine-tuned on {subset}: the same {} frames as `{same}`, same result", idx.len());
+            r.seconds = 0.0;
+            rows.push(r);
+            continue;
+        }
         log::info!("experiment arm {name}: {subset}, {} frames", idx.len());
         let (model, summary) = finetune(backend, base, src, &idx, test_idx, &recipe, &work_dir.join(name), None, progress)?;
         let model = model.ok_or_else(|| TrainError::Data(format!("arm {name} did not finish")))?;
@@ -122,6 +159,7 @@ pub fn run_transfer(
                 if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
             })
             .collect();
+        trained.push((name.clone(), idx.clone(), rows.len()));
         rows.push(ArmResult { name: name.clone(), description: format!("fine-tuned on {subset}"), frames: idx.len(), dice: dice_of(&d), curve, seconds: t0.elapsed().as_secs_f64() });
     }
 
