@@ -50,6 +50,20 @@ impl<'a> Segmenter<'a> {
         Ok(Segmenter { backend, classes: model.config().classes, preprocess, batch: batch.max(1) })
     }
 
+    /// Loads another model of the same classes and input preparation in place of this one (the
+    /// daemon swaps in a model promoted overnight between two series).
+    pub fn reload(&mut self, model: &Model) -> Result<(), SegmentError> {
+        if model.config().classes != self.classes {
+            return Err(SegmentError::Input(format!("the new model has {} classes, the serving one {}", model.config().classes, self.classes)));
+        }
+        if model.preprocess.as_ref().is_some_and(|p| *p != self.preprocess) {
+            return Err(SegmentError::Input("the new model prepares its inputs differently from the serving one".into()));
+        }
+        model.config().check_input(self.preprocess.size, self.preprocess.size, 1)?;
+        self.backend.load_inference(&model.params)?;
+        Ok(())
+    }
+
     /// The input preparation in use.
     pub fn preprocess(&self) -> &Preprocess {
         &self.preprocess

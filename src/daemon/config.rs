@@ -26,6 +26,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// Overnight fine-tuning on corrected contours (off by default).
+    #[serde(default)]
+    pub finetune: super::overnight::FinetuneConfig,
 }
 
 /// The C-STORE/C-ECHO service provider.
@@ -229,6 +232,12 @@ impl Config {
             return Err("pipeline.batch, series_in_flight and channel_capacity must be at least 1".into());
         }
         self.pipeline.device.parse::<crate::nn::device::DeviceChoice>().map_err(|e| e.to_string())?;
+        if self.finetune.enabled {
+            self.finetune.validate()?;
+            if !self.spool.keep_received {
+                return Err("finetune.enabled needs spool.keep_received = true: the images the corrected contours were drawn on must be kept".into());
+            }
+        }
         if let Some(d) = &self.destination {
             if d.attempts == 0 {
                 return Err("destination.attempts must be at least 1".into());
@@ -269,5 +278,25 @@ mod tests {
         assert!(Config::parse(&long, Path::new("x.toml")).is_err());
         let pdu = format!("{base}[server]\nmax_pdu = 10\n");
         assert!(Config::parse(&pdu, Path::new("x.toml")).is_err());
+    }
+
+    #[test]
+    fn overnight_fine_tuning_settings_are_checked() {
+        let base = "[spool]\ndir = \"/tmp/s\"\nkeep_received = true\n[output]\ndir = \"/tmp/o\"\n";
+        let ok = format!("{base}[finetune]\nenabled = true\nwindow = \"22:00-06:00\"\n");
+        assert!(Config::parse(&ok, Path::new("x.toml")).expect("valid").finetune.enabled);
+        for (bad, needle) in [
+            ("window = \"25:00-06:00\"", "finetune.window"),
+            ("subset = \"some\"", "finetune.subset"),
+            ("margin = -0.1", "finetune.margin"),
+            ("epochs1 = 0\nepochs2 = 0", "recipe"),
+        ] {
+            let text = format!("{base}[finetune]\nenabled = true\n{bad}\n");
+            let e = Config::parse(&text, Path::new("x.toml")).unwrap_err().to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+        let discarding = "[spool]\ndir = \"/tmp/s\"\n[output]\ndir = \"/tmp/o\"\n[finetune]\nenabled = true\n";
+        let e = Config::parse(discarding, Path::new("x.toml")).unwrap_err().to_string();
+        assert!(e.contains("keep_received"), "{e}");
     }
 }

@@ -7,9 +7,9 @@
 //! renames); [`pipeline`] turns jobs into results ([`results`]); [`sender`] stores them at the
 //! destination with retries and a dead-letter folder. [`server::Daemon`] wires it together.
 //!
-//! Extension point for the overnight fine-tuning hook: received series are kept when
-//! `spool.keep_received` is set, and the inference stage of [`pipeline`] is where a promoted model would
-//! be swapped in between series.
+//! Corrected contours that come back as DICOM SEG are kept by [`overnight::labels`]; the
+//! [`overnight`] hook fine-tunes on them in a nightly window and hands a promoted model to the
+//! inference stage, which swaps it in between series.
 
 pub mod config;
 pub mod error;
@@ -17,6 +17,7 @@ mod fsio;
 pub mod health;
 pub mod html;
 pub mod net;
+pub mod overnight;
 pub mod pipeline;
 pub mod queue;
 pub mod results;

@@ -13,6 +13,7 @@
 //! promoted model (the overnight hook) means restarting that stage between series.
 
 use super::health::Health;
+use super::overnight::{labels::keep_if_segmentation, ModelSlot};
 use super::queue::{JobQueue, JobRecord, JobState};
 use super::results::{self, Analysis};
 use super::spool::Spool;
@@ -28,7 +29,7 @@ use crossbeam::channel::{bounded, Receiver, Sender};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -65,6 +66,8 @@ pub struct PipelineSettings {
 struct Ctx {
     job: JobRecord,
     failed: AtomicBool,
+    /// The model that segmented it, set by the inference stage (models change between series).
+    model_name: OnceLock<String>,
 }
 
 struct Decoded {
@@ -171,7 +174,8 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts the stages and the feeder that takes pending jobs from `queue`.
-    pub fn start(mut settings: PipelineSettings, model: Model, queue: Arc<JobQueue>, spool: Arc<Spool>, health: Arc<Health>) -> Result<Pipeline, DaemonError> {
+    /// A model offered in `slot` replaces the serving one before the next series.
+    pub fn start(mut settings: PipelineSettings, model: Model, slot: Arc<ModelSlot>, queue: Arc<JobQueue>, spool: Arc<Spool>, health: Arc<Health>) -> Result<Pipeline, DaemonError> {
         settings.model_preprocess = model.preprocess.clone();
         settings.classes = model.config().classes;
         let cap = settings.channel_capacity;
@@ -206,7 +210,7 @@ impl Pipeline {
         }
         {
             let s = sink.clone();
-            threads.push(spawn("inference", Box::new(move || inference(&s, model, rx_pre, tx_inf, ready_tx)))?);
+            threads.push(spawn("inference", Box::new(move || inference(&s, model, &slot, rx_pre, tx_inf, ready_tx)))?);
         }
         {
             let s = sink.clone();
@@ -264,11 +268,27 @@ fn feed_and_decode(sink: &Sink, queue: &JobQueue, stop: &AtomicBool, tx: Sender<
             sink.leave();
             continue;
         }
-        log::info!("job {}: decoding {} instances", job.id, job.files.len());
         let ctx = Arc::new(Ctx {
             job,
             failed: AtomicBool::new(false),
+            model_name: OnceLock::new(),
         });
+        // Corrected contours coming back: kept for the overnight fine-tuning, not segmented.
+        let labels_dir = sink.settings.spool_dir.join("labels");
+        match sink.guard(&ctx, "keep contours", || keep_if_segmentation(&ctx.job, &sink.spool.objects_dir(), &labels_dir).map_err(|e| e.to_string())) {
+            None => continue,
+            Some(Some(n)) => {
+                log::info!("job {}: {n} segmentation(s) of a received series kept as fine-tuning labels", ctx.job.id);
+                if let Err(e) = queue.advance(&ctx.job.id, JobState::Pending, JobState::Done) {
+                    log::error!("{e}");
+                }
+                sink.spool.discard(&ctx.job);
+                sink.leave();
+                continue;
+            }
+            Some(None) => {}
+        }
+        log::info!("job {}: decoding {} instances", ctx.job.id, ctx.job.files.len());
         let objects = sink.spool.objects_dir();
         let decoded = sink.guard(&ctx, "decode", || {
             let files: Vec<PathBuf> = ctx.job.files.iter().map(|f| objects.join(f)).collect();
@@ -346,7 +366,7 @@ fn preprocess(sink: &Sink, rx: Receiver<Decoded>, tx: Sender<Batch>) {
     }
 }
 
-fn inference(sink: &Sink, model: Model, rx: Receiver<Batch>, tx: Sender<Inferred>, ready: Sender<Result<(), String>>) {
+fn inference(sink: &Sink, model: Model, slot: &ModelSlot, rx: Receiver<Batch>, tx: Sender<Inferred>, ready: Sender<Result<(), String>>) {
     let (mut backend, why) = match crate::nn::device::select(sink.settings.device, sink.settings.threads) {
         Ok(b) => b,
         Err(e) => {
@@ -363,8 +383,26 @@ fn inference(sink: &Sink, model: Model, rx: Receiver<Batch>, tx: Sender<Inferred
         }
     };
     let _ = ready.send(Ok(()));
+    drop(model);
+    let mut serving = sink.settings.model_name.clone();
+    let mut last_series = String::new();
     for mut b in rx {
         let ctx = b.ctx.clone();
+        // Batches of one series arrive together: a new job id is a series boundary, the only
+        // place a promoted model may replace the serving one.
+        if ctx.job.id != last_series {
+            last_series = ctx.job.id.clone();
+            if let Some((next, name)) = slot.take() {
+                match seg.reload(&next) {
+                    Ok(()) => {
+                        log::info!("now serving {name} (was {serving})");
+                        serving = name;
+                    }
+                    Err(e) => log::error!("promoted model {name} not swapped in: {e}; still serving {serving}"),
+                }
+            }
+        }
+        let _ = ctx.model_name.set(serving.clone());
         let data = std::mem::take(&mut b.data);
         let n = b.items.len();
         let logits = sink.guard(&ctx, "inference", || seg.infer(data, n).map_err(|e: SegmentError| e.to_string()));
@@ -429,7 +467,8 @@ fn write(sink: &Sink, rx: Receiver<(Arc<Ctx>, Analysis)>) {
     for (ctx, a) in rx {
         let st = &sink.settings;
         let stored = sink.guard(&ctx, "write", || {
-            results::write(&st.output_dir, &ctx.job, &a, &st.model_name, st.overlays).map_err(|e| e.to_string())
+            let model = ctx.model_name.get().unwrap_or(&st.model_name);
+            results::write(&st.output_dir, &ctx.job, &a, model, st.overlays).map_err(|e| e.to_string())
         });
         let Some(dir) = stored else { continue };
         if let Err(e) = sink.queue.advance(&ctx.job.id, JobState::Pending, JobState::Stored) {

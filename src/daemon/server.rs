@@ -7,8 +7,10 @@ use super::net::scp::{Scp, ScpHandle};
 use super::pipeline::{Pipeline, PipelineSettings};
 use super::queue::{JobQueue, JobState};
 use super::spool::Spool;
+use super::overnight::{ModelSlot, OvernightSetup};
 use super::DaemonError;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -32,7 +34,10 @@ pub struct Daemon {
 impl Daemon {
     /// Recovers state and starts every thread; returns once the listener is bound and the model
     /// is loaded on its backend.
-    pub fn start(cfg: &Config, model: crate::nn::Model, model_name: &str) -> Result<Daemon, DaemonError> {
+    /// `model_file` is where `model` was loaded from; with overnight fine-tuning on, it is
+    /// registered as the first version, and a model the registry promoted since is served
+    /// instead.
+    pub fn start(cfg: &Config, model: crate::nn::Model, model_name: &str, model_file: &Path) -> Result<Daemon, DaemonError> {
         let root = &cfg.spool.dir;
         super::fsio::ensure_dir(root)?;
         super::fsio::ensure_dir(&cfg.output.dir)?;
@@ -64,9 +69,30 @@ impl Daemon {
             model_preprocess: None,
             classes: 0,
         };
-        let pipeline = Pipeline::start(settings, model, queue.clone(), spool.clone(), health.clone())?;
+        let (model, settings) = serving_model(cfg, model, settings)?;
+        let preprocess = model.preprocess.clone();
+        let slot = Arc::new(ModelSlot::default());
+        let pipeline = Pipeline::start(settings, model, slot.clone(), queue.clone(), spool.clone(), health.clone())?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
+        if cfg.finetune.enabled {
+            let preprocess = preprocess.ok_or_else(|| DaemonError::Pipeline("overnight fine-tuning needs a model with preprocess metadata".into()))?;
+            let setup = OvernightSetup {
+                cfg: cfg.finetune.clone(),
+                spool_dir: root.clone(),
+                serving_file: model_file.to_path_buf(),
+                preprocess,
+                device,
+                queue: queue.clone(),
+                slot,
+                stop: stop.clone(),
+            };
+            // Not joined on stop: a night's training may be mid-epoch; its checkpoints resume.
+            std::thread::Builder::new()
+                .name("overnight".into())
+                .spawn(move || setup.run())
+                .map_err(|e| DaemonError::Pipeline(e.to_string()))?;
+        }
         {
             let (q, d, st) = (queue.clone(), cfg.destination.clone(), stop.clone());
             let (calling, out, dead) = (cfg.server.ae_title.clone(), cfg.output.dir.clone(), root.join("dead-letter"));
@@ -150,4 +176,26 @@ impl Daemon {
             let _ = t.join();
         }
     }
+}
+
+/// The model to serve at start: the registry's current version when overnight fine-tuning is on
+/// and has promoted one, else the configured model.
+fn serving_model(cfg: &Config, model: crate::nn::Model, mut settings: PipelineSettings) -> Result<(crate::nn::Model, PipelineSettings), DaemonError> {
+    if !cfg.finetune.enabled {
+        return Ok((model, settings));
+    }
+    let dir = OvernightSetup::registry_dir(&cfg.finetune, &cfg.spool.dir);
+    if !dir.join("registry.json").exists() {
+        return Ok((model, settings));
+    }
+    let reg = crate::registry::Registry::open(&dir).map_err(|e| DaemonError::Pipeline(format!("model registry: {e}")))?;
+    let Some(id) = reg.current().map(str::to_string) else { return Ok((model, settings)) };
+    let promoted = reg.load(&id).map_err(|e| DaemonError::Pipeline(format!("model registry: {e}")))?;
+    if promoted.config() != model.config() || promoted.preprocess != model.preprocess {
+        log::warn!("registry model {id} differs in architecture or preprocessing from the configured model; serving the configured one");
+        return Ok((model, settings));
+    }
+    log::info!("serving registry model {id} (promoted by overnight fine-tuning)");
+    settings.model_name = format!("registry:{id}");
+    Ok((promoted, settings))
 }

@@ -11,6 +11,7 @@ pub mod masks;
 mod precheck;
 pub mod sc;
 pub mod seg;
+pub mod seg_refs;
 pub mod stack;
 mod stack_build;
 pub mod writer;

@@ -47,6 +47,17 @@ pub fn tiny_model(dir: &Path) -> PathBuf {
 
 /// Writes a synthetic short-axis cine (`slices` x `phases`, 40x40 px, 1.5 mm) as MR files.
 pub fn synthetic_series(dir: &Path, series_uid: &str, slices: usize, phases: usize) -> Vec<PathBuf> {
+    synthetic_series_of(dir, series_uid, "PID-SECRET-42", slices, phases)
+}
+
+/// The LV radius (pixels) of [`synthetic_series`] at `phase` of `phases`; the MYO ring is 3 px
+/// wide around it, centred at (20, 20).
+pub fn synthetic_lv_radius(phase: usize, phases: usize) -> f32 {
+    10.0 - 3.0 * (phase as f32 / phases as f32)
+}
+
+/// [`synthetic_series`] for patient `patient_id`.
+pub fn synthetic_series_of(dir: &Path, series_uid: &str, patient_id: &str, slices: usize, phases: usize) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).expect("series dir");
     let mut out = Vec::new();
     let (rows, cols) = (40usize, 40usize);
@@ -54,7 +65,7 @@ pub fn synthetic_series(dir: &Path, series_uid: &str, slices: usize, phases: usi
         for p in 0..phases {
             let n = s * phases + p + 1;
             let sop = format!("{series_uid}.{n}");
-            let r = 10.0 - 3.0 * (p as f32 / phases as f32);
+            let r = synthetic_lv_radius(p, phases);
             let mut px = Vec::with_capacity(rows * cols * 2);
             for y in 0..rows {
                 for x in 0..cols {
@@ -75,7 +86,7 @@ pub fn synthetic_series(dir: &Path, series_uid: &str, slices: usize, phases: usi
                 el(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(sop.as_str())),
                 el(tags::MODALITY, VR::CS, PrimitiveValue::from("MR")),
                 el(tags::PATIENT_NAME, VR::PN, PrimitiveValue::from("Secret^Patient")),
-                el(tags::PATIENT_ID, VR::LO, PrimitiveValue::from("PID-SECRET-42")),
+                el(tags::PATIENT_ID, VR::LO, PrimitiveValue::from(patient_id)),
                 el(tags::STUDY_INSTANCE_UID, VR::UI, PrimitiveValue::from(format!("{series_uid}.99").as_str())),
                 el(tags::SERIES_INSTANCE_UID, VR::UI, PrimitiveValue::from(series_uid)),
                 el(tags::SERIES_NUMBER, VR::IS, PrimitiveValue::from("7")),
@@ -120,7 +131,13 @@ pub struct Served {
 
 impl Served {
     /// Writes a config under `root` and starts `cineseg serve`; waits until the port answers.
+    /// `extra` goes into `[server]` (and may open later sections).
     pub fn start(root: &Path, extra: &str, port: u16) -> Served {
+        Self::start_with_spool(root, extra, "", port)
+    }
+
+    /// [`Served::start`] with more `[spool]` keys.
+    pub fn start_with_spool(root: &Path, extra: &str, spool_extra: &str, port: u16) -> Served {
         std::fs::create_dir_all(root).expect("root");
         let model = root.join("tiny.safetensors");
         if !model.exists() {
@@ -135,7 +152,7 @@ impl Served {
             .collect();
         let text = format!(
             "[server]\nae_title = \"CINESEG\"\nlisten = \"127.0.0.1:{port}\"\n{defaults}{extra}\n\
-[spool]\ndir = \"{s}\"\nsettle_ms = 300\nseries_idle_s = 5\n\
+[spool]\ndir = \"{s}\"\nsettle_ms = 300\nseries_idle_s = 5\n{spool_extra}\n\
 [pipeline]\nmodel = \"{m}\"\ndevice = \"cpu\"\nthreads = {t}\nbatch = 8\n\
 [output]\ndir = \"{o}\"\n\
 [logging]\nhealth_interval_s = 1\n",

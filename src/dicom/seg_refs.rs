@@ -1,0 +1,35 @@
+//! What a received object is, before anything decodes its pixels: a segmentation (corrected
+//! contours coming back from a viewer) or an image, and which series a segmentation was drawn
+//! on. The daemon routes corrected contours to the fine-tuning data by this.
+
+use std::path::Path;
+
+use dicom_dictionary_std::{tags, uids};
+
+use super::attr;
+use super::error::DicomError;
+use super::instance::{parse, MAX_FILE_BYTES};
+
+/// The SeriesInstanceUID a Segmentation Storage file was drawn on (its
+/// ReferencedSeriesSequence), or `None` when the file is not a segmentation.
+pub fn segmentation_reference(path: &Path) -> Result<Option<String>, DicomError> {
+    let meta = std::fs::metadata(path).map_err(|e| DicomError::io(path, e))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(DicomError::TooLarge { path: path.to_path_buf(), reason: format!("{} bytes", meta.len()) });
+    }
+    let bytes = std::fs::read(path).map_err(|e| DicomError::io(path, e))?;
+    let obj = parse(&bytes, path)?;
+    let root: &attr::Obj = &obj;
+    if attr::string(root, tags::SOP_CLASS_UID).as_deref() != Some(uids::SEGMENTATION_STORAGE) {
+        return Ok(None);
+    }
+    let series = attr::first_item(root, tags::REFERENCED_SERIES_SEQUENCE)
+        .and_then(|item| attr::string(item, tags::SERIES_INSTANCE_UID))
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| DicomError::Invalid {
+            path: path.to_path_buf(),
+            attribute: "ReferencedSeriesSequence",
+            reason: "the segmentation does not say which series it was drawn on".into(),
+        })?;
+    Ok(Some(series))
+}
