@@ -115,6 +115,9 @@ fn daemon_latency_throughput_memory() {
         }
         let s = t_last.elapsed().as_secs_f64();
         println!("repeat {r}: last instance -> results stored at destination: {s:.2} s");
+        if let Some(line) = d.log_text().lines().rev().find(|l| l.contains("busy:")) {
+            println!("  stage busy times: {}", line.rsplit("busy: ").next().unwrap_or("").trim_end_matches(')'));
+        }
         lat.push(s);
     }
     lat.sort_by(f64::total_cmp);

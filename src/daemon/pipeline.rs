@@ -68,6 +68,28 @@ struct Ctx {
     failed: AtomicBool,
     /// The model that segmented it, set by the inference stage (models change between series).
     model_name: OnceLock<String>,
+    /// Busy seconds per stage for this series, for the log line that says where time went.
+    busy: Mutex<Vec<(&'static str, f64)>>,
+}
+
+impl Ctx {
+    fn new(job: JobRecord) -> Ctx {
+        Ctx { job, failed: AtomicBool::new(false), model_name: OnceLock::new(), busy: Mutex::new(Vec::new()) }
+    }
+
+    fn add_busy(&self, stage: &'static str, secs: f64) {
+        let mut b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        match b.iter_mut().find(|(s, _)| *s == stage) {
+            Some((_, t)) => *t += secs,
+            None => b.push((stage, secs)),
+        }
+    }
+
+    /// "decode 0.52 s, inference 3.10 s, ..." in stage order.
+    fn busy_line(&self) -> String {
+        let b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        b.iter().map(|(s, t)| format!("{s} {t:.2} s")).collect::<Vec<_>>().join(", ")
+    }
 }
 
 struct Decoded {
@@ -148,11 +170,14 @@ impl Sink {
     }
 
     /// Runs `f` for a message of `ctx`, quarantining the series on error or panic.
-    fn guard<T>(&self, ctx: &Ctx, stage: &str, f: impl FnOnce() -> Result<T, String>) -> Option<T> {
+    fn guard<T>(&self, ctx: &Ctx, stage: &'static str, f: impl FnOnce() -> Result<T, String>) -> Option<T> {
         if ctx.failed.load(Ordering::SeqCst) {
             return None;
         }
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        let t0 = std::time::Instant::now();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        ctx.add_busy(stage, t0.elapsed().as_secs_f64());
+        match result {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
                 self.fail(ctx, stage, &e);
@@ -268,11 +293,7 @@ fn feed_and_decode(sink: &Sink, queue: &JobQueue, stop: &AtomicBool, tx: Sender<
             sink.leave();
             continue;
         }
-        let ctx = Arc::new(Ctx {
-            job,
-            failed: AtomicBool::new(false),
-            model_name: OnceLock::new(),
-        });
+        let ctx = Arc::new(Ctx::new(job));
         // Corrected contours coming back: kept for the overnight fine-tuning, not segmented.
         let labels_dir = sink.settings.spool_dir.join("labels");
         match sink.guard(&ctx, "keep contours", || keep_if_segmentation(&ctx.job, &sink.spool.objects_dir(), &labels_dir).map_err(|e| e.to_string())) {
@@ -488,11 +509,12 @@ fn write(sink: &Sink, rx: Receiver<(Arc<Ctx>, Analysis)>) {
             .map(|v| format!("{v:.1} %"))
             .unwrap_or_else(|| "n/a".into());
         log::info!(
-            "job {}: results stored in {} ({:.2} s after the last instance; LVEF {ef}, {} quality flags)",
+            "job {}: results stored in {} ({:.2} s after the last instance; LVEF {ef}, {} quality flags; busy: {})",
             ctx.job.id,
             dir.display(),
             latency,
-            a.flags.len() + a.notes.len()
+            a.flags.len() + a.notes.len(),
+            ctx.busy_line()
         );
         sink.leave();
     }

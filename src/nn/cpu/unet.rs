@@ -155,6 +155,7 @@ pub fn backward(p: &UNetParams, cache: &TrainCache, dlogits: &Tensor, threads: u
 pub fn forward_eval(m: &FoldedUNet, x: &Tensor, threads: usize) -> Tensor {
     let depth = m.depth;
     let run_block = |b: &crate::nn::fold::FoldedBlock, x: &Tensor| {
+        let _s = span(Op::ConvForward);
         let a = b.w1.apply(x, conv3x3::Epilogue::BiasRelu(&b.b1), threads);
         b.w2.apply(&a, conv3x3::Epilogue::BiasRelu(&b.b2), threads)
     };
@@ -163,6 +164,7 @@ pub fn forward_eval(m: &FoldedUNet, x: &Tensor, threads: usize) -> Tensor {
     for i in 0..=depth {
         let a = run_block(&m.enc[i], &cur);
         if i < depth {
+            let _s = span(Op::Pool);
             cur = pool::forward(&a).0;
             skips.push(a);
         } else {
@@ -172,7 +174,10 @@ pub fn forward_eval(m: &FoldedUNet, x: &Tensor, threads: usize) -> Tensor {
     for i in (0..depth).rev() {
         let skip = &skips[i];
         let u = &m.up[i];
-        let cat = upconv::concat_upsampled(skip, &cur, &u.packed, &u.bias, threads);
+        let cat = {
+            let _s = span(Op::UpConv);
+            upconv::concat_upsampled(skip, &cur, &u.packed, &u.bias, threads)
+        };
         cur = run_block(&m.dec[i], &cat);
     }
     head::forward(&cur, &m.head_weight, &m.head_bias, threads)
