@@ -37,6 +37,9 @@ pub enum FlagKind {
     ImplausibleVolume,
     /// The LV volume curve has more than one minimum over the cycle.
     IrregularVolumeCurve,
+    /// The model was unsure: mean foreground confidence below the configured threshold
+    /// (typical of an unfamiliar scanner, sequence or artefact).
+    LowConfidence,
 }
 
 /// How much a flag should worry the reader.
@@ -193,6 +196,26 @@ pub fn check_curve(curve: &[f64]) -> Vec<QualityFlag> {
     }
 }
 
+/// Flags a series whose mean foreground confidence (mean over phases of the mean winning-class
+/// probability on foreground pixels) is below `threshold`; the worst phase is named.
+pub fn check_confidence(per_phase: &[f32], threshold: f32) -> Vec<QualityFlag> {
+    if per_phase.is_empty() {
+        return Vec::new();
+    }
+    let mean = per_phase.iter().sum::<f32>() / per_phase.len() as f32;
+    if mean >= threshold {
+        return Vec::new();
+    }
+    let (worst, low) = per_phase.iter().copied().enumerate().fold((0, f32::INFINITY), |a, (i, v)| if v < a.1 { (i, v) } else { a });
+    vec![QualityFlag {
+        kind: FlagKind::LowConfidence,
+        severity: Severity::Warning,
+        phase: Some(worst),
+        slice: None,
+        message: format!("low model confidence: mean {mean:.2} below {threshold:.2} (lowest {low:.2} at phase {worst}): check the contours, the images may be unlike the training data"),
+    }]
+}
+
 /// Number of minima of the smoothed, periodic curve, ignoring wiggles smaller than the
 /// tolerance (a zig-zag walk with hysteresis, started at the global maximum so one lap counts
 /// each minimum exactly once). Returns 0 for curves too short to judge.
@@ -242,6 +265,16 @@ pub fn count_cycle_minima(curve: &[f64]) -> usize {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn low_confidence_is_flagged_with_the_worst_phase() {
+        assert!(check_confidence(&[0.9, 0.8, 0.85], 0.6).is_empty());
+        assert!(check_confidence(&[], 0.6).is_empty());
+        let f = check_confidence(&[0.7, 0.3, 0.5], 0.6);
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].kind, f[0].phase), (FlagKind::LowConfidence, Some(1)));
+        assert!(f[0].message.contains("0.50 below 0.60"), "{}", f[0].message);
+    }
     use super::*;
     use crate::analysis::volumes::summarize_volumes;
     use crate::analysis::volumes::PhaseVolumes;

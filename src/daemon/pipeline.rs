@@ -574,11 +574,8 @@ pub fn analyse(stack: &CineStack, labels: &HashMap<(usize, usize), SliceLabels>,
                 notes.push("one phase only: no ED/ES, EF or volume curve".into());
                 None
             };
-            let flags = summary.as_ref().map(|s| quality::check(&phases, s)).unwrap_or_default();
-            let mean = confidence.iter().sum::<f32>() / confidence.len().max(1) as f32;
-            if mean < min_confidence {
-                notes.push(format!("low model confidence: mean {mean:.2} below {:.2}", min_confidence));
-            }
+            let mut flags = summary.as_ref().map(|s| quality::check(&phases, s)).unwrap_or_default();
+            flags.extend(quality::check_confidence(&confidence, min_confidence));
             if missing > 0 {
                 notes.push(format!("{missing} images missing from the series were not segmented"));
             }
