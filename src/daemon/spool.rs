@@ -122,6 +122,7 @@ impl Spool {
         let mut by_sop: HashMap<String, InstanceRecord> = HashMap::new();
         let mut closed: HashMap<String, u32> = HashMap::new();
         let mut valid_len = 0u64;
+        let mut lines = 0usize;
         if index_path.exists() {
             let f = File::open(&index_path).map_err(|e| DaemonError::io(&index_path, e))?;
             for line in BufReader::new(f).split(b'\n') {
@@ -141,9 +142,10 @@ impl Spool {
                     }
                 }
                 valid_len += line.len() as u64 + 1;
+                lines += 1;
             }
         }
-        let index = OpenOptions::new()
+        let mut index = OpenOptions::new()
             .create(true)
             .append(true)
             .read(true)
@@ -155,8 +157,15 @@ impl Spool {
         }
         // Jobs are the commit point of a close.
         let mut referenced: HashSet<String> = HashSet::new();
+        // Series whose instance records must stay: not finished, or finished so recently that
+        // a sender retrying the same instances should still get "duplicate" for them.
+        let mut live: HashSet<String> = HashSet::new();
+        let now_ms = unix_ms();
         for s in JobState::ALL {
             for j in queue.list(s)? {
+                if matches!(s, JobState::Pending | JobState::Stored) || now_ms.saturating_sub(j.enqueued_ms) < DUPLICATE_WINDOW_MS {
+                    live.insert(j.series_uid.clone());
+                }
                 let e = closed.entry(j.series_uid.clone()).or_insert(j.epoch);
                 *e = (*e).max(j.epoch);
                 if matches!(s, JobState::Pending | JobState::Stored) || cfg.keep_received {
@@ -186,6 +195,12 @@ impl Spool {
                 log::info!("spool: removing unacknowledged file {}", p.display());
                 std::fs::remove_file(&p).map_err(|e| DaemonError::io(&p, e))?;
             }
+        }
+        live.extend(open.keys().cloned());
+        by_sop.retain(|_, r| live.contains(&r.series) || !closed.get(&r.series).is_some_and(|c| *c >= r.epoch));
+        if lines > by_sop.len() + closed.len() + COMPACT_SLACK {
+            index = compact(&index_path, &by_sop, &closed)?;
+            log::info!("spool: index compacted from {lines} to {} records", by_sop.len() + closed.len());
         }
         let nonce = u64::from(std::process::id()) << 32 ^ unix_ms();
         let spool = Spool {
@@ -334,6 +349,36 @@ impl Spool {
         self.received.fetch_add(1, Ordering::Relaxed);
         Ok(Stored::New)
     }
+}
+
+/// How long after its job was queued a finished series still answers re-sent instances with
+/// "duplicate" (a sender retrying after a lost response) instead of processing them again.
+const DUPLICATE_WINDOW_MS: u64 = 24 * 3600 * 1000;
+
+/// Superseded or expired records tolerated in the index before a start-up rewrites it.
+const COMPACT_SLACK: usize = 1000;
+
+/// Rewrites the index with only the records still needed (closed epochs of every series, the
+/// instance records kept in memory) by temporary file, fsync and rename; returns it opened
+/// for appending.
+fn compact(path: &Path, by_sop: &HashMap<String, InstanceRecord>, closed: &HashMap<String, u32>) -> Result<File, DaemonError> {
+    let tmp = path.with_extension("jsonl.tmp");
+    let mut out = Vec::new();
+    let mut closed: Vec<(&String, &u32)> = closed.iter().collect();
+    closed.sort();
+    for (series, epoch) in closed {
+        let rec = Record::Closed { series: series.clone(), epoch: *epoch, job: JobRecord::id_for(series, *epoch) };
+        out.extend(serde_json::to_vec(&rec).map_err(|e| index_error(path, e))?);
+        out.push(b'\n');
+    }
+    let mut recs: Vec<&InstanceRecord> = by_sop.values().collect();
+    recs.sort_by_key(|r| (r.at_ms, r.sop.clone()));
+    for r in recs {
+        out.extend(serde_json::to_vec(&Record::Instance(r.clone())).map_err(|e| index_error(path, e))?);
+        out.push(b'\n');
+    }
+    super::fsio::write_atomic(&tmp, path, &out)?;
+    OpenOptions::new().append(true).read(true).open(path).map_err(|e| DaemonError::io(path, e))
 }
 
 fn append(index: &mut File, path: &Path, rec: &Record) -> Result<(), DaemonError> {

@@ -128,3 +128,42 @@ fn dropped_instances_leave_nothing_and_restart_recovers_open_series() {
     assert!(s2.poll(Instant::now()).expect("poll").is_empty());
     assert_eq!(q.count(JobState::Pending), 1);
 }
+
+#[test]
+fn restart_compacts_the_index_and_forgets_long_finished_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = dir.path().join("spool/index.jsonl");
+    let job = {
+        let (q, s) = setup(dir.path(), 0);
+        for (i, z) in [(1, 0), (2, 0), (3, 1), (4, 1)] {
+            store(&s, "5.5", &format!("5.5.{i}"), z, 0).expect("store");
+        }
+        let jobs = s.poll(Instant::now()).expect("poll");
+        assert_eq!(jobs.len(), 1);
+        q.advance(&jobs[0].id, JobState::Pending, JobState::Done).expect("done");
+        jobs[0].clone()
+    };
+    // The job finished two days ago, and the index holds many superseded records.
+    let done = dir.path().join(format!("jobs/done/{}.json", job.id));
+    let mut rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&done).expect("job")).expect("json");
+    rec["enqueued_ms"] = serde_json::json!(unix_ms() - 48 * 3600 * 1000);
+    std::fs::write(&done, serde_json::to_vec(&rec).expect("json")).expect("write job");
+    let text = std::fs::read_to_string(&index).expect("index");
+    let first = text.lines().next().expect("a record").to_string();
+    let padded = format!("{text}{}", format!("{first}\n").repeat(COMPACT_SLACK + 10));
+    std::fs::write(&index, padded).expect("pad");
+
+    let (_q, s) = setup(dir.path(), 0);
+    let after = std::fs::read_to_string(&index).expect("index");
+    assert_eq!(after.lines().count(), 1, "only the closed epoch remains:\n{after}");
+    assert!(after.contains("\"closed\"") && after.contains(&job.id));
+    // Long finished: the same instance again is a new reception, in a new epoch.
+    assert_eq!(store(&s, "5.5", "5.5.1", 0, 0).expect("store"), Stored::New);
+    assert_eq!(s.open_series(), 1);
+    for (i, z) in [(2, 0), (3, 1), (4, 1)] {
+        store(&s, "5.5", &format!("5.5.{i}"), z, 0).expect("store");
+    }
+    let jobs = s.poll(Instant::now()).expect("poll");
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].epoch, job.epoch + 1);
+}
