@@ -152,8 +152,13 @@ pub(crate) fn check_lengths(body: &[u8]) -> Result<(), String> {
             }
             continue; // sequence or encapsulated data: descend
         }
-        let is_sq = syntax != Syntax::ImplicitLe
-            && body.get(start + 4..start + 6) == Some(b"SQ".as_slice());
+        // In implicit VR the parser takes an element's VR from the dictionary, so a tag the
+        // dictionary calls SQ is read as items whatever its bytes look like: walk it the same.
+        let is_sq = if syntax == Syntax::ImplicitLe && !in_meta {
+            dictionary_sequence(group, element)
+        } else {
+            body.get(start + 4..start + 6) == Some(b"SQ".as_slice())
+        };
         let looks_like_items =
             body.get(w.pos..w.pos + 4) == Some([0xFE, 0xFF, 0x00, 0xE0].as_slice());
         if (is_sq || (syntax == Syntax::ImplicitLe && looks_like_items))
@@ -168,6 +173,15 @@ pub(crate) fn check_lengths(body: &[u8]) -> Result<(), String> {
         skip(&mut w, start, group, element, len)?;
     }
     Ok(())
+}
+
+/// Whether the standard dictionary gives tag (group, element) the VR SQ.
+fn dictionary_sequence(group: u16, element: u16) -> bool {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    use dicom_core::{Tag, VR};
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(Tag(group, element))
+        .is_some_and(|e| e.vr() == VirtualVr::Exact(VR::SQ))
 }
 
 fn skip(w: &mut Walker, start: usize, group: u16, element: u16, len: u32) -> Result<(), String> {
@@ -292,6 +306,24 @@ mod tests {
         body.extend_from_slice(&[0x18, 0x00, 0x39, 0x05, 0, 0, 0, 1]);
         body.extend_from_slice(&3_951_369_912u32.to_le_bytes());
         assert!(check_lengths(&body).unwrap_err().contains("(0018,0539)"));
+    }
+
+    #[test]
+    fn implicit_vr_sequence_is_walked_as_the_dictionary_says() {
+        // ReferencedSeriesSequence (SQ by the dictionary) whose 16 bytes do not start with an
+        // item tag; inside, an element claims 1.9 GB. The parser reads it as a sequence.
+        let mut body = b"DICM".to_vec();
+        body.extend(explicit((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2\0"));
+        body.extend_from_slice(&[0x08, 0x00, 0x15, 0x11, 16, 0, 0, 0]);
+        body.extend_from_slice(&[0x08, 0x00, 0x18, 0x00]);
+        body.extend_from_slice(&1_900_000_000u32.to_le_bytes());
+        body.extend_from_slice(&[0; 8]);
+        let err = check_lengths(&body).unwrap_err();
+        assert!(err.contains("(0008,0018)") && err.contains("1900000000"), "{err}");
+        // The same bytes under a tag that is not a sequence are one opaque value: fine.
+        let at = body.len() - 24;
+        body[at..at + 4].copy_from_slice(&[0x09, 0x00, 0x10, 0x10]);
+        assert_eq!(check_lengths(&body), Ok(()));
     }
 
     #[test]
