@@ -207,10 +207,13 @@ pub fn load_files(
     origin: &Path,
     opts: &AssembleOptions,
 ) -> Result<FolderScan, DicomError> {
+    use rayon::prelude::*;
     let mut instances = Vec::new();
     let mut skipped = Vec::new();
-    for f in files {
-        match super::instance::read_file(f) {
+    // Decoding is per file and independent: in parallel, results kept in file order.
+    let read: Vec<Result<Vec<super::Instance>, DicomError>> = files.par_iter().map(|f| super::instance::read_file(f)).collect();
+    for r in read {
+        match r {
             Ok(mut v) => instances.append(&mut v),
             Err(e) => skipped.push(e),
         }
