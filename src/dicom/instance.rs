@@ -77,6 +77,16 @@ pub struct Geometry {
     pub spacing_between_slices: Option<f64>,
 }
 
+/// MONOCHROME1 stores dark as high: mirror the values about the middle of their range.
+fn invert_monochrome1(pixels: &mut [f32]) {
+    let (lo, hi) = pixels.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    if lo.is_finite() && hi.is_finite() {
+        for v in pixels.iter_mut() {
+            *v = lo + hi - *v;
+        }
+    }
+}
+
 /// One image frame, decoded.
 #[derive(Debug, Clone)]
 pub struct Instance {
@@ -92,9 +102,11 @@ pub struct Instance {
     pub cols: usize,
     /// SamplesPerPixel (1 for MR; 3 for RGB).
     pub samples_per_pixel: usize,
-    /// PhotometricInterpretation as written (MONOCHROME1 is *not* inverted).
+    /// PhotometricInterpretation as written.
     pub photometric: String,
-    /// Pixel values after RescaleSlope/Intercept, row-major, samples interleaved.
+    /// Pixel values after RescaleSlope/Intercept, row-major, samples interleaved. MONOCHROME1
+    /// frames are inverted (mirrored about the middle of their own range), so that in every
+    /// frame a larger value is brighter, as the model and the overlays expect.
     pub pixels: Vec<f32>,
     /// Spatial placement.
     pub geometry: Geometry,
@@ -418,10 +430,13 @@ pub(crate) fn instances_from_object(
             shared: if enhanced { shared } else { None },
         };
         let (slope, intercept) = groups.rescale(root);
-        let pixels = values
+        let mut pixels: Vec<f32> = values
             .iter()
             .map(|v| (v * slope + intercept) as f32)
             .collect();
+        if hdr.spp == 1 && base.photometric.trim_end_matches(['\0', ' ']) == "MONOCHROME1" {
+            invert_monochrome1(&mut pixels);
+        }
         out.push(Instance {
             path: path.to_path_buf(),
             frame: f as u32,
