@@ -82,10 +82,21 @@ fn corrected_contours_fine_tune_promote_and_swap_the_serving_model() {
     // The corrected contours come back from a viewer.
     let segs: Vec<PathBuf> = series_dirs.iter().enumerate().map(|(k, sd)| corrected_seg(sd, &dir.path().join(format!("seg{k}")))).collect();
     // -R: propose exactly the files' SOP classes (storescu's default list lacks SEG).
-    let mut cmd = std::process::Command::new("storescu");
-    cmd.args(["-R", "-aet", "VIEWER", "-aec", "CINESEG", "127.0.0.1", &port.to_string()]).args(&segs);
-    let out = run_limited(&mut cmd, Duration::from_secs(60));
-    assert!(out.status.success(), "storescu SEG: {}", String::from_utf8_lossy(&out.stderr));
+    let send_segs = |files: &[PathBuf]| {
+        let mut cmd = std::process::Command::new("storescu");
+        cmd.args(["-R", "-aet", "VIEWER", "-aec", "CINESEG", "127.0.0.1", &port.to_string()]).args(files);
+        let out = run_limited(&mut cmd, Duration::from_secs(60));
+        assert!(out.status.success(), "storescu SEG: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // One patient's contours: nothing to hold out yet, so the night's run waits for more.
+    send_segs(&segs[..1]);
+    assert!(d.wait_done(4, Duration::from_secs(60)), "SEG job not done; log:\n{}", d.log_text());
+    assert!(
+        wait_for(Duration::from_secs(60), || d.log_text().contains("overnight fine-tuning skipped")),
+        "no skip with one patient; log:\n{}",
+        d.log_text()
+    );
+    send_segs(&segs[1..]);
     assert!(d.wait_done(6, Duration::from_secs(60)), "SEG jobs not done; log:\n{}", d.log_text());
     let labels = d.root.join("state/labels");
     assert_eq!(count(&labels), 3, "one label folder per corrected series");

@@ -55,6 +55,26 @@ pub struct LabelledSeries {
     pub masks: LabelMasks,
 }
 
+/// The newest SEG file of every labelled series (`<key>/<file>`), sorted: a cheap listing that
+/// tells whether new contours arrived without decoding anything.
+pub fn label_files(labels_dir: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(labels_dir) else { return Vec::new() };
+    let mut out: Vec<String> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .filter_map(|dir| newest_seg(&dir).and_then(|f| f.file_name().map(|n| n.to_string_lossy().to_string())))
+        .collect();
+    out.sort();
+    out
+}
+
+fn newest_seg(dir: &Path) -> Option<PathBuf> {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "dcm")).collect();
+    segs.sort();
+    segs.pop()
+}
+
 /// Every labelled series whose images the spool still holds, with its newest SEG. Series
 /// whose images are gone (spool.keep_received off) or whose SEG does not fit them are logged
 /// and left out; they never stop the others.
@@ -71,14 +91,7 @@ pub fn labelled_series(labels_dir: &Path, queue: &JobQueue, objects: &Path) -> R
             log::warn!("{}: no series.txt; skipped", dir.display());
             continue;
         };
-        let mut segs: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| DaemonError::io(&dir, e))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
-            .collect();
-        segs.sort();
-        let Some(seg) = segs.pop() else { continue };
+        let Some(seg) = newest_seg(&dir) else { continue };
         let Some(images) = jobs.iter().filter(|j| j.series_uid == series.trim()).max_by_key(|j| j.epoch) else {
             log::warn!("{}: the images these contours were drawn on were never processed here; skipped", seg.display());
             continue;

@@ -43,11 +43,14 @@ impl ModelSlot {
     }
 }
 
-/// `<spool>/finetune/state.json`: which night ran last and which contours it used.
+/// `<spool>/finetune/state.json`: which night ran last, which contours it used, and which
+/// contours a skipped attempt saw (not retried until that set changes).
 #[derive(Default, Serialize, Deserialize)]
 struct NightState {
     last_day: String,
     trained_on: BTreeSet<String>,
+    #[serde(default)]
+    skipped_with: BTreeSet<String>,
 }
 
 impl NightState {
@@ -106,6 +109,12 @@ impl OvernightSetup {
             if state.last_day == day {
                 continue;
             }
+            // Cheap listing first: nothing is decoded until enough new contours are there.
+            let files: BTreeSet<String> = labels::label_files(&labels_dir).into_iter().collect();
+            let new = files.iter().filter(|f| !state.trained_on.contains(*f)).count();
+            if new < self.cfg.min_new_series || files == state.skipped_with {
+                continue;
+            }
             let labelled = match labels::labelled_series(&labels_dir, &self.queue, &objects) {
                 Ok(l) => l,
                 Err(e) => {
@@ -113,10 +122,6 @@ impl OvernightSetup {
                     continue;
                 }
             };
-            let new = labelled.iter().filter(|l| !state.trained_on.contains(&l.label_file)).count();
-            if new < self.cfg.min_new_series {
-                continue;
-            }
             if let Err(e) = crate::daemon::fsio::ensure_dir(&work_dir) {
                 log::error!("overnight fine-tuning: {e}");
                 continue;
@@ -133,8 +138,11 @@ impl OvernightSetup {
             let budget = Duration::from_secs(60 * window.minutes_left(minute) as u64);
             let finished = match run_night(&plan, &labelled, budget) {
                 Ok(NightOutcome::Skipped(why)) => {
+                    // Retried tonight as soon as other contours arrive.
                     log::info!("overnight fine-tuning skipped: {why}");
-                    true
+                    state.skipped_with = files;
+                    state.save(&state_file);
+                    continue;
                 }
                 Ok(NightOutcome::Unfinished) => false,
                 Ok(NightOutcome::Judged(d, promoted)) => {
