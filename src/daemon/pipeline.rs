@@ -9,8 +9,12 @@
 //!
 //! The preprocessing, inference and label steps are [`crate::segment`]'s
 //! ([`prepare_slice`], [`Segmenter::infer`], [`labels_from_logits`]), the same code
-//! `cineseg segment` runs. The inference stage owns the backend and the model; swapping in a
-//! promoted model (the overnight hook) means restarting that stage between series.
+//! `cineseg segment` runs. The inference stage owns the backend and the model; a model the
+//! overnight hook promoted arrives through a [`ModelSlot`] and is loaded at the next series
+//! boundary, so one series is never segmented by two models.
+//!
+//! A job whose instances are segmentations (corrected contours sent back by a viewer) is not
+//! segmented: [`keep_if_segmentation`] keeps it as fine-tuning labels and the job is done.
 
 use super::health::Health;
 use super::overnight::{labels::keep_if_segmentation, ModelSlot};
