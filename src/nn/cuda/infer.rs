@@ -4,9 +4,9 @@
 //! the per-launch CPU cost that dominates at small batches).
 //!
 //! Data flow per level i (c = base * 2^i), as in src/nn/cpu/unet.rs `forward_eval`:
-//! encoder conv1 -> t[i]; conv2 writes straight into channels 0..c of cat[i] (the decoder's
-//! [skip, up] buffer); pool reads that slice; the decoder's transposed conv writes channels
-//! c..2c of cat[i]; no concatenation copy exists.
+//! encoder conv1 -> `t[i]`; conv2 writes straight into channels 0..c of `cat[i]` (the decoder's
+//! `[skip, up]` buffer); pool reads that slice; the decoder's transposed conv writes channels
+//! c..2c of `cat[i]`; no concatenation copy exists.
 
 use super::launch::{addr, Act, Launcher, Ops};
 use crate::nn::fold::fold_conv_bn;
