@@ -7,7 +7,6 @@ mod daemon_support;
 use daemon_support::*;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn sunnybrook() -> Option<PathBuf> {
@@ -70,15 +69,7 @@ fn storescu_series_to_results_and_storescp() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (port, pacs_port) = (free_port(), free_port());
     let pacs_dir = dir.path().join("pacs");
-    std::fs::create_dir_all(&pacs_dir).expect("pacs dir");
-    let mut pacs = Command::new("storescp")
-        .args(["-aet", "PACS", "-od"])
-        .arg(&pacs_dir)
-        .args(["+B", &pacs_port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("storescp");
+    let mut pacs = storescp(pacs_port, &pacs_dir, &["+B"]);
     let dest = format!("[destination]\nae_title = \"PACS\"\naddress = \"127.0.0.1:{pacs_port}\"\nattempts = 3\nretry_delay_s = 0.5\ntimeout_s = 10\n");
     let d = Served::start(&dir.path().join("d"), &dest, port);
     let files = synthetic_series(&dir.path().join("in"), "1.2.826.0.1.3680043.2.1125.77.1", 3, 6);

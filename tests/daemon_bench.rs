@@ -18,7 +18,6 @@ use daemon_support::*;
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn sunnybrook() -> Option<PathBuf> {
@@ -81,15 +80,7 @@ fn daemon_latency_throughput_memory() {
     }
     let (port, pacs_port) = (free_port(), free_port());
     let pacs_dir = dir.path().join("pacs");
-    std::fs::create_dir_all(&pacs_dir).expect("pacs");
-    let mut pacs = Command::new("storescp")
-        .args(["-aet", "PACS", "-od"])
-        .arg(&pacs_dir)
-        .args(["+B", &pacs_port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("storescp");
+    let mut pacs = storescp(pacs_port, &pacs_dir, &["+B"]);
     let dest = format!("[destination]\nae_title = \"PACS\"\naddress = \"127.0.0.1:{pacs_port}\"\n");
     let d = Served::start(&root, &dest, port);
     println!(

@@ -9,23 +9,9 @@ mod daemon_support;
 use daemon_support::*;
 use dicom_ul::ClientAssociationOptions;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const VERIFICATION: &str = "1.2.840.10008.1.1";
-
-fn storescp(port: u16, dir: &Path, extra: &[&str]) -> Child {
-    std::fs::create_dir_all(dir).expect("pacs dir");
-    Command::new("storescp")
-        .args(["-aet", "PACS", "-od"])
-        .arg(dir)
-        .args(extra)
-        .arg(port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("storescp")
-}
 
 fn destination(pacs_port: u16, attempts: u32, delay: f64) -> String {
     format!("[destination]\nae_title = \"PACS\"\naddress = \"127.0.0.1:{pacs_port}\"\nattempts = {attempts}\nretry_delay_s = {delay}\ntimeout_s = 5\n")
@@ -155,15 +141,4 @@ fn associations_beyond_the_limit_are_rejected_and_the_watchdog_ends_long_ones() 
     // With the slot free again, a new association is served.
     assert!(wait_until(Duration::from_secs(10), || echoscu(port, "SCANNER").status.success()), "{}", d.log_text());
     assert!(!d.log_text().contains("panicked"));
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
 }

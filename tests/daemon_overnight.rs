@@ -11,7 +11,7 @@ use cineseg::dicom::seg::{write_seg, Algorithm};
 use cineseg::dicom::stack::{load_folder, AssembleOptions};
 use daemon_support::*;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SLICES: usize = 3;
 const PHASES: usize = 4;
@@ -38,17 +38,6 @@ fn corrected_seg(series_dir: &Path, out: &Path) -> PathBuf {
     std::fs::create_dir_all(out).expect("seg dir");
     write_seg(&stack, &masks, &Algorithm { name: "expert".into(), version: "1".into() }, &path).expect("write SEG");
     path
-}
-
-fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
 }
 
 fn report_model(dir: &Path) -> String {
@@ -92,7 +81,7 @@ fn corrected_contours_fine_tune_promote_and_swap_the_serving_model() {
     send_segs(&segs[..1]);
     assert!(d.wait_done(4, Duration::from_secs(60)), "SEG job not done; log:\n{}", d.log_text());
     assert!(
-        wait_for(Duration::from_secs(60), || d.log_text().contains("overnight fine-tuning skipped")),
+        wait_until(Duration::from_secs(60), || d.log_text().contains("overnight fine-tuning skipped")),
         "no skip with one patient; log:\n{}",
         d.log_text()
     );
@@ -103,7 +92,7 @@ fn corrected_contours_fine_tune_promote_and_swap_the_serving_model() {
     assert_eq!(d.results().len(), 3, "a SEG is kept as labels, not segmented");
 
     // Training runs on its own thread; the daemon keeps answering meanwhile.
-    let decided = wait_for(Duration::from_secs(240), || {
+    let decided = wait_until(Duration::from_secs(240), || {
         assert!(echoscu(port, "SCANNER").status.success(), "C-ECHO failed during fine-tuning");
         d.log_text().contains("overnight fine-tuning: candidate")
     });
@@ -131,5 +120,5 @@ fn corrected_contours_fine_tune_promote_and_swap_the_serving_model() {
     let mut d = d;
     d.kill9();
     let d = Served::spawn(&d.root.clone(), d.config.clone(), port);
-    assert!(wait_for(Duration::from_secs(30), || d.log_text().contains(&format!("serving registry model {current}"))), "log:\n{}", d.log_text());
+    assert!(wait_until(Duration::from_secs(30), || d.log_text().contains(&format!("serving registry model {current}"))), "log:\n{}", d.log_text());
 }

@@ -64,11 +64,15 @@ pub struct JobRecord {
 impl JobRecord {
     /// The id of reception `epoch` of series `series_uid` (hex of SHA-256, never DICOM text).
     pub fn id_for(series_uid: &str, epoch: u32) -> String {
-        use sha2::{Digest, Sha256};
-        let h = Sha256::digest(series_uid.as_bytes());
-        let hex: String = h.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        format!("{hex}-{epoch}")
+        format!("{}-{epoch}", short_hash(series_uid))
     }
+}
+
+/// 16 hex digits of SHA-256: names files, folders and patients after DICOM values without
+/// writing the values themselves.
+pub fn short_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// The on-disk queue.

@@ -126,6 +126,11 @@ pub struct Instance {
 
 /// Read one DICOM file into one `Instance` per frame.
 pub fn read_file(path: &Path) -> Result<Vec<Instance>, DicomError> {
+    read_bytes(&read_capped(path)?, path)
+}
+
+/// The bytes of a file, refusing one larger than [`MAX_FILE_BYTES`] before reading it.
+pub fn read_capped(path: &Path) -> Result<Vec<u8>, DicomError> {
     let meta = std::fs::metadata(path).map_err(|e| DicomError::io(path, e))?;
     if meta.len() > MAX_FILE_BYTES {
         return Err(DicomError::TooLarge {
@@ -133,8 +138,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Instance>, DicomError> {
             reason: format!("file is {} bytes, limit {MAX_FILE_BYTES}", meta.len()),
         });
     }
-    let bytes = std::fs::read(path).map_err(|e| DicomError::io(path, e))?;
-    read_bytes(&bytes, path)
+    std::fs::read(path).map_err(|e| DicomError::io(path, e))
 }
 
 /// Read DICOM file content already in memory; `path` only names it in errors. This is the

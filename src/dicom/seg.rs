@@ -13,7 +13,7 @@ use dicom_object::InMemDicomObject;
 
 use super::attr::{self, Obj};
 use super::error::DicomError;
-use super::instance::{parse, MAX_FILE_BYTES, MAX_FRAMES};
+use super::instance::{parse, read_capped, MAX_FRAMES};
 use super::masks::{LabelMasks, Structure, STRUCTURES};
 use super::stack::CineStack;
 use super::writer::{
@@ -400,17 +400,6 @@ fn valid_date(s: &str) -> bool {
     let field =
         |r: std::ops::Range<usize>| s.get(r).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
     digits && field(0..4) >= 1 && (1..=12).contains(&field(4..6)) && (1..=31).contains(&field(6..8))
-}
-
-fn read_capped(path: &Path) -> Result<Vec<u8>, DicomError> {
-    let meta = std::fs::metadata(path).map_err(|e| DicomError::io(path, e))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(DicomError::TooLarge {
-            path: path.to_path_buf(),
-            reason: format!("{} bytes", meta.len()),
-        });
-    }
-    std::fs::read(path).map_err(|e| DicomError::io(path, e))
 }
 
 /// Read a binary SEG back into masks aligned to `stack` (frames matched by their source SOP

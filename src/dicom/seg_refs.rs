@@ -8,17 +8,13 @@ use dicom_dictionary_std::{tags, uids};
 
 use super::attr;
 use super::error::DicomError;
-use super::instance::{parse, MAX_FILE_BYTES};
+use super::instance::parse;
 
-/// The SeriesInstanceUID a Segmentation Storage file was drawn on (its
-/// ReferencedSeriesSequence), or `None` when the file is not a segmentation.
-pub fn segmentation_reference(path: &Path) -> Result<Option<String>, DicomError> {
-    let meta = std::fs::metadata(path).map_err(|e| DicomError::io(path, e))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(DicomError::TooLarge { path: path.to_path_buf(), reason: format!("{} bytes", meta.len()) });
-    }
-    let bytes = std::fs::read(path).map_err(|e| DicomError::io(path, e))?;
-    let obj = parse(&bytes, path)?;
+/// The SeriesInstanceUID a Segmentation Storage object (file content `bytes`, named `path` in
+/// errors) was drawn on (its ReferencedSeriesSequence), or `None` when it is not a
+/// segmentation. Read the file with [`super::instance::read_capped`] so its size is checked first.
+pub fn segmentation_reference(bytes: &[u8], path: &Path) -> Result<Option<String>, DicomError> {
+    let obj = parse(bytes, path)?;
     let root: &attr::Obj = &obj;
     if attr::string(root, tags::SOP_CLASS_UID).as_deref() != Some(uids::SEGMENTATION_STORAGE) {
         return Ok(None);

@@ -215,14 +215,7 @@ impl Served {
 
     /// Waits until `n` jobs are done (results stored and sent).
     pub fn wait_done(&self, n: usize, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if count(&self.root.join("state/jobs/done")) >= n {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
+        wait_until(limit, || count(&self.root.join("state/jobs/done")) >= n)
     }
 
     pub fn kill9(&mut self) {
@@ -235,6 +228,33 @@ impl Drop for Served {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Polls `f` every 100 ms until it holds (true) or `limit` passes (false).
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// dcmtk's `storescp` as the destination PACS (AE title PACS), writing what it receives into
+/// `dir`; `extra` options go before the port (e.g. `+B`, `--refuse`).
+pub fn storescp(port: u16, dir: &Path, extra: &[&str]) -> Child {
+    std::fs::create_dir_all(dir).expect("pacs dir");
+    Command::new("storescp")
+        .args(["-aet", "PACS", "-od"])
+        .arg(dir)
+        .args(extra)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("storescp")
 }
 
 /// Files in a folder.

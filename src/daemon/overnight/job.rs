@@ -15,7 +15,7 @@ use crate::store::FrameStore;
 use crate::train::finetune::{finetune, split_by_patient};
 use crate::train::subset::{select, store_tags};
 use crate::train::trainer::NoProgress;
-use sha2::{Digest, Sha256};
+use crate::daemon::queue::short_hash;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,11 +42,6 @@ pub enum NightOutcome {
     Judged(Decision, Option<(Model, String)>),
 }
 
-/// A 16-hex-digit hash: names folders and patients without DICOM text.
-fn key(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
 /// Runs one night with at most `budget` of training time.
 pub fn run_night(plan: &NightPlan<'_>, labelled: &[LabelledSeries], budget: Duration) -> Result<NightOutcome, String> {
     let cfg = plan.cfg;
@@ -55,7 +50,7 @@ pub fn run_night(plan: &NightPlan<'_>, labelled: &[LabelledSeries], budget: Dura
     for s in labelled {
         // Patients by a hash of their ID: the split and the store never hold the ID itself.
         let who = s.stack.ids.patient_id.clone().unwrap_or_else(|| s.label_file.clone());
-        push_labelled_stack(&mut writer, &key(&who), "site", &s.stack, &s.masks, plan.preprocess, &unknown_phase).map_err(|e| e.to_string())?;
+        push_labelled_stack(&mut writer, &short_hash(&who), "site", &s.stack, &s.masks, plan.preprocess, &unknown_phase).map_err(|e| e.to_string())?;
     }
     writer.finish().map_err(|e| e.to_string())?;
     let store = FrameStore::open(&store_dir).map_err(|e| e.to_string())?;
@@ -87,7 +82,7 @@ pub fn run_night(plan: &NightPlan<'_>, labelled: &[LabelledSeries], budget: Dura
 
     let mut files: Vec<&str> = labelled.iter().map(|s| s.label_file.as_str()).collect();
     files.sort_unstable();
-    let run_dir = plan.work_dir.join("runs").join(key(&format!("{base_id}|{}|{}", files.join("|"), cfg.subset)));
+    let run_dir = plan.work_dir.join("runs").join(short_hash(&format!("{base_id}|{}|{}", files.join("|"), cfg.subset)));
     let recipe = cfg.recipe();
     let (model, summary) = finetune(backend.as_mut(), &base, &store, &train_idx, &[], &recipe, &run_dir, Some(budget), &NoProgress).map_err(|e| e.to_string())?;
     let Some(model) = model else {

@@ -8,10 +8,11 @@
 //! ```
 //! `<key>` is a hash of the UID, never DICOM text.
 
-use crate::daemon::queue::{JobQueue, JobRecord, JobState};
+use crate::daemon::queue::{short_hash, JobQueue, JobRecord, JobState};
 use crate::daemon::DaemonError;
 use crate::dicom::masks::LabelMasks;
 use crate::dicom::seg::read_seg;
+use crate::dicom::instance::read_capped;
 use crate::dicom::seg_refs::segmentation_reference;
 use crate::dicom::stack::load_files;
 use crate::dicom::{AssembleOptions, CineStack};
@@ -21,30 +22,30 @@ use std::path::{Path, PathBuf};
 /// returns how many were kept, or `None` when the job holds images (to be segmented as usual).
 /// Each kept file is copied and fsync'd before the caller lets the spool discard the original.
 pub fn keep_if_segmentation(job: &JobRecord, objects: &Path, labels_dir: &Path) -> Result<Option<usize>, DaemonError> {
-    let Some(first) = job.files.first() else { return Ok(None) };
     let seg_err = |e: crate::dicom::DicomError| DaemonError::Pipeline(format!("received segmentation: {e}"));
-    if segmentation_reference(&objects.join(first)).map_err(seg_err)?.is_none() {
-        return Ok(None);
-    }
     let mut kept = 0;
     for (n, f) in job.files.iter().enumerate() {
         let src = objects.join(f);
-        let Some(series) = segmentation_reference(&src).map_err(seg_err)? else {
+        let bytes = read_capped(&src).map_err(seg_err)?;
+        let Some(series) = segmentation_reference(&bytes, &src).map_err(seg_err)? else {
+            // The series' first instance decides what the whole job is.
+            if n == 0 {
+                return Ok(None);
+            }
             log::warn!("job {}: {f} is not a segmentation but came in the same series as one; ignored", job.id);
             continue;
         };
-        let dir = labels_dir.join(JobRecord::id_for(&series, 0));
+        let dir = labels_dir.join(short_hash(&series));
         crate::daemon::fsio::ensure_dir(&dir)?;
         let uid_file = dir.join("series.txt");
         if !uid_file.exists() {
             crate::daemon::fsio::write_atomic(&dir.join("series.txt.tmp"), &uid_file, series.as_bytes())?;
         }
-        let bytes = std::fs::read(&src).map_err(|e| DaemonError::io(&src, e))?;
         let dst = dir.join(format!("{:013}-{}-{n}.dcm", job.last_received_ms, job.id));
         crate::daemon::fsio::write_atomic(&dst.with_extension("tmp"), &dst, &bytes)?;
         kept += 1;
     }
-    Ok(Some(kept))
+    Ok((kept > 0).then_some(kept))
 }
 
 /// A series with corrected contours, ready to become training frames.
