@@ -118,8 +118,10 @@ pub fn run_transfer(
     if test_idx.is_empty() || train_idx.is_empty() {
         return Err(TrainError::Data("the experiment needs training and test frames".into()));
     }
-    let ed_es = select(src, tags, train_idx, &Subset::EdEs, recipe.seed)?;
-    let arms = arms.unwrap_or_else(|| Arms::paper(ed_es.len()));
+    let arms = match arms {
+        Some(a) => a,
+        None => Arms::paper(select(src, tags, train_idx, &Subset::EdEs, recipe.seed)?.len()),
+    };
     let mut recipe = recipe.clone();
     recipe.images_per_epoch = Some(recipe.images_per_epoch.unwrap_or(train_idx.len()));
     recipe.keep_last = true;
