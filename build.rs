@@ -21,29 +21,49 @@ use std::process::Command;
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-changed=kernels");
-    for v in ["NVCC", "CUDA_HOME", "CUDA_PATH", "PATH", "CINESEG_SKIP_NVCC", "CINESEG_CUDA_ARCHS"] {
+    for v in [
+        "NVCC",
+        "CUDA_HOME",
+        "CUDA_PATH",
+        "PATH",
+        "CINESEG_SKIP_NVCC",
+        "CINESEG_CUDA_ARCHS",
+    ] {
         println!("cargo::rerun-if-env-changed={v}");
     }
     println!("cargo::rustc-check-cfg=cfg(cineseg_prebuilt_kernels)");
 
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let kdir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR")).join("kernels");
+    let kdir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+            .join("kernels");
     let sources = kernel_sources(&kdir);
 
     let cuda = env::var_os("CARGO_FEATURE_CUDA").is_some();
-    let skip = env::var("CINESEG_SKIP_NVCC").map(|v| v == "1").unwrap_or(false);
+    let skip = env::var("CINESEG_SKIP_NVCC")
+        .map(|v| v == "1")
+        .unwrap_or(false);
     let nvcc = if cuda && !skip { find_nvcc() } else { None };
     if cuda && nvcc.is_none() {
-        let why = if skip { "CINESEG_SKIP_NVCC=1" } else { "nvcc not found (NVCC, CUDA_HOME, CUDA_PATH, PATH)" };
+        let why = if skip {
+            "CINESEG_SKIP_NVCC=1"
+        } else {
+            "nvcc not found (NVCC, CUDA_HOME, CUDA_PATH, PATH)"
+        };
         println!("cargo::warning=CUDA kernels not precompiled: {why}; the GPU backend will compile them with NVRTC at run time");
     }
 
     let mut entries = Vec::new();
     for src in &sources {
-        let stem = src.file_stem().and_then(|s| s.to_str()).expect("kernel file names are UTF-8").to_string();
+        let stem = src
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("kernel file names are UTF-8")
+            .to_string();
         let flat = flatten(src, &kdir, 0);
         let flat_path = out.join(format!("{stem}.flat.cu"));
-        fs::write(&flat_path, &flat).unwrap_or_else(|e| panic!("writing {}: {e}", flat_path.display()));
+        fs::write(&flat_path, &flat)
+            .unwrap_or_else(|e| panic!("writing {}: {e}", flat_path.display()));
         let (ptx, fatbin) = match &nvcc {
             Some(nvcc) => compile(nvcc, src, &kdir, &out, &stem),
             None => (None, None),
@@ -71,11 +91,14 @@ fn kernel_sources(kdir: &Path) -> Vec<PathBuf> {
 /// so NVRTC needs no include path for our own headers.
 fn flatten(path: &Path, kdir: &Path, depth: usize) -> String {
     assert!(depth < 8, "include nesting too deep at {}", path.display());
-    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
         let t = line.trim();
-        let local = t.strip_prefix("#include \"").and_then(|r| r.strip_suffix('"'));
+        let local = t
+            .strip_prefix("#include \"")
+            .and_then(|r| r.strip_suffix('"'));
         match local {
             Some(name) if name.ends_with(".cuh") => {
                 out.push_str(&format!("// ---- begin {name} ----\n"));
@@ -105,22 +128,45 @@ fn find_nvcc() -> Option<PathBuf> {
             }
         }
     }
-    let ok = Command::new("nvcc").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new("nvcc")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     ok.then(|| PathBuf::from("nvcc"))
 }
 
 /// Include directories that a pip-installed nvcc does not find by itself (CCCL headers).
 fn nvcc_includes(nvcc: &Path) -> Vec<PathBuf> {
-    let Some(bin) = nvcc.parent().filter(|p| !p.as_os_str().is_empty()) else { return Vec::new() };
+    let Some(bin) = nvcc.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Vec::new();
+    };
     let inc = bin.join("..").join("include");
-    [inc.join("cccl"), inc].into_iter().filter(|p| p.is_dir()).collect()
+    [inc.join("cccl"), inc]
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .collect()
 }
 
 /// Compiles one kernel file to PTX and to a fatbin; panics with nvcc's output on failure.
-fn compile(nvcc: &Path, src: &Path, kdir: &Path, out: &Path, stem: &str) -> (Option<PathBuf>, Option<PathBuf>) {
+fn compile(
+    nvcc: &Path,
+    src: &Path,
+    kdir: &Path,
+    out: &Path,
+    stem: &str,
+) -> (Option<PathBuf>, Option<PathBuf>) {
     let archs = env::var("CINESEG_CUDA_ARCHS").unwrap_or_else(|_| "80,87,90".into());
-    let mut common: Vec<String> = vec!["-std=c++17".into(), "-O3".into(), format!("-I{}", kdir.display())];
-    common.extend(nvcc_includes(nvcc).iter().map(|p| format!("-I{}", p.display())));
+    let mut common: Vec<String> = vec![
+        "-std=c++17".into(),
+        "-O3".into(),
+        format!("-I{}", kdir.display()),
+    ];
+    common.extend(
+        nvcc_includes(nvcc)
+            .iter()
+            .map(|p| format!("-I{}", p.display())),
+    );
     let ptx = out.join(format!("{stem}.ptx"));
     let fatbin = out.join(format!("{stem}.fatbin"));
     let mut fat_args = vec!["--fatbin".to_string()];
@@ -130,7 +176,10 @@ fn compile(nvcc: &Path, src: &Path, kdir: &Path, out: &Path, stem: &str) -> (Opt
     }
     fat_args.push("-gencode".into());
     fat_args.push("arch=compute_80,code=compute_80".into());
-    let jobs: [(Vec<String>, &PathBuf); 2] = [(vec!["--ptx".into(), "-arch=compute_80".into()], &ptx), (fat_args, &fatbin)];
+    let jobs: [(Vec<String>, &PathBuf); 2] = [
+        (vec!["--ptx".into(), "-arch=compute_80".into()], &ptx),
+        (fat_args, &fatbin),
+    ];
     std::thread::scope(|s| {
         let handles: Vec<_> = jobs
             .iter()
@@ -172,13 +221,19 @@ fn write_table(dst: &Path, entries: &[Entry]) {
     let lit = |p: &Path| format!("{:?}", p.display().to_string());
     let mut s = String::from("// Generated by build.rs: one entry per kernels/*.cu.\npub static KERNEL_IMAGES: &[KernelImage] = &[\n");
     for (stem, flat, ptx, fatbin) in entries {
-        s.push_str(&format!("    KernelImage {{\n        name: {stem:?},\n        source: include_str!({}),\n", lit(flat)));
+        s.push_str(&format!(
+            "    KernelImage {{\n        name: {stem:?},\n        source: include_str!({}),\n",
+            lit(flat)
+        ));
         match ptx {
             Some(p) => s.push_str(&format!("        ptx: Some(include_str!({})),\n", lit(p))),
             None => s.push_str("        ptx: None,\n"),
         }
         match fatbin {
-            Some(p) => s.push_str(&format!("        fatbin: Some(include_bytes!({})),\n", lit(p))),
+            Some(p) => s.push_str(&format!(
+                "        fatbin: Some(include_bytes!({})),\n",
+                lit(p)
+            )),
             None => s.push_str("        fatbin: None,\n"),
         }
         s.push_str("    },\n");

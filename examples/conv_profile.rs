@@ -5,15 +5,36 @@ use cineseg::nn::Tensor;
 use std::time::Instant;
 fn main() {
     let threads = 2;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
-    let batch: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool");
+    let batch: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1);
     for (lvl, c) in [32usize, 64, 128, 256, 512].iter().enumerate() {
         let (cin, cout) = (*c, *c);
         let s = 192 >> lvl;
-        let x = Tensor { n: batch, h: s, w: s, c: cin, data: vec![0.5; batch * s * s * cin] };
+        let x = Tensor {
+            n: batch,
+            h: s,
+            w: s,
+            c: cin,
+            data: vec![0.5; batch * s * s * cin],
+        };
         let wt = vec![0.01; cin * cout * 9];
-        let (wim, wwi) = (ConvWeights::with_method(&wt, cin, cout, Method::Im2col), ConvWeights::with_method(&wt, cin, cout, Method::Winograd));
-        let dy = Tensor { n: batch, h: s, w: s, c: cout, data: vec![0.5; batch * s * s * cout] };
+        let (wim, wwi) = (
+            ConvWeights::with_method(&wt, cin, cout, Method::Im2col),
+            ConvWeights::with_method(&wt, cin, cout, Method::Winograd),
+        );
+        let dy = Tensor {
+            n: batch,
+            h: s,
+            w: s,
+            c: cout,
+            data: vec![0.5; batch * s * s * cout],
+        };
 
         pool.install(|| {
             let time = |f: &dyn Fn()| (0..3).map(|_| { let t = Instant::now(); f(); t.elapsed().as_secs_f64() }).fold(f64::MAX, f64::min);

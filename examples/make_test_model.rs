@@ -9,7 +9,11 @@ use cineseg::nn::{Model, UNetConfig, UNetParams};
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let out = PathBuf::from(std::env::args().nth(1).ok_or("usage: make_test_model OUT.safetensors")?);
+    let out = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .ok_or("usage: make_test_model OUT.safetensors")?,
+    );
     let cfg = UNetConfig::new(8, 2);
     let mut p = UNetParams::init(&cfg, 7)?;
     let mut rng = Rng::new(11);
@@ -24,9 +28,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     for u in p.up.iter_mut() {
-        u.bias.iter_mut().for_each(|v| *v = rng.range(-0.2, 0.2) as f32);
+        u.bias
+            .iter_mut()
+            .for_each(|v| *v = rng.range(-0.2, 0.2) as f32);
     }
-    p.head_bias.iter_mut().for_each(|v| *v = rng.range(-0.2, 0.2) as f32);
+    p.head_bias
+        .iter_mut()
+        .for_each(|v| *v = rng.range(-0.2, 0.2) as f32);
     Model::new(p, None).save(&out, StoreAs::F32)?;
     println!("wrote {}", out.display());
     Ok(())

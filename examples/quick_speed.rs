@@ -12,7 +12,9 @@ fn main() {
         cpu.infer(&x).unwrap();
         let t = Instant::now();
         let reps = if b == 1 { 8 } else { 2 };
-        for _ in 0..reps { cpu.infer(&x).unwrap(); }
+        for _ in 0..reps {
+            cpu.infer(&x).unwrap();
+        }
         let dt = t.elapsed().as_secs_f64() / reps as f64;
         println!("infer batch {b}: {:.2} img/s", b as f64 / dt);
     }
@@ -21,6 +23,11 @@ fn main() {
     let tgt = Target::full(vec![0; b * 192 * 192], b, 4);
     cpu.train_step(&mut p, &x, &tgt).unwrap();
     let t = Instant::now();
-    for _ in 0..2 { cpu.train_step(&mut p, &x, &tgt).unwrap(); }
-    println!("train batch 8: {:.2} img/s", 2.0 * b as f64 / t.elapsed().as_secs_f64());
+    for _ in 0..2 {
+        cpu.train_step(&mut p, &x, &tgt).unwrap();
+    }
+    println!(
+        "train batch 8: {:.2} img/s",
+        2.0 * b as f64 / t.elapsed().as_secs_f64()
+    );
 }

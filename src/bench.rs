@@ -86,12 +86,27 @@ pub fn measure_cineseg(o: &BenchOptions) -> Result<Vec<Row>, NnError> {
         if let Some(e) = err {
             return Err(e);
         }
-        rows.push(Row { engine: "cineseg-cpu".into(), mode: "infer", batch: b, images_per_s: r });
+        rows.push(Row {
+            engine: "cineseg-cpu".into(),
+            mode: "infer",
+            batch: b,
+            images_per_s: r,
+        });
     }
     let b = o.train_batch;
     let mut rng = crate::nn::rng::Rng::new(3);
-    let x = Tensor { n: b, h: o.size, w: o.size, c: 1, data: (0..b * o.size * o.size).map(|_| rng.normal() as f32).collect() };
-    let labels = (0..b * o.size * o.size).map(|_| rng.below(o.cfg.classes) as u8).collect();
+    let x = Tensor {
+        n: b,
+        h: o.size,
+        w: o.size,
+        c: 1,
+        data: (0..b * o.size * o.size)
+            .map(|_| rng.normal() as f32)
+            .collect(),
+    };
+    let labels = (0..b * o.size * o.size)
+        .map(|_| rng.below(o.cfg.classes) as u8)
+        .collect();
     let target = Target::full(labels, b, o.cfg.classes);
     let mut err = None;
     let r = measure(o.repeats.min(3), b, || {
@@ -102,7 +117,12 @@ pub fn measure_cineseg(o: &BenchOptions) -> Result<Vec<Row>, NnError> {
     if let Some(e) = err {
         return Err(e);
     }
-    rows.push(Row { engine: "cineseg-cpu".into(), mode: "train", batch: b, images_per_s: r });
+    rows.push(Row {
+        engine: "cineseg-cpu".into(),
+        mode: "train",
+        batch: b,
+        images_per_s: r,
+    });
     Ok(rows)
 }
 
@@ -111,11 +131,26 @@ pub fn measure_anchors(o: &BenchOptions) -> (Vec<Row>, Vec<String>) {
     let (Some(py), Some(script)) = (&o.python, &o.reference) else {
         return (vec![], vec!["anchors skipped: no Python venv or unet_ref.py found (bash ../shared/bench/setup-venv.sh)".into()]);
     };
-    let batches = o.infer_batches.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
+    let batches = o
+        .infer_batches
+        .iter()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let common = |cmd: &str| {
         let mut c = Command::new(py);
-        c.arg(script).arg(cmd).args(["--size", &o.size.to_string(), "--threads", &o.threads.to_string()]);
-        c.args(["--base", &o.cfg.base.to_string(), "--depth", &o.cfg.depth.to_string()]);
+        c.arg(script).arg(cmd).args([
+            "--size",
+            &o.size.to_string(),
+            "--threads",
+            &o.threads.to_string(),
+        ]);
+        c.args([
+            "--base",
+            &o.cfg.base.to_string(),
+            "--depth",
+            &o.cfg.depth.to_string(),
+        ]);
         c
     };
     let mut rows = Vec::new();
@@ -125,24 +160,48 @@ pub fn measure_anchors(o: &BenchOptions) -> (Vec<Row>, Vec<String>) {
     if !all.contains(&o.train_batch) {
         all.push(o.train_batch);
     }
-    let pt_batches = all.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",");
+    let pt_batches = all
+        .iter()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     match common("bench").args(["--batch", &pt_batches]).output() {
         Ok(out) if out.status.success() => {
             for line in String::from_utf8_lossy(&out.stdout).lines() {
                 let f: Vec<&str> = line.split_whitespace().collect();
                 if f.len() >= 5 && f[0] == "pytorch" && f[1] == "fp32" {
-                    if let (Ok(b), Ok(inf), Ok(tr)) = (f[2].parse::<usize>(), f[3].parse::<f64>(), f[4].parse::<f64>()) {
+                    if let (Ok(b), Ok(inf), Ok(tr)) = (
+                        f[2].parse::<usize>(),
+                        f[3].parse::<f64>(),
+                        f[4].parse::<f64>(),
+                    ) {
                         if o.infer_batches.contains(&b) {
-                            rows.push(Row { engine: "pytorch".into(), mode: "infer", batch: b, images_per_s: inf });
+                            rows.push(Row {
+                                engine: "pytorch".into(),
+                                mode: "infer",
+                                batch: b,
+                                images_per_s: inf,
+                            });
                         }
                         if b == o.train_batch {
-                            rows.push(Row { engine: "pytorch".into(), mode: "train", batch: b, images_per_s: tr });
+                            rows.push(Row {
+                                engine: "pytorch".into(),
+                                mode: "train",
+                                batch: b,
+                                images_per_s: tr,
+                            });
                         }
                     }
                 }
             }
         }
-        Ok(out) => notes.push(format!("pytorch anchor failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""))),
+        Ok(out) => notes.push(format!(
+            "pytorch anchor failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        )),
         Err(e) => notes.push(format!("pytorch anchor not run: {e}")),
     }
     match common("bench-ort").args(["--batch", &batches]).output() {
@@ -151,12 +210,23 @@ pub fn measure_anchors(o: &BenchOptions) -> (Vec<Row>, Vec<String>) {
                 let f: Vec<&str> = line.split_whitespace().collect();
                 if f.len() == 3 && f[0] == "onnxruntime-cpu" {
                     if let (Ok(b), Ok(r)) = (f[1].parse::<usize>(), f[2].parse::<f64>()) {
-                        rows.push(Row { engine: "onnxruntime".into(), mode: "infer", batch: b, images_per_s: r });
+                        rows.push(Row {
+                            engine: "onnxruntime".into(),
+                            mode: "infer",
+                            batch: b,
+                            images_per_s: r,
+                        });
                     }
                 }
             }
         }
-        Ok(out) => notes.push(format!("onnxruntime anchor failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""))),
+        Ok(out) => notes.push(format!(
+            "onnxruntime anchor failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        )),
         Err(e) => notes.push(format!("onnxruntime anchor not run: {e}")),
     }
     (rows, notes)
@@ -166,7 +236,11 @@ pub fn measure_anchors(o: &BenchOptions) -> (Vec<Row>, Vec<String>) {
 /// core; the clock is the highest `cpu MHz` in /proc/cpuinfo.
 pub fn fma_peak_gflops(threads: usize) -> Option<f64> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz = info.lines().filter(|l| l.starts_with("cpu MHz")).filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok()).fold(0.0, f64::max);
+    let mhz = info
+        .lines()
+        .filter(|l| l.starts_with("cpu MHz"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .fold(0.0, f64::max);
     (mhz > 0.0).then(|| mhz / 1000.0 * 32.0 * threads as f64)
 }
 
@@ -187,7 +261,14 @@ pub fn measured_gemm_peak(threads: usize) -> f64 {
         (0..5)
             .map(|_| {
                 let t = Instant::now();
-                sgemm(MatRef::row_major(&a, n, n), MatRef::row_major(&b, n, n), &mut c, n, false, Par::Threads(threads));
+                sgemm(
+                    MatRef::row_major(&a, n, n),
+                    MatRef::row_major(&b, n, n),
+                    &mut c,
+                    n,
+                    false,
+                    Par::Threads(threads),
+                );
                 2.0 * (n * n * n) as f64 / t.elapsed().as_secs_f64() / 1e9
             })
             .fold(0.0, f64::max)
@@ -198,7 +279,10 @@ pub fn measured_gemm_peak(threads: usize) -> f64 {
 pub fn default_anchor_paths(root: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
     let py = root.join("../shared-venv/bin/python");
     let script = root.join("../shared/bench/unet_ref.py");
-    (py.is_file().then_some(py), script.is_file().then_some(script))
+    (
+        py.is_file().then_some(py),
+        script.is_file().then_some(script),
+    )
 }
 
 /// Runs everything and returns the printed report.
@@ -208,24 +292,55 @@ pub fn run(o: &BenchOptions) -> Result<String, NnError> {
     let gflop = o.cfg.forward_flops(o.size, o.size) / 1e9;
     let nominal = fma_peak_gflops(o.threads);
     let measured = measured_gemm_peak(o.threads);
-    let peak = Some(measured).filter(|m| m.is_finite() && *m > 0.0).or(nominal);
+    let peak = Some(measured)
+        .filter(|m| m.is_finite() && *m > 0.0)
+        .or(nominal);
     let mut s = format!(
         "# U-Net base {} depth {}, {}x{}, {} threads: {:.2} GFLOP/image forward as direct convolution (~3x for a training step)\n",
         o.cfg.base, o.cfg.depth, o.size, o.size, o.threads, gflop
     );
     if let Some(p) = nominal {
-        s += &format!("# nominal AVX2 FMA peak of {} cores at the base clock: {:.0} GFLOP/s\n", o.threads, p);
+        s += &format!(
+            "# nominal AVX2 FMA peak of {} cores at the base clock: {:.0} GFLOP/s\n",
+            o.threads, p
+        );
     }
-    s += &format!("# measured peak (best 1024^3 f32 GEMM, {} threads): {:.0} GFLOP/s = the % peak column\n", o.threads, measured);
+    s += &format!(
+        "# measured peak (best 1024^3 f32 GEMM, {} threads): {:.0} GFLOP/s = the % peak column\n",
+        o.threads, measured
+    );
     s += "# GFLOP/s counts direct-convolution FLOPs; cineseg's Winograd convolutions do fewer, so it can exceed the peak\n";
-    s += &format!("{:<13} {:<6} {:>5} {:>10} {:>9} {:>10} {:>12} {:>8}\n", "engine", "mode", "batch", "img/s", "GFLOP/s", "% peak", "vs pytorch", "vs ort");
-    let find = |e: &str, m: &str, b: usize| anchors.iter().find(|r| r.engine == e && r.mode == m && r.batch == b).map(|r| r.images_per_s);
+    s += &format!(
+        "{:<13} {:<6} {:>5} {:>10} {:>9} {:>10} {:>12} {:>8}\n",
+        "engine", "mode", "batch", "img/s", "GFLOP/s", "% peak", "vs pytorch", "vs ort"
+    );
+    let find = |e: &str, m: &str, b: usize| {
+        anchors
+            .iter()
+            .find(|r| r.engine == e && r.mode == m && r.batch == b)
+            .map(|r| r.images_per_s)
+    };
     for r in ours.iter().chain(anchors.iter()) {
         let gf = r.images_per_s * gflop * if r.mode == "train" { 3.0 } else { 1.0 };
-        let pct = peak.map(|p| format!("{:.0}%", 100.0 * gf / p)).unwrap_or_else(|| "-".into());
-        let ratio = |x: Option<f64>| x.map(|a| format!("{:.2}x", r.images_per_s / a)).unwrap_or_else(|| "-".into());
-        let (vs_pt, vs_ort) = if r.engine.starts_with("cineseg") { (ratio(find("pytorch", r.mode, r.batch)), ratio(find("onnxruntime", r.mode, r.batch))) } else { ("-".into(), "-".into()) };
-        s += &format!("{:<13} {:<6} {:>5} {:>10.2} {:>9.1} {:>10} {:>12} {:>8}\n", r.engine, r.mode, r.batch, r.images_per_s, gf, pct, vs_pt, vs_ort);
+        let pct = peak
+            .map(|p| format!("{:.0}%", 100.0 * gf / p))
+            .unwrap_or_else(|| "-".into());
+        let ratio = |x: Option<f64>| {
+            x.map(|a| format!("{:.2}x", r.images_per_s / a))
+                .unwrap_or_else(|| "-".into())
+        };
+        let (vs_pt, vs_ort) = if r.engine.starts_with("cineseg") {
+            (
+                ratio(find("pytorch", r.mode, r.batch)),
+                ratio(find("onnxruntime", r.mode, r.batch)),
+            )
+        } else {
+            ("-".into(), "-".into())
+        };
+        s += &format!(
+            "{:<13} {:<6} {:>5} {:>10.2} {:>9.1} {:>10} {:>12} {:>8}\n",
+            r.engine, r.mode, r.batch, r.images_per_s, gf, pct, vs_pt, vs_ort
+        );
     }
     for n in notes {
         s += &format!("# {n}\n");

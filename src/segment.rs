@@ -41,25 +41,54 @@ pub struct Segmenter<'a> {
 impl<'a> Segmenter<'a> {
     /// Loads `model` for inference on `backend`. Fails when the model file does not say how
     /// its inputs were prepared (a bare PyTorch export) and none is given.
-    pub fn new(backend: &'a mut dyn Backend, model: &Model, preprocess: Option<Preprocess>, batch: usize) -> Result<Self, SegmentError> {
-        let preprocess = preprocess.or_else(|| model.preprocess.clone()).ok_or_else(|| {
-            SegmentError::Input("the model file has no \"preprocess\" metadata; it was not trained by cineseg".into())
-        })?;
-        model.config().check_input(preprocess.size, preprocess.size, 1)?;
+    pub fn new(
+        backend: &'a mut dyn Backend,
+        model: &Model,
+        preprocess: Option<Preprocess>,
+        batch: usize,
+    ) -> Result<Self, SegmentError> {
+        let preprocess = preprocess
+            .or_else(|| model.preprocess.clone())
+            .ok_or_else(|| {
+                SegmentError::Input(
+                    "the model file has no \"preprocess\" metadata; it was not trained by cineseg"
+                        .into(),
+                )
+            })?;
+        model
+            .config()
+            .check_input(preprocess.size, preprocess.size, 1)?;
         backend.load_inference(&model.params)?;
-        Ok(Segmenter { backend, classes: model.config().classes, preprocess, batch: batch.max(1) })
+        Ok(Segmenter {
+            backend,
+            classes: model.config().classes,
+            preprocess,
+            batch: batch.max(1),
+        })
     }
 
     /// Loads another model of the same classes and input preparation in place of this one (the
     /// daemon swaps in a model promoted overnight between two series).
     pub fn reload(&mut self, model: &Model) -> Result<(), SegmentError> {
         if model.config().classes != self.classes {
-            return Err(SegmentError::Input(format!("the new model has {} classes, the serving one {}", model.config().classes, self.classes)));
+            return Err(SegmentError::Input(format!(
+                "the new model has {} classes, the serving one {}",
+                model.config().classes,
+                self.classes
+            )));
         }
-        if model.preprocess.as_ref().is_some_and(|p| *p != self.preprocess) {
-            return Err(SegmentError::Input("the new model prepares its inputs differently from the serving one".into()));
+        if model
+            .preprocess
+            .as_ref()
+            .is_some_and(|p| *p != self.preprocess)
+        {
+            return Err(SegmentError::Input(
+                "the new model prepares its inputs differently from the serving one".into(),
+            ));
         }
-        model.config().check_input(self.preprocess.size, self.preprocess.size, 1)?;
+        model
+            .config()
+            .check_input(self.preprocess.size, self.preprocess.size, 1)?;
         self.backend.load_inference(&model.params)?;
         Ok(())
     }
@@ -92,7 +121,11 @@ impl<'a> Segmenter<'a> {
     /// Segments every slice; `progress(done, total)` is called after each batch. The three
     /// steps are the pipeline's stages: [`prepare_slice`], [`Segmenter::infer`],
     /// [`labels_from_logits`].
-    pub fn segment(&mut self, slices: &[Slice2D], progress: &dyn Fn(usize, usize)) -> Result<Vec<SliceLabels>, SegmentError> {
+    pub fn segment(
+        &mut self,
+        slices: &[Slice2D],
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<Vec<SliceLabels>, SegmentError> {
         let size = self.preprocess.size;
         let k = self.classes;
         let mut out = Vec::with_capacity(slices.len());
@@ -106,7 +139,11 @@ impl<'a> Segmenter<'a> {
             }
             let logits = self.infer(data, chunk.len())?;
             for (i, pl) in placements.iter().enumerate() {
-                let one = logits.get(i * size * size * k..(i + 1) * size * size * k).ok_or_else(|| SegmentError::Input("backend returned fewer logits than images".into()))?;
+                let one = logits
+                    .get(i * size * size * k..(i + 1) * size * size * k)
+                    .ok_or_else(|| {
+                        SegmentError::Input("backend returned fewer logits than images".into())
+                    })?;
                 out.push(labels_from_logits(one, k, pl)?);
             }
             progress(out.len(), slices.len());
@@ -123,20 +160,41 @@ pub fn prepare_slice(s: &Slice2D, p: &Preprocess) -> Result<(Vec<f32>, Placement
 
 /// Native-grid labels and confidence of one image from its logits on the model grid (`k`
 /// classes fastest): softmax, resample back, argmax.
-pub fn labels_from_logits(logits: &[f32], k: usize, pl: &Placement) -> Result<SliceLabels, SegmentError> {
+pub fn labels_from_logits(
+    logits: &[f32],
+    k: usize,
+    pl: &Placement,
+) -> Result<SliceLabels, SegmentError> {
     let probs = softmax(logits, k);
     let native = restore_scores(&probs, k, pl)?;
     let mut labels = Vec::with_capacity(native.len() / k.max(1));
     let (mut conf, mut fg) = (0.0f64, 0usize);
     for px in native.chunks_exact(k) {
-        let (best, p) = px.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |b, (c, v)| if *v > b.1 { (c, *v) } else { b });
+        let (best, p) = px
+            .iter()
+            .enumerate()
+            .fold((0usize, f32::NEG_INFINITY), |b, (c, v)| {
+                if *v > b.1 {
+                    (c, *v)
+                } else {
+                    b
+                }
+            });
         if best != 0 {
             conf += p as f64;
             fg += 1;
         }
         labels.push(best as u8);
     }
-    Ok(SliceLabels { labels, confidence: if fg == 0 { 1.0 } else { (conf / fg as f64) as f32 }, foreground: fg })
+    Ok(SliceLabels {
+        labels,
+        confidence: if fg == 0 {
+            1.0
+        } else {
+            (conf / fg as f64) as f32
+        },
+        foreground: fg,
+    })
 }
 
 /// Class probabilities per pixel (classes fastest), from logits in the same layout.
@@ -158,15 +216,24 @@ fn softmax(logits: &[f32], k: usize) -> Vec<f32> {
 
 /// Assembles per-slice labels of one phase into a volume and cleans it up (largest connected
 /// component per class, holes filled).
-pub fn phase_volume(slices: &[SliceLabels], width: usize, height: usize, spacing: [f32; 3]) -> Result<LabelVolume, SegmentError> {
+pub fn phase_volume(
+    slices: &[SliceLabels],
+    width: usize,
+    height: usize,
+    spacing: [f32; 3],
+) -> Result<LabelVolume, SegmentError> {
     let mut labels = Vec::with_capacity(width * height * slices.len());
     for s in slices {
         if s.labels.len() != width * height {
-            return Err(SegmentError::Input(format!("slice of {} pixels in a {width}x{height} stack", s.labels.len())));
+            return Err(SegmentError::Input(format!(
+                "slice of {} pixels in a {width}x{height} stack",
+                s.labels.len()
+            )));
         }
         labels.extend_from_slice(&s.labels);
     }
-    let mut vol = LabelVolume::from_labels(width, height, slices.len(), spacing, labels).map_err(|e| SegmentError::Input(e.to_string()))?;
+    let mut vol = LabelVolume::from_labels(width, height, slices.len(), spacing, labels)
+        .map_err(|e| SegmentError::Input(e.to_string()))?;
     postprocess(&mut vol).map_err(|e| SegmentError::Input(e.to_string()))?;
     Ok(vol)
 }

@@ -10,13 +10,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn cineseg(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cineseg")).args(args).env("CINESEG_NO_CUDA", "1").output().expect("run cineseg")
+    Command::new(env!("CARGO_BIN_EXE_cineseg"))
+        .args(args)
+        .env("CINESEG_NO_CUDA", "1")
+        .output()
+        .expect("run cineseg")
 }
 
 fn tiny_model(dir: &Path) -> PathBuf {
     let p = dir.join("tiny.safetensors");
-    let pre = Preprocess { spacing_mm: 2.0, size: 32, normalisation: Normalisation::default() };
-    Model::new(UNetParams::init(&UNetConfig::new(4, 2), 1).unwrap(), Some(pre)).save(&p, StoreAs::F32).unwrap();
+    let pre = Preprocess {
+        spacing_mm: 2.0,
+        size: 32,
+        normalisation: Normalisation::default(),
+    };
+    Model::new(
+        UNetParams::init(&UNetConfig::new(4, 2), 1).unwrap(),
+        Some(pre),
+    )
+    .save(&p, StoreAs::F32)
+    .unwrap();
     p
 }
 
@@ -29,7 +42,8 @@ fn tiny_cine(dir: &Path) -> PathBuf {
             for y in 0..h {
                 for x in 0..w {
                     let r = ((x as f32 - 24.0).powi(2) + (y as f32 - 20.0).powi(2)).sqrt();
-                    v[((ti * z + zi) * h + y) * w + x] = if r < 10.0 - ti as f32 { 200 } else { 40 };
+                    v[((ti * z + zi) * h + y) * w + x] =
+                        if r < 10.0 - ti as f32 { 200 } else { 40 };
                 }
             }
         }
@@ -45,12 +59,31 @@ fn segment_writes_masks_on_the_input_grid_and_volumes() {
     let model = tiny_model(d.path());
     let cine = tiny_cine(d.path());
     let out = d.path().join("out");
-    let o = cineseg(&["--threads", "1", "segment", cine.to_str().unwrap(), "--out", out.to_str().unwrap(), "--model", model.to_str().unwrap(), "--device", "cpu"]);
-    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+    let o = cineseg(&[
+        "--threads",
+        "1",
+        "segment",
+        cine.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let seg = cineseg::io::read_volume(&out.join("cine_seg.nii.gz")).unwrap();
     assert_eq!(seg.dims, [48, 40, 3, 4]);
-    assert!(seg.data.iter().all(|v| *v >= 0.0 && *v <= 3.0 && v.fract() == 0.0));
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("cine_volumes.json")).unwrap()).unwrap();
+    assert!(seg
+        .data
+        .iter()
+        .all(|v| *v >= 0.0 && *v <= 3.0 && v.fract() == 0.0));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("cine_volumes.json")).unwrap()).unwrap();
     assert_eq!(json["phases"], 4);
     assert_eq!(json["volumes"].as_array().unwrap().len(), 4);
     assert!(json["summary"]["ed_phase"].is_u64());
@@ -62,24 +95,54 @@ fn bad_inputs_fail_with_the_file_named() {
     let model = tiny_model(d.path());
     let out = d.path().join("out");
     let missing = d.path().join("missing.nii.gz");
-    let o = cineseg(&["segment", missing.to_str().unwrap(), "--out", out.to_str().unwrap(), "--model", model.to_str().unwrap()]);
+    let o = cineseg(&[
+        "segment",
+        missing.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("missing.nii.gz") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("missing.nii.gz") && !err.contains("panicked"),
+        "{err}"
+    );
 
     let cine = tiny_cine(d.path());
     let bytes = std::fs::read(&cine).unwrap();
     let truncated = d.path().join("truncated.nii.gz");
     std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
-    let o = cineseg(&["segment", truncated.to_str().unwrap(), "--out", out.to_str().unwrap(), "--model", model.to_str().unwrap()]);
+    let o = cineseg(&[
+        "segment",
+        truncated.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("truncated.nii.gz") && !err.contains("panicked"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("truncated.nii.gz") && !err.contains("panicked"),
+        "{err}"
+    );
 
     let not_a_model = d.path().join("model.safetensors");
     std::fs::write(&not_a_model, b"garbage").unwrap();
-    let o = cineseg(&["segment", cine.to_str().unwrap(), "--out", out.to_str().unwrap(), "--model", not_a_model.to_str().unwrap()]);
+    let o = cineseg(&[
+        "segment",
+        cine.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        not_a_model.to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("model.safetensors") && !err.contains("panicked"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("model.safetensors") && !err.contains("panicked"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -88,14 +151,40 @@ fn cuda_device_without_gpu_is_a_clear_error() {
     let model = tiny_model(d.path());
     let cine = tiny_cine(d.path());
     let out = d.path().join("out");
-    let o = cineseg(&["segment", cine.to_str().unwrap(), "--out", out.to_str().unwrap(), "--model", model.to_str().unwrap(), "--device", "cuda"]);
+    let o = cineseg(&[
+        "segment",
+        cine.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--device",
+        "cuda",
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "--device cuda must fail when CUDA is disabled");
-    assert!(err.to_lowercase().contains("cuda") && !err.contains("panicked"), "{err}");
+    assert!(
+        !o.status.success(),
+        "--device cuda must fail when CUDA is disabled"
+    );
+    assert!(
+        err.to_lowercase().contains("cuda") && !err.contains("panicked"),
+        "{err}"
+    );
     // auto falls back to the CPU and says so.
-    let o = cineseg(&["segment", cine.to_str().unwrap(), "--out", out.to_str().unwrap(), "--model", model.to_str().unwrap(), "--device", "auto"]);
+    let o = cineseg(&[
+        "segment",
+        cine.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--device",
+        "auto",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stderr).to_lowercase().contains("cpu"));
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .to_lowercase()
+        .contains("cpu"));
 }
 
 #[test]
@@ -108,7 +197,9 @@ fn help_teaches_the_commands() {
 }
 
 fn sunnybrook() -> Option<PathBuf> {
-    let root = std::env::var_os("CINESEG_DATA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let root = std::env::var_os("CINESEG_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
     let p = root.join("sunnybrook/dicoms/SCD0000101");
     if p.is_dir() {
         Some(p)
@@ -126,20 +217,40 @@ fn segment_dicom_folder_with_shipped_model() {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cineseg-acdc.safetensors");
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("out");
-    let o = cineseg(&["segment", dir.to_str().unwrap(), "--out", out.to_str().unwrap(), "--model", model.to_str().unwrap(), "--device", "cpu"]);
+    let o = cineseg(&[
+        "segment",
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let series_dir = std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.is_dir()).expect("results folder");
+    let series_dir = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("results folder");
     for f in ["seg.dcm", "report.json", "report.html"] {
         assert!(series_dir.join(f).is_file(), "{f} missing");
     }
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(series_dir.join("report.json")).unwrap()).unwrap();
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(series_dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(r["slices"], 12);
     assert_eq!(r["phases"], 20);
-    assert_eq!(r["summary"]["ed_phase"], 19, "Sunnybrook series end in diastole");
+    assert_eq!(
+        r["summary"]["ed_phase"], 19,
+        "Sunnybrook series end in diastole"
+    );
     let ef = r["summary"]["lv_ef_percent"].as_f64().unwrap();
     assert!((10.0..70.0).contains(&ef), "implausible LVEF {ef}");
     let o = cineseg(&["inspect", dir.to_str().unwrap(), "--json"]);
     assert!(o.status.success());
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(j.to_string().contains("2.16.124.113543.6006.99.08975550791105350405"));
+    assert!(j
+        .to_string()
+        .contains("2.16.124.113543.6006.99.08975550791105350405"));
 }

@@ -12,8 +12,8 @@ use cineseg::nn::cuda::CudaBackend;
 use cineseg::nn::loss::Target;
 use cineseg::nn::params::Kind;
 use cineseg::nn::rng::Rng;
-use cineseg::train::adamw::AdamW;
 use cineseg::nn::{Backend, Tensor, UNetConfig, UNetParams};
+use cineseg::train::adamw::AdamW;
 use std::time::Instant;
 
 fn gpu() -> Option<CudaBackend> {
@@ -48,7 +48,14 @@ fn params(cfg: &UNetConfig, seed: u64) -> UNetParams {
 
 fn image(n: usize, h: usize, w: usize, seed: u64) -> Tensor {
     let mut rng = Rng::new(seed);
-    Tensor::from_nhwc(n, h, w, 1, (0..n * h * w).map(|_| rng.uniform() as f32).collect()).expect("shape")
+    Tensor::from_nhwc(
+        n,
+        h,
+        w,
+        1,
+        (0..n * h * w).map(|_| rng.uniform() as f32).collect(),
+    )
+    .expect("shape")
 }
 
 /// Whole-network inference: fp16 activations through ~20 layers, so the tolerance is relative
@@ -56,7 +63,11 @@ fn image(n: usize, h: usize, w: usize, seed: u64) -> Tensor {
 #[test]
 fn inference_matches_cpu() {
     let Some(mut g) = gpu() else { return };
-    for (base, depth, n, h, w) in [(8usize, 2usize, 2usize, 36usize, 20usize), (16, 3, 3, 48, 64), (32, 4, 1, 96, 96)] {
+    for (base, depth, n, h, w) in [
+        (8usize, 2usize, 2usize, 36usize, 20usize),
+        (16, 3, 3, 48, 64),
+        (32, 4, 1, 96, 96),
+    ] {
         let cfg = UNetConfig::new(base, depth);
         let p = params(&cfg, 7);
         let x = image(n, h, w, 3);
@@ -68,11 +79,23 @@ fn inference_matches_cpu() {
             // The second round replays the recorded CUDA graph.
             let got = g.infer(&x).expect("gpu infer");
             let range = want.data.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-            let max_err = got.data.iter().zip(&want.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            let agree = cineseg::nn::loss::argmax(&got).iter().zip(cineseg::nn::loss::argmax(&want)).filter(|(a, b)| **a == *b).count();
+            let max_err = got
+                .data
+                .iter()
+                .zip(&want.data)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            let agree = cineseg::nn::loss::argmax(&got)
+                .iter()
+                .zip(cineseg::nn::loss::argmax(&want))
+                .filter(|(a, b)| **a == *b)
+                .count();
             let frac = agree as f64 / (n * h * w) as f64;
             println!("base {base} depth {depth} {n}x{h}x{w} round {round}: max |err| {max_err:.4} of range {range:.3}, argmax agreement {frac:.4}");
-            assert!(max_err <= 0.02 * range.max(1.0), "logits differ by {max_err} (range {range})");
+            assert!(
+                max_err <= 0.02 * range.max(1.0),
+                "logits differ by {max_err} (range {range})"
+            );
             assert!(frac >= 0.99, "argmax agreement {frac}");
         }
     }
@@ -84,12 +107,23 @@ fn synthetic(n: usize, h: usize, w: usize, seed: u64) -> (Tensor, Target) {
     let mut rng = Rng::new(seed);
     let (mut img, mut labels) = (Vec::with_capacity(n * h * w), Vec::with_capacity(n * h * w));
     for _ in 0..n {
-        let (cy, cx) = (h as f64 * (0.3 + 0.4 * rng.uniform()), w as f64 * (0.3 + 0.4 * rng.uniform()));
+        let (cy, cx) = (
+            h as f64 * (0.3 + 0.4 * rng.uniform()),
+            w as f64 * (0.3 + 0.4 * rng.uniform()),
+        );
         let r = h.min(w) as f64 * (0.12 + 0.1 * rng.uniform());
         for y in 0..h {
             for x in 0..w {
                 let d = ((y as f64 - cy).powi(2) + (x as f64 - cx).powi(2)).sqrt();
-                let l: u8 = if d < r { 3 } else if d < 1.6 * r { 2 } else if x < w / 8 { 1 } else { 0 };
+                let l: u8 = if d < r {
+                    3
+                } else if d < 1.6 * r {
+                    2
+                } else if x < w / 8 {
+                    1
+                } else {
+                    0
+                };
                 labels.push(l);
                 img.push((0.25 * l as f64 + 0.1 * rng.normal()) as f32);
             }
@@ -101,9 +135,11 @@ fn synthetic(n: usize, h: usize, w: usize, seed: u64) -> (Tensor, Target) {
             *l = 0;
         }
     }
-    (Tensor::from_nhwc(n, h, w, 1, img).expect("shape"), Target { labels, labelled })
+    (
+        Tensor::from_nhwc(n, h, w, 1, img).expect("shape"),
+        Target { labels, labelled },
+    )
 }
-
 
 /// A whole fp16 training step against the CPU's f32 step, with the tolerances of
 /// tests/train_sim.rs (where the same composition runs on the kernel simulator and these
@@ -113,22 +149,48 @@ fn synthetic(n: usize, h: usize, w: usize, seed: u64) -> (Tensor, Target) {
 #[test]
 fn train_step_matches_cpu() {
     let Some(mut g) = gpu() else { return };
-    for (base, depth, n, h, w) in [(8usize, 2usize, 2usize, 32usize, 32usize), (16, 3, 4, 64, 48)] {
+    for (base, depth, n, h, w) in [
+        (8usize, 2usize, 2usize, 32usize, 32usize),
+        (16, 3, 4, 64, 48),
+    ] {
         let cfg = UNetConfig::new(base, depth);
         let p0 = UNetParams::init(&cfg, 11).expect("params");
         let (x, target) = synthetic(n, h, w, 5);
         let mut p_cpu = p0.clone();
-        let want = CpuBackend::new(0).expect("cpu").train_step(&mut p_cpu, &x, &target).expect("cpu step");
+        let want = CpuBackend::new(0)
+            .expect("cpu")
+            .train_step(&mut p_cpu, &x, &target)
+            .expect("cpu step");
         let mut p_gpu = p0.clone();
         let got = g.train_step(&mut p_gpu, &x, &target).expect("gpu step");
-        println!("base {base} depth {depth} {n}x{h}x{w}: loss gpu {} cpu {}, scale {:?}", got.loss, want.loss, g.loss_scale());
-        assert!((got.loss - want.loss).abs() <= 2e-3 * want.loss.abs(), "loss {} vs {}", got.loss, want.loss);
+        println!(
+            "base {base} depth {depth} {n}x{h}x{w}: loss gpu {} cpu {}, scale {:?}",
+            got.loss,
+            want.loss,
+            g.loss_scale()
+        );
+        assert!(
+            (got.loss - want.loss).abs() <= 2e-3 * want.loss.abs(),
+            "loss {} vs {}",
+            got.loss,
+            want.loss
+        );
         let lmax = want.logits.data.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-        let lerr = got.logits.data.iter().zip(&want.logits.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let lerr = got
+            .logits
+            .data
+            .iter()
+            .zip(&want.logits.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         println!("logits: max |err| {lerr:.2e} of {lmax:.3}");
         assert!(lerr <= 1e-2 * lmax, "logits differ by {lerr}");
         let mut bad = Vec::new();
-        for ((info, gg), ww) in UNetParams::layout(&cfg).iter().zip(got.grads.tensors()).zip(want.grads.tensors()) {
+        for ((info, gg), ww) in UNetParams::layout(&cfg)
+            .iter()
+            .zip(got.grads.tensors())
+            .zip(want.grads.tensors())
+        {
             if info.kind == Kind::RunningStat {
                 continue;
             }
@@ -139,12 +201,34 @@ fn train_step_matches_cpu() {
             }
         }
         assert!(bad.is_empty(), "gradients out of tolerance: {bad:#?}");
-        let flat = |p: &UNetParams| p.tensors().into_iter().flatten().copied().collect::<Vec<f32>>();
+        let flat = |p: &UNetParams| {
+            p.tensors()
+                .into_iter()
+                .flatten()
+                .copied()
+                .collect::<Vec<f32>>()
+        };
         let (all, _) = rel_l2(&flat(&got.grads), &flat(&want.grads));
         assert!(all <= 0.08, "all gradients: relative L2 {all}");
-        for ((info, a), b) in UNetParams::layout(&cfg).iter().zip(p_gpu.tensors()).zip(p_cpu.tensors()) {
-            let tol = |v: f32| if info.kind == Kind::RunningStat { 2e-3 * (1.0 + v.abs()) } else { 0.0 };
-            assert!(a.iter().zip(b.iter()).all(|(u, v)| (u - v).abs() <= tol(*v)), "{} differs after the step", info.name);
+        for ((info, a), b) in UNetParams::layout(&cfg)
+            .iter()
+            .zip(p_gpu.tensors())
+            .zip(p_cpu.tensors())
+        {
+            let tol = |v: f32| {
+                if info.kind == Kind::RunningStat {
+                    2e-3 * (1.0 + v.abs())
+                } else {
+                    0.0
+                }
+            };
+            assert!(
+                a.iter()
+                    .zip(b.iter())
+                    .all(|(u, v)| (u - v).abs() <= tol(*v)),
+                "{} differs after the step",
+                info.name
+            );
         }
     }
 }
@@ -183,27 +267,55 @@ fn training_run_follows_cpu() {
     let t0 = Instant::now();
     let gpu_host = run(&mut g);
     let t_gpu = t0.elapsed().as_secs_f64();
-    g.adamw_begin(&p0, AdamWConfig { weight_decay: wd, ..Default::default() }).expect("begin");
+    g.adamw_begin(
+        &p0,
+        AdamWConfig {
+            weight_decay: wd,
+            ..Default::default()
+        },
+    )
+    .expect("begin");
     let gpu_dev: Vec<f64> = (0..steps)
         .map(|s| {
             let (x, t) = &data[s % 2];
             let r = g.adamw_step(x, t, lr, &|_| true).expect("resident step");
-            assert!(!r.skipped || s > 0, "first step skipped at scale {}", r.scale);
+            assert!(
+                !r.skipped || s > 0,
+                "first step skipped at scale {}",
+                r.scale
+            );
             r.loss
         })
         .collect();
     println!("200 steps: cpu {t_cpu:.1} s, gpu (host AdamW) {t_gpu:.1} s");
     for s in (0..steps).step_by(20) {
-        println!("step {s:3}: cpu {:.4} gpu {:.4} gpu-resident {:.4}", cpu[s], gpu_host[s], gpu_dev[s]);
+        println!(
+            "step {s:3}: cpu {:.4} gpu {:.4} gpu-resident {:.4}",
+            cpu[s], gpu_host[s], gpu_dev[s]
+        );
     }
     let last = |v: &[f64]| mean(&v[steps - 20..]);
-    for (name, curve) in [("cpu", &cpu), ("gpu", &gpu_host), ("gpu-resident", &gpu_dev)] {
-        println!("{name}: first-10 mean {:.4}, last-20 mean {:.4}", mean(&curve[..10]), last(curve));
-        assert!(last(curve) < 0.5 * mean(&curve[..10]), "{name}: loss did not fall");
+    for (name, curve) in [
+        ("cpu", &cpu),
+        ("gpu", &gpu_host),
+        ("gpu-resident", &gpu_dev),
+    ] {
+        println!(
+            "{name}: first-10 mean {:.4}, last-20 mean {:.4}",
+            mean(&curve[..10]),
+            last(curve)
+        );
+        assert!(
+            last(curve) < 0.5 * mean(&curve[..10]),
+            "{name}: loss did not fall"
+        );
     }
     for (name, curve) in [("gpu", &gpu_host), ("gpu-resident", &gpu_dev)] {
         let (a, b) = (last(curve), last(&cpu));
-        assert!((a - b).abs() <= (0.1 * b).max(0.02), "{name}: final loss {a:.4} vs cpu {b:.4}");
+        assert!(
+            (a - b).abs() <= (0.1 * b).max(0.02),
+            "{name}: final loss {a:.4} vs cpu {b:.4}"
+        );
     }
 }
 
@@ -227,7 +339,10 @@ fn bench_inference() {
         g.synchronize().expect("sync");
         let s = t.elapsed().as_secs_f64();
         let ips = (iters * n) as f64 / s;
-        println!("BENCH cineseg infer batch {n}: {ips:.1} img/s, {:.1} TFLOP/s", ips * flops / 1e12);
+        println!(
+            "BENCH cineseg infer batch {n}: {ips:.1} img/s, {:.1} TFLOP/s",
+            ips * flops / 1e12
+        );
     }
 }
 
@@ -263,5 +378,8 @@ fn bench_train() {
     for _ in 0..10 {
         g.train_step(&mut p2, &x, &t).expect("step");
     }
-    println!("BENCH cineseg train (Backend path, gradients to host) batch 16: {:.1} img/s", 160.0 / t0.elapsed().as_secs_f64());
+    println!(
+        "BENCH cineseg train (Backend path, gradients to host) batch 16: {:.1} img/s",
+        160.0 / t0.elapsed().as_secs_f64()
+    );
 }

@@ -31,13 +31,25 @@ fn sunnybrook() -> Option<PathBuf> {
 fn relabel(src: &Path, dst: &Path, tag: &str) -> Vec<PathBuf> {
     std::fs::create_dir_all(dst).expect("dst");
     let mut out = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(src).expect("src").filter_map(Result::ok).map(|e| e.path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(src)
+        .expect("src")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
     files.sort();
     for (i, f) in files.iter().enumerate() {
         let mut obj = dicom_object::open_file(f).expect("read");
         let sop = format!("2.25.{tag}{:05}", i);
-        obj.put(DataElement::new(tags::SERIES_INSTANCE_UID, VR::UI, PrimitiveValue::from(format!("2.25.{tag}"))));
-        obj.put(DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(sop.as_str())));
+        obj.put(DataElement::new(
+            tags::SERIES_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from(format!("2.25.{tag}")),
+        ));
+        obj.put(DataElement::new(
+            tags::SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from(sop.as_str()),
+        ));
         obj.update_meta(|m| m.media_storage_sop_instance_uid = sop.clone());
         let p = dst.join(format!("{i}.dcm"));
         obj.write_to_file(&p).expect("write");
@@ -48,7 +60,12 @@ fn relabel(src: &Path, dst: &Path, tag: &str) -> Vec<PathBuf> {
 
 fn vm_hwm_kb(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 #[test]
@@ -61,22 +78,30 @@ fn daemon_latency_throughput_memory() {
         println!("skipped: Sunnybrook data absent");
         return;
     };
-    let repeats: usize = std::env::var("CINESEG_BENCH_REPEATS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let repeats: usize = std::env::var("CINESEG_BENCH_REPEATS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("d");
     std::fs::create_dir_all(&root).expect("root");
     // CINESEG_BENCH_MODEL: "shipped" (default: models/cineseg-acdc.safetensors), "tiny", or
     // "random32" (the default architecture with random weights).
     let choice = std::env::var("CINESEG_BENCH_MODEL").unwrap_or_else(|_| "shipped".into());
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cineseg-acdc.safetensors");
+    let shipped =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cineseg-acdc.safetensors");
     let tiny = choice == "tiny";
     if tiny {
         tiny_model(&root);
     } else if choice == "shipped" && shipped.is_file() {
         std::fs::copy(&shipped, root.join("tiny.safetensors")).expect("copy shipped model");
     } else {
-        let m = Model::new(UNetParams::init(&UNetConfig::new(32, 4), 3).expect("params"), Some(Preprocess::default()));
-        m.save(&root.join("tiny.safetensors"), StoreAs::F32).expect("save");
+        let m = Model::new(
+            UNetParams::init(&UNetConfig::new(32, 4), 3).expect("params"),
+            Some(Preprocess::default()),
+        );
+        m.save(&root.join("tiny.safetensors"), StoreAs::F32)
+            .expect("save");
     }
     let (port, pacs_port) = (free_port(), free_port());
     let pacs_dir = dir.path().join("pacs");
@@ -88,7 +113,14 @@ fn daemon_latency_throughput_memory() {
         if tiny {
             "tiny test model (base 4, depth 2, 32 px)".to_string()
         } else {
-            format!("{choice} ({})", if choice == "shipped" { "models/cineseg-acdc.safetensors, base 16" } else { "base 32, depth 4, 160 px, random weights" })
+            format!(
+                "{choice} ({})",
+                if choice == "shipped" {
+                    "models/cineseg-acdc.safetensors, base 16"
+                } else {
+                    "base 32, depth 4, 160 px, random weights"
+                }
+            )
         }
     );
     let mut lat = Vec::new();
@@ -96,18 +128,37 @@ fn daemon_latency_throughput_memory() {
         let files = relabel(&sb, &dir.path().join(format!("s{r}")), &format!("77{r}"));
         let before = count(&pacs_dir);
         let out = storescu(port, "SCANNER", &files);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let t_last = Instant::now();
-        assert!(d.wait_done(r + 1, Duration::from_secs(900)), "log:\n{}", d.log_text());
+        assert!(
+            d.wait_done(r + 1, Duration::from_secs(900)),
+            "log:\n{}",
+            d.log_text()
+        );
         let res = d.results();
-        let expected = before + res.iter().map(|p| 1 + count(&p.join("overlays"))).max().unwrap_or(1);
+        let expected = before
+            + res
+                .iter()
+                .map(|p| 1 + count(&p.join("overlays")))
+                .max()
+                .unwrap_or(1);
         while count(&pacs_dir) < expected && t_last.elapsed() < Duration::from_secs(900) {
             std::thread::sleep(Duration::from_millis(20));
         }
         let s = t_last.elapsed().as_secs_f64();
         println!("repeat {r}: last instance -> results stored at destination: {s:.2} s");
         if let Some(line) = d.log_text().lines().rev().find(|l| l.contains("busy:")) {
-            println!("  stage busy times: {}", line.rsplit("busy: ").next().unwrap_or("").trim_end_matches(')'));
+            println!(
+                "  stage busy times: {}",
+                line.rsplit("busy: ")
+                    .next()
+                    .unwrap_or("")
+                    .trim_end_matches(')')
+            );
         }
         lat.push(s);
     }
@@ -120,10 +171,15 @@ fn daemon_latency_throughput_memory() {
         300
     );
     // throughput: 4 senders in parallel, 240 instances each
-    let sets: Vec<Vec<PathBuf>> = (0..4).map(|i| relabel(&sb, &dir.path().join(format!("t{i}")), &format!("88{i}"))).collect();
+    let sets: Vec<Vec<PathBuf>> = (0..4)
+        .map(|i| relabel(&sb, &dir.path().join(format!("t{i}")), &format!("88{i}")))
+        .collect();
     let total: usize = sets.iter().map(Vec::len).sum();
     let t0 = Instant::now();
-    let hs: Vec<_> = sets.into_iter().map(|f| std::thread::spawn(move || storescu(port, "SCANNER", &f))).collect();
+    let hs: Vec<_> = sets
+        .into_iter()
+        .map(|f| std::thread::spawn(move || storescu(port, "SCANNER", &f)))
+        .collect();
     for h in hs {
         assert!(h.join().expect("join").status.success());
     }
@@ -132,9 +188,16 @@ fn daemon_latency_throughput_memory() {
         "receive throughput, 4 parallel storescu: {total} instances in {secs:.2} s = {:.0} instances/s",
         total as f64 / secs
     );
-    assert!(d.wait_done(repeats + 4, Duration::from_secs(1800)), "log:\n{}", d.log_text());
+    assert!(
+        d.wait_done(repeats + 4, Duration::from_secs(1800)),
+        "log:\n{}",
+        d.log_text()
+    );
     if let Some(kb) = vm_hwm_kb(d.child.id()) {
-        println!("daemon peak resident memory (VmHWM): {:.0} MiB", kb as f64 / 1024.0);
+        println!(
+            "daemon peak resident memory (VmHWM): {:.0} MiB",
+            kb as f64 / 1024.0
+        );
     }
     let _ = pacs.kill();
     let _ = pacs.wait();

@@ -20,12 +20,20 @@ fn destination(pacs_port: u16, attempts: u32, delay: f64) -> String {
 fn send_series(d: &Served, dir: &Path, uid: &str) {
     let files = synthetic_series(&dir.join(uid), uid, 2, 3);
     let out = storescu(d.port, "SCANNER", &files);
-    assert!(out.status.success(), "storescu: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "storescu: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn send_one_series(d: &Served, dir: &Path, uid: &str) {
     send_series(d, dir, uid);
-    assert!(d.wait_done(1, Duration::from_secs(90)), "series not finished; log:\n{}", d.log_text());
+    assert!(
+        d.wait_done(1, Duration::from_secs(90)),
+        "series not finished; log:\n{}",
+        d.log_text()
+    );
 }
 
 /// Result files of the one processed series.
@@ -47,14 +55,27 @@ fn permanent_refusal_goes_to_dead_letter_without_retries() {
     let t0 = Instant::now();
     send_one_series(&d, dir.path(), "1.2.826.0.1.3680043.2.1125.91.1");
     let dead = d.root.join("state/dead-letter");
-    let jobs: Vec<_> = std::fs::read_dir(&dead).expect("dead-letter folder").filter_map(Result::ok).collect();
+    let jobs: Vec<_> = std::fs::read_dir(&dead)
+        .expect("dead-letter folder")
+        .filter_map(Result::ok)
+        .collect();
     assert_eq!(jobs.len(), 1, "one job dead-lettered");
     let reasons = std::fs::read_to_string(jobs[0].path().join("reasons.tsv")).expect("reasons");
-    assert_eq!(count(&jobs[0].path()) - 1, result_files(&d), "every result file kept, plus reasons.tsv");
+    assert_eq!(
+        count(&jobs[0].path()) - 1,
+        result_files(&d),
+        "every result file kept, plus reasons.tsv"
+    );
     assert!(reasons.contains("association"), "{reasons}");
     let log = d.log_text();
-    assert!(log.contains("rejected") && log.contains("permanently"), "{log}");
-    assert!(!log.contains("attempt 1 of 4"), "a permanent refusal is not retried:\n{log}");
+    assert!(
+        log.contains("rejected") && log.contains("permanently"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("attempt 1 of 4"),
+        "a permanent refusal is not retried:\n{log}"
+    );
     assert!(t0.elapsed() < Duration::from_secs(60));
     let _ = pacs.kill();
     let _ = pacs.wait();
@@ -71,16 +92,32 @@ fn destination_down_at_first_gets_the_results_on_a_retry() {
     send_series(&d, dir.path(), "1.2.826.0.1.3680043.2.1125.91.2");
     // The first attempt failed (nothing listens); start the PACS before the retries run out.
     assert!(
-        wait_until(Duration::from_secs(30), || d.log_text().contains("attempt 1 of 6")),
+        wait_until(Duration::from_secs(30), || d
+            .log_text()
+            .contains("attempt 1 of 6")),
         "no failed first attempt:\n{}",
         d.log_text()
     );
     let pacs_dir = dir.path().join("pacs");
     let mut pacs = storescp(pacs_port, &pacs_dir, &[]);
     let expected = result_files(&d);
-    assert!(wait_until(Duration::from_secs(60), || count(&pacs_dir) >= expected), "PACS got {} of {expected}; log:\n{}", count(&pacs_dir), d.log_text());
-    assert!(wait_until(Duration::from_secs(10), || d.log_text().contains("sent to PACS (attempt")), "{}", d.log_text());
-    assert!(!d.log_text().contains("attempt 1)"), "delivered on a retry, not the first attempt");
+    assert!(
+        wait_until(Duration::from_secs(60), || count(&pacs_dir) >= expected),
+        "PACS got {} of {expected}; log:\n{}",
+        count(&pacs_dir),
+        d.log_text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || d
+            .log_text()
+            .contains("sent to PACS (attempt")),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        !d.log_text().contains("attempt 1)"),
+        "delivered on a retry, not the first attempt"
+    );
     assert_eq!(count(&d.root.join("state/dead-letter")), 0);
     let _ = pacs.kill();
     let _ = pacs.wait();
@@ -96,7 +133,12 @@ fn destination_never_up_is_dead_lettered_after_the_last_attempt() {
     let d = Served::start(&dir.path().join("d"), &destination(pacs_port, 3, 0.2), port);
     send_one_series(&d, dir.path(), "1.2.826.0.1.3680043.2.1125.91.3");
     let log = d.log_text();
-    assert!(log.contains("attempt 1 of 3") && log.contains("attempt 2 of 3") && log.contains("attempt 3 of 3"), "{log}");
+    assert!(
+        log.contains("attempt 1 of 3")
+            && log.contains("attempt 2 of 3")
+            && log.contains("attempt 3 of 3"),
+        "{log}"
+    );
     assert!(!log.contains("attempt 4"), "{log}");
     let dead = d.root.join("state/dead-letter");
     assert_eq!(count(&dead), 1, "{log}");
@@ -130,15 +172,34 @@ fn associations_beyond_the_limit_are_rejected_and_the_watchdog_ends_long_ones() 
     // The one allowed association is taken: echoscu is rejected (transient, local limit).
     let out = echoscu(port, "SCANNER");
     assert!(!out.status.success(), "a second association was accepted");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("Rejected") || text.contains("rejected"), "{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Rejected") || text.contains("rejected"),
+        "{text}"
+    );
     // The held association sends nothing but is not idle-limited (60 s): the total-time
     // watchdog (3 s) must end it.
     let ended = held.receive();
     let after = t0.elapsed();
-    assert!(!matches!(ended, Ok(dicom_ul::Pdu::PData { .. })), "unexpected data: {ended:?}");
-    assert!(after >= Duration::from_millis(2500) && after < Duration::from_secs(15), "association ended after {after:?}");
+    assert!(
+        !matches!(ended, Ok(dicom_ul::Pdu::PData { .. })),
+        "unexpected data: {ended:?}"
+    );
+    assert!(
+        after >= Duration::from_millis(2500) && after < Duration::from_secs(15),
+        "association ended after {after:?}"
+    );
     // With the slot free again, a new association is served.
-    assert!(wait_until(Duration::from_secs(10), || echoscu(port, "SCANNER").status.success()), "{}", d.log_text());
+    assert!(
+        wait_until(Duration::from_secs(10), || echoscu(port, "SCANNER")
+            .status
+            .success()),
+        "{}",
+        d.log_text()
+    );
     assert!(!d.log_text().contains("panicked"));
 }

@@ -419,15 +419,27 @@ fn monochrome1_is_inverted_so_bright_stays_bright() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut obj = dicom_support::open(&src);
-    dicom_support::set_str(&mut obj, dicom_dictionary_std::tags::PHOTOMETRIC_INTERPRETATION, dicom_core::VR::CS, "MONOCHROME1");
+    dicom_support::set_str(
+        &mut obj,
+        dicom_dictionary_std::tags::PHOTOMETRIC_INTERPRETATION,
+        dicom_core::VR::CS,
+        "MONOCHROME1",
+    );
     let edited = dir.path().join("m1.dcm");
     dicom_support::save(&obj, &edited);
     let m2 = cineseg::dicom::read_file(&src).unwrap().remove(0);
     let m1 = cineseg::dicom::read_file(&edited).unwrap().remove(0);
     assert_eq!(m1.photometric, "MONOCHROME1");
-    let (lo, hi) = m2.pixels.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let (lo, hi) = m2
+        .pixels
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
     assert!(hi > lo);
     for (a, b) in m2.pixels.iter().zip(&m1.pixels) {
-        assert_eq!(*b, lo + hi - *a, "MONOCHROME1 pixel is the mirror of the MONOCHROME2 one");
+        assert_eq!(
+            *b,
+            lo + hi - *a,
+            "MONOCHROME1 pixel is the mirror of the MONOCHROME2 one"
+        );
     }
 }

@@ -7,7 +7,10 @@ use cineseg::store::{FrameMeta, FrameStore, StoreError};
 use std::path::Path;
 
 fn pre(size: usize) -> Preprocess {
-    Preprocess { size, ..Preprocess::default() }
+    Preprocess {
+        size,
+        ..Preprocess::default()
+    }
 }
 
 fn meta(i: usize) -> FrameMeta {
@@ -16,7 +19,11 @@ fn meta(i: usize) -> FrameMeta {
         group: "NOR".into(),
         slice: i % 3,
         phase_index: i,
-        phase: if i.is_multiple_of(2) { Phase::Ed } else { Phase::Es },
+        phase: if i.is_multiple_of(2) {
+            Phase::Ed
+        } else {
+            Phase::Es
+        },
         labelled: vec![true, true, i.is_multiple_of(2), false],
         source: format!("/data/p{i}.nii.gz"),
         native_spacing: [1.25, 1.5 + i as f32],
@@ -24,7 +31,9 @@ fn meta(i: usize) -> FrameMeta {
 }
 
 fn frame(i: usize, size: usize) -> (Vec<f32>, Vec<u8>) {
-    let img = (0..size * size).map(|k| (k as f32 * 0.37 + i as f32).sin()).collect();
+    let img = (0..size * size)
+        .map(|k| (k as f32 * 0.37 + i as f32).sin())
+        .collect();
     let mask = (0..size * size).map(|k| ((k + i) % 4) as u8).collect();
     (img, mask)
 }
@@ -52,16 +61,26 @@ fn round_trip_through_memory_maps() {
         assert_eq!(s.mask(i), &mask[..]);
         assert_eq!(s.meta(i), &meta(i));
     }
-    let names: Vec<String> =
-        std::fs::read_dir(&store_dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<String> = std::fs::read_dir(&store_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     assert_eq!(names.len(), 3, "no temporary files left: {names:?}");
-    assert_eq!(std::fs::metadata(store_dir.join("images.f32")).unwrap().len(), 7 * 256 * 4);
+    assert_eq!(
+        std::fs::metadata(store_dir.join("images.f32"))
+            .unwrap()
+            .len(),
+        7 * 256 * 4
+    );
 }
 
 #[test]
 fn empty_store_opens() {
     let dir = tempfile::tempdir().unwrap();
-    FrameStore::create(dir.path(), &pre(8), 4).unwrap().finish().unwrap();
+    FrameStore::create(dir.path(), &pre(8), 4)
+        .unwrap()
+        .finish()
+        .unwrap();
     let s = FrameStore::open(dir.path()).unwrap();
     assert!(s.is_empty() && s.frames().is_empty());
 }
@@ -71,7 +90,10 @@ fn push_rejects_frames_that_do_not_fit() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = FrameStore::create(dir.path(), &pre(4), 4).unwrap();
     let ok = (vec![0.5f32; 16], vec![1u8; 16]);
-    assert!(matches!(w.push(&ok.0[..15], &ok.1, meta(0)), Err(StoreError::Frame { .. })));
+    assert!(matches!(
+        w.push(&ok.0[..15], &ok.1, meta(0)),
+        Err(StoreError::Frame { .. })
+    ));
     assert!(w.push(&ok.0, &ok.1[..15], meta(0)).is_err());
     assert!(w.push(&ok.0, &[4u8; 16], meta(0)).is_err(), "class 4 of 4");
     let mut nan = ok.0.clone();
@@ -96,7 +118,11 @@ fn an_unfinished_writer_leaves_the_old_store_intact() {
     }
     let s = FrameStore::open(dir.path()).unwrap();
     assert_eq!(s.len(), 3);
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "temporary files removed");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        3,
+        "temporary files removed"
+    );
     // A finished rewrite replaces it.
     write_store(dir.path(), 5, 8);
     assert_eq!(FrameStore::open(dir.path()).unwrap().len(), 5);
@@ -140,7 +166,11 @@ fn damaged_stores_give_clear_errors() {
     let index = std::fs::read_to_string(d.join("index.json")).unwrap();
     std::fs::write(d.join("index.json"), &index[..index.len() / 2]).unwrap();
     assert!(open_err(d).contains("index.json"));
-    std::fs::write(d.join("index.json"), index.replace("cineseg-frames", "something-else")).unwrap();
+    std::fs::write(
+        d.join("index.json"),
+        index.replace("cineseg-frames", "something-else"),
+    )
+    .unwrap();
     assert!(open_err(d).contains("format"));
 
     // No index at all (an interrupted import).

@@ -22,8 +22,15 @@ fn f32s(v: &[f64]) -> Vec<f32> {
 fn assert_close(ours: &[f32], reference: &[f64], bound: f64, what: &str) {
     assert_eq!(ours.len(), reference.len(), "{what}: length");
     let scale = reference.iter().fold(1e-12f64, |m, v| m.max(v.abs()));
-    let err = ours.iter().zip(reference).fold(0.0f64, |m, (a, b)| m.max((*a as f64 - b).abs())) / scale;
-    assert!(err < bound, "{what}: normwise relative error {err:.2e} >= {bound:.0e}");
+    let err = ours
+        .iter()
+        .zip(reference)
+        .fold(0.0f64, |m, (a, b)| m.max((*a as f64 - b).abs()))
+        / scale;
+    assert!(
+        err < bound,
+        "{what}: normwise relative error {err:.2e} >= {bound:.0e}"
+    );
 }
 
 proptest! {
@@ -119,7 +126,17 @@ proptest! {
 
 /// Central finite differences of the loss against its analytic logit gradient.
 fn finite_difference_check(target: &Target, n: usize, h: usize, w: usize, k: usize, seed: u64) {
-    let logits = Tensor::from_nhwc(n, h, w, k, f32s(&random(n * h * w * k, seed)).iter().map(|v| v * 2.0).collect()).unwrap();
+    let logits = Tensor::from_nhwc(
+        n,
+        h,
+        w,
+        k,
+        f32s(&random(n * h * w * k, seed))
+            .iter()
+            .map(|v| v * 2.0)
+            .collect(),
+    )
+    .unwrap();
     let analytic = loss_and_grad(&logits, target).unwrap().dlogits;
     let eps = 1e-2f32;
     let mut r = Rng::new(seed + 9);
@@ -133,7 +150,10 @@ fn finite_difference_check(target: &Target, n: usize, h: usize, w: usize, k: usi
         let lm = loss_and_grad(&minus, target).unwrap().loss;
         let numeric = (lp - lm) / (2.0 * eps as f64);
         let a = analytic.data[i] as f64;
-        assert!((numeric - a).abs() <= 1e-4 + 1e-2 * a.abs(), "logit {i}: numeric {numeric:.6e} analytic {a:.6e}");
+        assert!(
+            (numeric - a).abs() <= 1e-4 + 1e-2 * a.abs(),
+            "logit {i}: numeric {numeric:.6e} analytic {a:.6e}"
+        );
     }
 }
 
@@ -156,7 +176,10 @@ fn marginal_loss_gradient_matches_finite_differences() {
             *l = 0;
         }
     }
-    let target = Target { labels, labelled: vec![vec![true, true, true, false], vec![true; 4]] };
+    let target = Target {
+        labels,
+        labelled: vec![vec![true, true, true, false], vec![true; 4]],
+    };
     finite_difference_check(&target, n, h, w, k, 6);
 }
 
@@ -167,7 +190,10 @@ fn marginal_loss_never_penalises_undrawn_class() {
     let (n, h, w, k) = (1, 2, 2, 4);
     let labels = vec![0u8; 4];
     let mut logits = Tensor::zeros(n, h, w, k);
-    let partial = Target { labels: labels.clone(), labelled: vec![vec![true, true, true, false]] };
+    let partial = Target {
+        labels: labels.clone(),
+        labelled: vec![vec![true, true, true, false]],
+    };
     let full = Target::full(labels, 1, k);
     let base_p = loss_and_grad(&logits, &partial).unwrap().cross_entropy;
     let base_f = loss_and_grad(&logits, &full).unwrap().cross_entropy;
@@ -177,6 +203,9 @@ fn marginal_loss_never_penalises_undrawn_class() {
     }
     let moved_p = loss_and_grad(&logits, &partial).unwrap().cross_entropy;
     let moved_f = loss_and_grad(&logits, &full).unwrap().cross_entropy;
-    assert!(moved_f > base_f + 0.5, "full labels must penalise RV on background: {base_f} -> {moved_f}");
+    assert!(
+        moved_f > base_f + 0.5,
+        "full labels must penalise RV on background: {base_f} -> {moved_f}"
+    );
     assert!(moved_p < base_p, "merged background+RV probability rose, so the marginal CE must fall: {base_p} -> {moved_p}");
 }

@@ -15,20 +15,34 @@ use std::path::Path;
 type Goldens = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
 
 fn golden(name: &str) -> Goldens {
-    read_tensors_f64(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)).expect("golden file")
+    read_tensors_f64(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name),
+    )
+    .expect("golden file")
 }
 
 /// Normwise relative error: max |a - b| / max |b| (robust to entries near zero).
 fn rel_err(ours: &[f64], reference: &[f64]) -> f64 {
     assert_eq!(ours.len(), reference.len());
-    let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
-    ours.iter().zip(reference).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale
+    let scale = reference
+        .iter()
+        .fold(0.0f64, |m, v| m.max(v.abs()))
+        .max(1e-30);
+    ours.iter()
+        .zip(reference)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+        / scale
 }
 
 fn check(what: &str, ours: &[f32], reference: &[f64], bound: f64) -> f64 {
     let ours: Vec<f64> = ours.iter().map(|v| *v as f64).collect();
     let e = rel_err(&ours, reference);
-    assert!(e <= bound, "{what}: relative error {e:.3e} exceeds {bound:.0e}");
+    assert!(
+        e <= bound,
+        "{what}: relative error {e:.3e} exceeds {bound:.0e}"
+    );
     e
 }
 
@@ -40,7 +54,12 @@ struct Case {
 }
 
 fn case(weights: &str, goldens: &str) -> Case {
-    let model = Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(weights)).expect("weights");
+    let model = Model::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(weights),
+    )
+    .expect("weights");
     let g = golden(goldens);
     let (shape, xin) = &g["input"];
     let (n, h, w) = (shape[0], shape[2], shape[3]);
@@ -48,7 +67,12 @@ fn case(weights: &str, goldens: &str) -> Case {
     let x = Tensor::from_nchw(n, 1, h, w, &xf).unwrap();
     let labels: Vec<u8> = g["labels"].1.iter().map(|v| *v as u8).collect();
     let target = Target::full(labels, n, model.config().classes);
-    Case { model, g, x, target }
+    Case {
+        model,
+        g,
+        x,
+        target,
+    }
 }
 
 fn nchw(t: &Tensor) -> Vec<f32> {
@@ -61,7 +85,12 @@ const FWD_BOUND: f64 = 1e-5;
 const GRAD_BOUND: f64 = 3e-5;
 
 fn run_parity(weights: &str, goldens: &str) {
-    let Case { mut model, g, x, target } = case(weights, goldens);
+    let Case {
+        mut model,
+        g,
+        x,
+        target,
+    } = case(weights, goldens);
     let mut cpu = CpuBackend::new(2).unwrap();
     cpu.load_inference(&model.params).unwrap();
     let eval = cpu.infer(&x).unwrap();
@@ -69,7 +98,12 @@ fn run_parity(weights: &str, goldens: &str) {
     println!("eval logits rel err {e:.2e}");
 
     let out = cpu.train_step(&mut model.params, &x, &target).unwrap();
-    let e = check("train logits", &nchw(&out.logits), &g["logits_train"].1, FWD_BOUND);
+    let e = check(
+        "train logits",
+        &nchw(&out.logits),
+        &g["logits_train"].1,
+        FWD_BOUND,
+    );
     println!("train logits rel err {e:.2e}");
     let le = (out.loss - g["loss"].1[0]).abs() / g["loss"].1[0].abs();
     println!("loss {} vs {} rel err {le:.2e}", out.loss, g["loss"].1[0]);
@@ -79,9 +113,19 @@ fn run_parity(weights: &str, goldens: &str) {
     let mut worst = 0.0f64;
     for (info, grad) in layout.iter().zip(out.grads.tensors()) {
         if let Some((_, reference)) = g.get(&format!("grad.{}", info.name)) {
-            worst = worst.max(check(&format!("grad.{}", info.name), grad, reference, GRAD_BOUND));
+            worst = worst.max(check(
+                &format!("grad.{}", info.name),
+                grad,
+                reference,
+                GRAD_BOUND,
+            ));
         } else {
-            assert_eq!(info.kind, cineseg::nn::params::Kind::RunningStat, "no golden gradient for {}", info.name);
+            assert_eq!(
+                info.kind,
+                cineseg::nn::params::Kind::RunningStat,
+                "no golden gradient for {}",
+                info.name
+            );
         }
     }
     println!("worst gradient rel err {worst:.2e}");
@@ -95,10 +139,17 @@ fn run_parity(weights: &str, goldens: &str) {
         // is bounded relative to the tensor's scale, and absolutely to a fraction of lr for
         // values whose gradient is ~0 (where Adam's normalisation amplifies rounding).
         let ours: Vec<f64> = p.iter().map(|v| *v as f64).collect();
-        let abs = ours.iter().zip(reference).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+        let abs = ours
+            .iter()
+            .zip(reference)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
         let e = rel_err(&ours, reference);
         worst_after = worst_after.max(e);
-        assert!(e < 1e-4 || abs < 2e-4, "after.{}: rel err {e:.2e}, abs err {abs:.2e}", info.name);
+        assert!(
+            e < 1e-4 || abs < 2e-4,
+            "after.{}: rel err {e:.2e}, abs err {abs:.2e}",
+            info.name
+        );
     }
     println!("worst parameter-after-step rel err {worst_after:.2e}");
 }
@@ -112,5 +163,8 @@ fn cpu_matches_pytorch_fresh_weights() {
 /// read by PyTorch to make the golden: parity in the cineseg -> PyTorch direction.
 #[test]
 fn cpu_matches_pytorch_on_cineseg_written_weights() {
-    run_parity("cineseg_b8_d2.safetensors", "golden_cineseg_b8_d2_s32.safetensors");
+    run_parity(
+        "cineseg_b8_d2.safetensors",
+        "golden_cineseg_b8_d2_s32.safetensors",
+    );
 }

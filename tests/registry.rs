@@ -16,7 +16,10 @@ use std::path::Path;
 fn frames(n: usize, seed: u64) -> MemoryFrames {
     let size = 32;
     let mut r = Rng::new(seed);
-    let mut f = MemoryFrames { size, ..Default::default() };
+    let mut f = MemoryFrames {
+        size,
+        ..Default::default()
+    };
     for i in 0..n {
         let (cx, cy, rad) = (r.range(10.0, 20.0), r.range(10.0, 20.0), r.range(4.0, 7.0));
         let mut img = vec![0.0f32; size * size];
@@ -24,7 +27,13 @@ fn frames(n: usize, seed: u64) -> MemoryFrames {
         for y in 0..size {
             for x in 0..size {
                 let d = ((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2)).sqrt();
-                let (v, l) = if d < rad { (0.9, 1) } else if d < rad + 2.5 { (0.35, 2) } else { (0.1, 0) };
+                let (v, l) = if d < rad {
+                    (0.9, 1)
+                } else if d < rad + 2.5 {
+                    (0.35, 2)
+                } else {
+                    (0.1, 0)
+                };
                 img[y * size + x] = v + 0.04 * r.normal() as f32;
                 mask[y * size + x] = l;
             }
@@ -50,11 +59,18 @@ fn promotion_refuses_worse_candidates_and_rolls_back() {
     let mut reg = Registry::open(&reg_dir).unwrap();
     let data = frames(40, 1);
     let ids: Vec<String> = data.patients.clone();
-    let split = reg.held_out_split("site-7t", 0.3, ids.iter().map(String::as_str)).unwrap();
+    let split = reg
+        .held_out_split("site-7t", 0.3, ids.iter().map(String::as_str))
+        .unwrap();
     // Drawn once: asking again with another fraction changes nothing.
-    let again = reg.held_out_split("site-7t", 0.6, ids.iter().map(String::as_str)).unwrap();
+    let again = reg
+        .held_out_split("site-7t", 0.6, ids.iter().map(String::as_str))
+        .unwrap();
     assert_eq!(split, again);
-    assert!(Registry::open(&reg_dir).unwrap().held_out_split("other-site", 0.3, ids.iter().map(String::as_str)).is_err());
+    assert!(Registry::open(&reg_dir)
+        .unwrap()
+        .held_out_split("other-site", 0.3, ids.iter().map(String::as_str))
+        .is_err());
     let (train_idx, held) = split_by_patient(&data, |p| split.is_held_out(p));
     assert!(!held.is_empty() && !train_idx.is_empty());
 
@@ -73,31 +89,70 @@ fn promotion_refuses_worse_candidates_and_rolls_back() {
     let mut nudged = good.clone();
     nudged.params.head_bias[1] += 1e-6;
 
-    let mut eval = |m: &Model| -> Result<Validation, RegistryError> { held_out_validation(&mut cpu, m, &data, &held, 4) };
-    let bad_id = reg.add(&save(&bad, d.path(), "bad.safetensors"), None, "", "background only").unwrap().id;
+    let mut eval = |m: &Model| -> Result<Validation, RegistryError> {
+        held_out_validation(&mut cpu, m, &data, &held, 4)
+    };
+    let bad_id = reg
+        .add(
+            &save(&bad, d.path(), "bad.safetensors"),
+            None,
+            "",
+            "background only",
+        )
+        .unwrap()
+        .id;
     let first = reg.promote(&bad_id, 0.01, &mut eval).unwrap();
-    assert!(first.promoted && first.incumbent.is_none(), "{}", first.reason);
+    assert!(
+        first.promoted && first.incumbent.is_none(),
+        "{}",
+        first.reason
+    );
 
-    let good_id = reg.add(&save(&good, d.path(), "good.safetensors"), Some(&bad_id), "synthetic", "trained").unwrap().id;
+    let good_id = reg
+        .add(
+            &save(&good, d.path(), "good.safetensors"),
+            Some(&bad_id),
+            "synthetic",
+            "trained",
+        )
+        .unwrap()
+        .id;
     let better = reg.promote(&good_id, 0.01, &mut eval).unwrap();
     assert!(better.promoted, "{}", better.reason);
-    assert!(better.candidate_validation.score > 0.5, "{:?}", better.candidate_validation);
+    assert!(
+        better.candidate_validation.score > 0.5,
+        "{:?}",
+        better.candidate_validation
+    );
     assert_eq!(reg.current(), Some(good_id.as_str()));
 
     // The worse candidate is refused and the current model stays.
-    let again_bad = reg.add(&save(&bad, d.path(), "bad2.safetensors"), None, "", "").unwrap();
+    let again_bad = reg
+        .add(&save(&bad, d.path(), "bad2.safetensors"), None, "", "")
+        .unwrap();
     assert_eq!(again_bad.id, bad_id, "same weights, same version");
     let refused = reg.promote(&bad_id, 0.0, &mut eval).unwrap();
     assert!(!refused.promoted, "{}", refused.reason);
     assert_eq!(reg.current(), Some(good_id.as_str()));
     // A candidate equal within the margin is refused too.
-    let nudged_id = reg.add(&save(&nudged, d.path(), "nudged.safetensors"), Some(&good_id), "", "").unwrap().id;
+    let nudged_id = reg
+        .add(
+            &save(&nudged, d.path(), "nudged.safetensors"),
+            Some(&good_id),
+            "",
+            "",
+        )
+        .unwrap()
+        .id;
     let within = reg.promote(&nudged_id, 0.01, &mut eval).unwrap();
     assert!(!within.promoted, "{}", within.reason);
     // Every validation is recorded.
     assert_eq!(reg.manifest(&bad_id).unwrap().validations.len(), 3);
     assert_eq!(reg.manifest(&good_id).unwrap().validations.len(), 3);
-    assert_eq!(reg.manifest(&good_id).unwrap().parent.as_deref(), Some(bad_id.as_str()));
+    assert_eq!(
+        reg.manifest(&good_id).unwrap().parent.as_deref(),
+        Some(bad_id.as_str())
+    );
 
     // Rollback goes to the model current before, then there is nothing earlier.
     assert_eq!(reg.rollback(None).unwrap(), bad_id);
@@ -117,5 +172,8 @@ fn promotion_refuses_worse_candidates_and_rolls_back() {
     std::fs::write(&path, bytes).unwrap();
     let e = reopened.load(&nudged_id).unwrap_err().to_string();
     assert!(e.contains("SHA-256") && e.contains(&nudged_id), "{e}");
-    assert!(matches!(reopened.manifest("../etc"), Err(RegistryError::Unknown(_))));
+    assert!(matches!(
+        reopened.manifest("../etc"),
+        Err(RegistryError::Unknown(_))
+    ));
 }

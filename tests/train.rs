@@ -14,7 +14,10 @@ use std::time::Duration;
 /// Discs (class 1) inside rings (class 2) beside ellipses (class 3) on noise.
 fn frames(n: usize, size: usize, seed: u64) -> MemoryFrames {
     let mut r = Rng::new(seed);
-    let mut f = MemoryFrames { size, ..Default::default() };
+    let mut f = MemoryFrames {
+        size,
+        ..Default::default()
+    };
     for i in 0..n {
         let (cx, cy) = (r.range(10.0, 22.0), r.range(10.0, 22.0));
         let rad = r.range(3.0, 6.0);
@@ -27,7 +30,10 @@ fn frames(n: usize, size: usize, seed: u64) -> MemoryFrames {
                     (0.9, 1)
                 } else if d < rad + 2.5 {
                     (0.3, 2)
-                } else if ((x as f64 - cx - rad - 5.0) / 2.0).powi(2) + ((y as f64 - cy) / 5.0).powi(2) < 1.0 {
+                } else if ((x as f64 - cx - rad - 5.0) / 2.0).powi(2)
+                    + ((y as f64 - cy) / 5.0).powi(2)
+                    < 1.0
+                {
                     (0.7, 3)
                 } else {
                     (0.1, 0)
@@ -50,7 +56,10 @@ fn opts(dir: &Path, epochs: usize) -> TrainOptions {
     o.batch = 4;
     o.lr = 5e-3;
     o.seed = 42;
-    o.augment = AugmentConfig { rotate_deg: 20.0, ..AugmentConfig::default() };
+    o.augment = AugmentConfig {
+        rotate_deg: 20.0,
+        ..AugmentConfig::default()
+    };
     o
 }
 
@@ -68,10 +77,28 @@ fn training_learns_and_is_repeatable_and_resumable() {
     // Uninterrupted run, twice: identical parameters (bit for bit).
     let d1 = tempfile::tempdir().unwrap();
     let mut m1 = fresh();
-    let s1 = train(&mut cpu, &mut m1, &data, &train_idx, &val_idx, &opts(d1.path(), 12), &NoProgress).unwrap();
+    let s1 = train(
+        &mut cpu,
+        &mut m1,
+        &data,
+        &train_idx,
+        &val_idx,
+        &opts(d1.path(), 12),
+        &NoProgress,
+    )
+    .unwrap();
     let d2 = tempfile::tempdir().unwrap();
     let mut m2 = fresh();
-    train(&mut cpu, &mut m2, &data, &train_idx, &val_idx, &opts(d2.path(), 12), &NoProgress).unwrap();
+    train(
+        &mut cpu,
+        &mut m2,
+        &data,
+        &train_idx,
+        &val_idx,
+        &opts(d2.path(), 12),
+        &NoProgress,
+    )
+    .unwrap();
     assert!(m1.params == m2.params, "two runs with one seed differ");
 
     // It learned: loss fell and validation Dice of the disc class is well above chance.
@@ -86,13 +113,36 @@ fn training_learns_and_is_repeatable_and_resumable() {
     let mut m3 = fresh();
     let mut o = opts(d3.path(), 12);
     o.budget = Some(Duration::ZERO);
-    let partial = train(&mut cpu, &mut m3, &data, &train_idx, &val_idx, &o, &NoProgress).unwrap();
+    let partial = train(
+        &mut cpu,
+        &mut m3,
+        &data,
+        &train_idx,
+        &val_idx,
+        &o,
+        &NoProgress,
+    )
+    .unwrap();
     assert!(partial.stopped_by_budget && partial.epochs_done == 1);
     let mut m4 = fresh();
-    let resumed = train(&mut cpu, &mut m4, &data, &train_idx, &val_idx, &opts(d3.path(), 12), &NoProgress).unwrap();
+    let resumed = train(
+        &mut cpu,
+        &mut m4,
+        &data,
+        &train_idx,
+        &val_idx,
+        &opts(d3.path(), 12),
+        &NoProgress,
+    )
+    .unwrap();
     assert_eq!(resumed.epochs_done, 12);
-    assert!(m4.params == m1.params, "resumed run differs from the uninterrupted one");
-    assert!(d1.path().join("best.safetensors").is_file() && d1.path().join("history.json").is_file());
+    assert!(
+        m4.params == m1.params,
+        "resumed run differs from the uninterrupted one"
+    );
+    assert!(
+        d1.path().join("best.safetensors").is_file() && d1.path().join("history.json").is_file()
+    );
 }
 
 #[test]
@@ -102,9 +152,27 @@ fn resume_with_other_options_is_refused() {
     let mut cpu = CpuBackend::new(1).unwrap();
     let d = tempfile::tempdir().unwrap();
     let mut m = fresh();
-    train(&mut cpu, &mut m, &data, &idx, &[], &opts(d.path(), 1), &NoProgress).unwrap();
+    train(
+        &mut cpu,
+        &mut m,
+        &data,
+        &idx,
+        &[],
+        &opts(d.path(), 1),
+        &NoProgress,
+    )
+    .unwrap();
     let mut other = opts(d.path(), 1);
     other.lr = 1e-4;
-    let err = train(&mut cpu, &mut fresh(), &data, &idx, &[], &other, &NoProgress).unwrap_err();
+    let err = train(
+        &mut cpu,
+        &mut fresh(),
+        &data,
+        &idx,
+        &[],
+        &other,
+        &NoProgress,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("other options"), "{err}");
 }

@@ -42,7 +42,8 @@ struct Slot {
     bits: u64,
 }
 
-type LaunchFn = unsafe extern "C" fn(*const c_char, *const u32, *const u32, *const Slot, i32) -> i32;
+type LaunchFn =
+    unsafe extern "C" fn(*const c_char, *const u32, *const u32, *const Slot, i32) -> i32;
 type ErrorFn = unsafe extern "C" fn() -> *const c_char;
 
 /// The simulator library; launches are serialised (it has one global scheduler).
@@ -55,21 +56,42 @@ static LOCK: Mutex<()> = Mutex::new(());
 fn sim() -> Result<&'static Sim, String> {
     static SIM: OnceLock<Result<Sim, String>> = OnceLock::new();
     SIM.get_or_init(|| {
-        let cxx = std::env::var("CXX").ok().into_iter().chain(["g++".to_string(), "clang++".to_string()]).find(|c| {
-            Command::new(c).arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
-        });
+        let cxx = std::env::var("CXX")
+            .ok()
+            .into_iter()
+            .chain(["g++".to_string(), "clang++".to_string()])
+            .find(|c| {
+                Command::new(c)
+                    .arg("--version")
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false)
+            });
         let cxx = cxx.ok_or("no C++ compiler (CXX, g++, clang++)")?;
         let so: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("libcineseg_sim.so");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/sim/lib.cpp");
         let out = Command::new(&cxx)
-            .args(["-std=c++17", "-O2", "-Wall", "-Wno-unused-function", "-shared", "-fPIC", "-o"])
+            .args([
+                "-std=c++17",
+                "-O2",
+                "-Wall",
+                "-Wno-unused-function",
+                "-shared",
+                "-fPIC",
+                "-o",
+            ])
             .arg(&so)
             .arg(&src)
             .output()
             .map_err(|e| format!("{cxx}: {e}"))?;
-        assert!(out.status.success(), "simulator library does not compile:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "simulator library does not compile:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // SAFETY: our own library, with no initialisers besides C++ statics.
-        let lib = unsafe { libloading::Library::new(&so) }.map_err(|e| format!("loading {}: {e}", so.display()))?;
+        let lib = unsafe { libloading::Library::new(&so) }
+            .map_err(|e| format!("loading {}: {e}", so.display()))?;
         Ok(Sim { lib })
     })
     .as_ref()
@@ -89,26 +111,57 @@ macro_rules! need_sim {
 }
 
 impl Launch for Sim {
-    fn launch(&self, name: &str, grid: (u32, u32, u32), block: (u32, u32, u32), args: &[Arg]) -> Result<(), NnError> {
+    fn launch(
+        &self,
+        name: &str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        args: &[Arg],
+    ) -> Result<(), NnError> {
         let slots: Vec<Slot> = args
             .iter()
             .map(|a| match *a {
                 Arg::P(v) => Slot { tag: 0, bits: v },
-                Arg::I(v) => Slot { tag: 1, bits: v as i64 as u64 },
-                Arg::L(v) => Slot { tag: 2, bits: v as u64 },
-                Arg::F(v) => Slot { tag: 3, bits: v.to_bits() as u64 },
+                Arg::I(v) => Slot {
+                    tag: 1,
+                    bits: v as i64 as u64,
+                },
+                Arg::L(v) => Slot {
+                    tag: 2,
+                    bits: v as u64,
+                },
+                Arg::F(v) => Slot {
+                    tag: 3,
+                    bits: v.to_bits() as u64,
+                },
             })
             .collect();
-        let cname = CString::new(name).map_err(|_| NnError::Device("kernel name with NUL".into()))?;
+        let cname =
+            CString::new(name).map_err(|_| NnError::Device("kernel name with NUL".into()))?;
         let (g, b) = ([grid.0, grid.1, grid.2], [block.0, block.1, block.2]);
         let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: symbols of kernels/sim/lib.cpp with these exact signatures; every pointer
         // argument is an address inside a live `Buf` of this test (host memory).
         unsafe {
-            let f: libloading::Symbol<LaunchFn> = self.lib.get(b"cineseg_sim_launch").map_err(|e| NnError::Device(e.to_string()))?;
-            if f(cname.as_ptr(), g.as_ptr(), b.as_ptr(), slots.as_ptr(), slots.len() as i32) != 0 {
-                let e: libloading::Symbol<ErrorFn> = self.lib.get(b"cineseg_sim_error").map_err(|e| NnError::Device(e.to_string()))?;
-                return Err(NnError::Device(CStr::from_ptr(e()).to_string_lossy().into_owned()));
+            let f: libloading::Symbol<LaunchFn> = self
+                .lib
+                .get(b"cineseg_sim_launch")
+                .map_err(|e| NnError::Device(e.to_string()))?;
+            if f(
+                cname.as_ptr(),
+                g.as_ptr(),
+                b.as_ptr(),
+                slots.as_ptr(),
+                slots.len() as i32,
+            ) != 0
+            {
+                let e: libloading::Symbol<ErrorFn> = self
+                    .lib
+                    .get(b"cineseg_sim_error")
+                    .map_err(|e| NnError::Device(e.to_string()))?;
+                return Err(NnError::Device(
+                    CStr::from_ptr(e()).to_string_lossy().into_owned(),
+                ));
             }
         }
         Ok(())
@@ -158,7 +211,15 @@ fn setup(seed: u64) -> (UNetParams, Tensor, Target) {
         for y in 0..h {
             for x in 0..w {
                 let r2 = (y as f64 - 7.5 - s as f64).powi(2) + (x as f64 - 8.0).powi(2);
-                let l: u8 = if r2 < 9.0 { 3 } else if r2 < 25.0 { 2 } else if x < 3 { 1 } else { 0 };
+                let l: u8 = if r2 < 9.0 {
+                    3
+                } else if r2 < 25.0 {
+                    2
+                } else if x < 3 {
+                    1
+                } else {
+                    0
+                };
                 labels.push(l);
                 img.push((0.25 * l as f64 + 0.1 * rng.normal()) as f32);
             }
@@ -166,11 +227,17 @@ fn setup(seed: u64) -> (UNetParams, Tensor, Target) {
     }
     let x = Tensor::from_nhwc(n, h, w, 1, img).expect("x");
     // Sample 1 has no RV drawn (class 1): the marginal loss.
-    let labels: Vec<u8> = labels.iter().enumerate().map(|(i, l)| if i >= h * w && *l == 1 { 0 } else { *l }).collect();
-    let target = Target { labels, labelled: vec![vec![true; 4], vec![true, false, true, true]] };
+    let labels: Vec<u8> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| if i >= h * w && *l == 1 { 0 } else { *l })
+        .collect();
+    let target = Target {
+        labels,
+        labelled: vec![vec![true; 4], vec![true, false, true, true]],
+    };
     (p, x, target)
 }
-
 
 const GRAD_REL_L2: f64 = 0.12;
 const GRAD_COS: f64 = 0.993;
@@ -181,26 +248,57 @@ fn training_step_matches_cpu() {
     let s = need_sim!();
     let (p0, x, target) = setup(21);
     let mut p_cpu = p0.clone();
-    let want = CpuBackend::new(1).expect("cpu").train_step(&mut p_cpu, &x, &target).expect("cpu step");
+    let want = CpuBackend::new(1)
+        .expect("cpu")
+        .train_step(&mut p_cpu, &x, &target)
+        .expect("cpu step");
     let mut p_gpu = p0.clone();
     let mut t = GpuTrainer::new(s, &p0.cfg).expect("trainer");
     let t0 = std::time::Instant::now();
     let got = t.step(s, &mut p_gpu, &x, &target).expect("simulated step");
-    println!("simulated step: {:.1} s, loss {} (cpu {}), loss scale {}", t0.elapsed().as_secs_f64(), got.loss, want.loss, t.scale.scale);
-    assert!((got.loss - want.loss).abs() <= 2e-3 * want.loss.abs(), "loss {} vs {}", got.loss, want.loss);
+    println!(
+        "simulated step: {:.1} s, loss {} (cpu {}), loss scale {}",
+        t0.elapsed().as_secs_f64(),
+        got.loss,
+        want.loss,
+        t.scale.scale
+    );
+    assert!(
+        (got.loss - want.loss).abs() <= 2e-3 * want.loss.abs(),
+        "loss {} vs {}",
+        got.loss,
+        want.loss
+    );
     assert!((got.cross_entropy - want.cross_entropy).abs() <= 2e-3 * want.cross_entropy.abs());
     for (c, (g, w)) in got.dice.iter().zip(&want.dice).enumerate() {
-        assert!(g.is_nan() == w.is_nan() && (w.is_nan() || (g - w).abs() < 5e-3), "dice {c}: {g} vs {w}");
+        assert!(
+            g.is_nan() == w.is_nan() && (w.is_nan() || (g - w).abs() < 5e-3),
+            "dice {c}: {g} vs {w}"
+        );
     }
     let lmax = want.logits.data.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-    let lerr = got.logits.data.iter().zip(&want.logits.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let lerr = got
+        .logits
+        .data
+        .iter()
+        .zip(&want.logits.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     println!("logits: max |err| {lerr:.2e} of max |logit| {lmax:.3}");
     assert!(lerr <= 1e-2 * lmax, "logits differ by {lerr}");
     let layout = UNetParams::layout(&p0.cfg);
     let mut bad = Vec::new();
-    for ((info, g), w) in layout.iter().zip(got.grads.tensors()).zip(want.grads.tensors()) {
+    for ((info, g), w) in layout
+        .iter()
+        .zip(got.grads.tensors())
+        .zip(want.grads.tensors())
+    {
         if info.kind == Kind::RunningStat {
-            assert!(g.iter().all(|v| *v == 0.0), "{}: running-stat gradient must be zero", info.name);
+            assert!(
+                g.iter().all(|v| *v == 0.0),
+                "{}: running-stat gradient must be zero",
+                info.name
+            );
             continue;
         }
         let (rel, cos) = rel_l2(g, w);
@@ -210,14 +308,31 @@ fn training_step_matches_cpu() {
         }
     }
     assert!(bad.is_empty(), "gradients out of tolerance: {bad:#?}");
-    let flat = |p: &UNetParams| p.tensors().into_iter().flatten().copied().collect::<Vec<f32>>();
+    let flat = |p: &UNetParams| {
+        p.tensors()
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect::<Vec<f32>>()
+    };
     let (all, _) = rel_l2(&flat(&got.grads), &flat(&want.grads));
     println!("all gradients: rel L2 {all:.2e}");
-    assert!(all <= GRAD_REL_L2_ALL, "all gradients: relative L2 error {all}");
+    assert!(
+        all <= GRAD_REL_L2_ALL,
+        "all gradients: relative L2 error {all}"
+    );
     for ((info, g), w) in layout.iter().zip(p_gpu.tensors()).zip(p_cpu.tensors()) {
         for (a, b) in g.iter().zip(w.iter()) {
-            let tol = if info.kind == Kind::RunningStat { 2e-3 * (1.0 + b.abs()) } else { 0.0 };
-            assert!((a - b).abs() <= tol, "{}: {a} vs {b} (the step must change only running statistics)", info.name);
+            let tol = if info.kind == Kind::RunningStat {
+                2e-3 * (1.0 + b.abs())
+            } else {
+                0.0
+            };
+            assert!(
+                (a - b).abs() <= tol,
+                "{}: {a} vs {b} (the step must change only running statistics)",
+                info.name
+            );
         }
     }
 }
@@ -237,14 +352,37 @@ fn resident_adamw_matches_host_adamw_and_skips_overflow() {
     let frozen = |n: &str| !n.starts_with("enc0.");
     opt.update(&mut p_host, &out.grads, &frozen);
 
-    t.adamw_begin(s, &p0, AdamWConfig { weight_decay: wd, ..Default::default() }).expect("begin");
-    let rep = t.adamw_step(s, &x, &target, lr, &frozen).expect("resident step");
+    t.adamw_begin(
+        s,
+        &p0,
+        AdamWConfig {
+            weight_decay: wd,
+            ..Default::default()
+        },
+    )
+    .expect("begin");
+    let rep = t
+        .adamw_step(s, &x, &target, lr, &frozen)
+        .expect("resident step");
     assert!(!rep.skipped);
-    assert!((rep.loss - out.loss).abs() < 1e-9, "same device, same loss: {} vs {}", rep.loss, out.loss);
+    assert!(
+        (rep.loss - out.loss).abs() < 1e-9,
+        "same device, same loss: {} vs {}",
+        rep.loss,
+        out.loss
+    );
     let p_dev = t.adamw_params(s).expect("params");
-    for ((info, a), b) in UNetParams::layout(&p0.cfg).iter().zip(p_dev.tensors()).zip(p_host.tensors()) {
+    for ((info, a), b) in UNetParams::layout(&p0.cfg)
+        .iter()
+        .zip(p_dev.tensors())
+        .zip(p_host.tensors())
+    {
         for (u, v) in a.iter().zip(b.iter()) {
-            assert!((u - v).abs() <= 1e-6 * (1.0 + v.abs()), "{}: device {u} vs host {v}", info.name);
+            assert!(
+                (u - v).abs() <= 1e-6 * (1.0 + v.abs()),
+                "{}: device {u} vs host {v}",
+                info.name
+            );
         }
     }
     assert_eq!(t.adamw_steps(), 1);
@@ -252,14 +390,24 @@ fn resident_adamw_matches_host_adamw_and_skips_overflow() {
     // A scale of 2^40 overflows the fp16 activation gradients: the step must be skipped.
     t.scale.scale = 2f32.powi(40);
     let before = t.adamw_params(s).expect("params");
-    let rep = t.adamw_step(s, &x, &target, lr, &|_| true).expect("overflowing step");
+    let rep = t
+        .adamw_step(s, &x, &target, lr, &|_| true)
+        .expect("overflowing step");
     assert!(rep.skipped, "a 2^40 loss scale must overflow fp16");
     assert_eq!(t.scale.scale, 2f32.powi(39));
     assert_eq!(t.adamw_steps(), 1);
     let after = t.adamw_params(s).expect("params");
-    for ((info, a), b) in UNetParams::layout(&p0.cfg).iter().zip(after.tensors()).zip(before.tensors()) {
+    for ((info, a), b) in UNetParams::layout(&p0.cfg)
+        .iter()
+        .zip(after.tensors())
+        .zip(before.tensors())
+    {
         if info.kind != Kind::RunningStat {
-            assert_eq!(a, b, "{}: a skipped step must not change weights", info.name);
+            assert_eq!(
+                a, b,
+                "{}: a skipped step must not change weights",
+                info.name
+            );
         }
     }
 }

@@ -7,7 +7,14 @@ use cineseg::nn::{Model, Preprocess, UNetConfig, UNetParams};
 use std::path::Path;
 
 fn model() -> Model {
-    let mut m = Model::new(UNetParams::init(&UNetConfig::new(4, 2), 3).unwrap(), Some(Preprocess { spacing_mm: 1.25, size: 96, normalisation: Normalisation::default() }));
+    let mut m = Model::new(
+        UNetParams::init(&UNetConfig::new(4, 2), 3).unwrap(),
+        Some(Preprocess {
+            spacing_mm: 1.25,
+            size: 96,
+            normalisation: Normalisation::default(),
+        }),
+    );
     m.extra.insert("recipe".into(), "test".into());
     m
 }
@@ -54,7 +61,11 @@ fn bad_files_give_specific_errors() {
     let truncated = d.path().join("truncated.safetensors");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let e = load_err(&truncated);
-    assert!(e.contains("truncated.safetensors") && (e.contains("corrupt") || e.contains("not a safetensors")), "{e}");
+    assert!(
+        e.contains("truncated.safetensors")
+            && (e.contains("corrupt") || e.contains("not a safetensors")),
+        "{e}"
+    );
 
     let garbage = d.path().join("garbage.safetensors");
     std::fs::write(&garbage, b"hello, this is not a model").unwrap();
@@ -102,15 +113,28 @@ fn wrong_input_shapes_are_errors_not_panics() {
     let mut m = model();
     let mut cpu = CpuBackend::new(1).unwrap();
     cpu.load_inference(&m.params).unwrap();
-    let e = cpu.infer(&Tensor::zeros(1, 30, 32, 1)).unwrap_err().to_string();
+    let e = cpu
+        .infer(&Tensor::zeros(1, 30, 32, 1))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("divisible by 4"), "{e}");
-    let e = cpu.infer(&Tensor::zeros(1, 32, 32, 2)).unwrap_err().to_string();
+    let e = cpu
+        .infer(&Tensor::zeros(1, 32, 32, 2))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("channel"), "{e}");
     let x = Tensor::zeros(2, 32, 32, 1);
     let before = m.params.clone();
     let bad = Target::full(vec![0; 10], 2, 4);
     assert!(cpu.train_step(&mut m.params, &x, &bad).is_err());
-    assert!(m.params == before, "a rejected batch must not touch BatchNorm statistics");
+    assert!(
+        m.params == before,
+        "a rejected batch must not touch BatchNorm statistics"
+    );
     let bad_label = Target::full(vec![7; 2 * 32 * 32], 2, 4);
-    assert!(cpu.train_step(&mut m.params, &x, &bad_label).unwrap_err().to_string().contains("label value 7"));
+    assert!(cpu
+        .train_step(&mut m.params, &x, &bad_label)
+        .unwrap_err()
+        .to_string()
+        .contains("label value 7"));
 }

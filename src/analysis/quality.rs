@@ -206,7 +206,15 @@ pub fn check_confidence(per_phase: &[f32], threshold: f32) -> Vec<QualityFlag> {
     if mean >= threshold {
         return Vec::new();
     }
-    let (worst, low) = per_phase.iter().copied().enumerate().fold((0, f32::INFINITY), |a, (i, v)| if v < a.1 { (i, v) } else { a });
+    let (worst, low) =
+        per_phase
+            .iter()
+            .copied()
+            .enumerate()
+            .fold(
+                (0, f32::INFINITY),
+                |a, (i, v)| if v < a.1 { (i, v) } else { a },
+            );
     vec![QualityFlag {
         kind: FlagKind::LowConfidence,
         severity: Severity::Warning,

@@ -39,13 +39,24 @@ pub fn run(a: AdaptArgs, threads: usize) -> Result<(), CliError> {
     let memory;
     let src: &dyn FrameSource = if a.images.join("index.json").is_file() {
         store = FrameStore::open(&a.images)?;
-        if base.preprocess.as_ref().is_some_and(|p| p != store.preprocess()) {
-            log::warn!("{} was prepared differently from what {} expects", a.images.display(), a.base.display());
+        if base
+            .preprocess
+            .as_ref()
+            .is_some_and(|p| p != store.preprocess())
+        {
+            log::warn!(
+                "{} was prepared differently from what {} expects",
+                a.images.display(),
+                a.base.display()
+            );
         }
         &store
     } else {
         let p = base.preprocess.clone().ok_or_else(|| {
-            CliError::Usage(format!("{} does not record its preprocessing; adapt on a frame store instead", a.base.display()))
+            CliError::Usage(format!(
+                "{} does not record its preprocessing; adapt on a frame store instead",
+                a.base.display()
+            ))
         })?;
         memory = load_unlabelled(&a.images, &p, base.config().classes, a.limit)?;
         &memory
@@ -53,10 +64,24 @@ pub fn run(a: AdaptArgs, threads: usize) -> Result<(), CliError> {
     let n = a.limit.unwrap_or(usize::MAX).min(src.len());
     let idx: Vec<usize> = (0..n).collect();
     let (mut backend, why) = crate::nn::device::select(a.device, threads)?;
-    println!("re-estimating BatchNorm statistics of {} on {n} images with {} ({why})", a.base.display(), backend.describe());
-    let (mut model, report) = adapt_batchnorm(backend.as_mut(), &base, src, &idx, &AdaptOptions { batch: a.batch })?;
-    model.extra.insert("parent".into(), a.base.display().to_string());
-    model.extra.insert("adapt_images".into(), a.images.display().to_string());
+    println!(
+        "re-estimating BatchNorm statistics of {} on {n} images with {} ({why})",
+        a.base.display(),
+        backend.describe()
+    );
+    let (mut model, report) = adapt_batchnorm(
+        backend.as_mut(),
+        &base,
+        src,
+        &idx,
+        &AdaptOptions { batch: a.batch },
+    )?;
+    model
+        .extra
+        .insert("parent".into(), a.base.display().to_string());
+    model
+        .extra
+        .insert("adapt_images".into(), a.images.display().to_string());
     if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         super::ensure_dir(dir)?;
     }

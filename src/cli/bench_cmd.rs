@@ -34,7 +34,9 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: BenchArgs, threads: usize) -> Result<(), CliError> {
-    let (py, script) = default_anchor_paths(&std::env::current_dir().map_err(|e| CliError::file(".".as_ref(), e))?);
+    let (py, script) = default_anchor_paths(
+        &std::env::current_dir().map_err(|e| CliError::file(".".as_ref(), e))?,
+    );
     let threads = if threads == 0 { 2 } else { threads };
     let opts = BenchOptions {
         cfg: UNetConfig::new(a.base, a.depth),
@@ -44,7 +46,11 @@ pub fn run(a: BenchArgs, threads: usize) -> Result<(), CliError> {
         train_batch: a.train_batch,
         repeats: 5,
         python: if a.no_anchors { None } else { a.python.or(py) },
-        reference: if a.no_anchors { None } else { a.reference.or(script) },
+        reference: if a.no_anchors {
+            None
+        } else {
+            a.reference.or(script)
+        },
     };
     print!("{}", run_bench(&opts)?);
     Ok(())

@@ -2,7 +2,7 @@
 //! with the shipped model, and writes masks, volumes, overlays and the volume curve, so a new
 //! user sees the whole path working in one command with no data of their own.
 
-use super::{CliError};
+use super::CliError;
 use crate::analysis::metrics::evaluate;
 use crate::analysis::volumes::summarize;
 use crate::analysis::LabelVolume;
@@ -38,7 +38,11 @@ pub struct DemoArgs {
 
 pub fn run(a: DemoArgs, threads: usize) -> Result<(), CliError> {
     let model = super::load_model(a.model.as_deref())?;
-    let params = PhantomParams { slices: a.slices, phases: a.phases, ..PhantomParams::default() };
+    let params = PhantomParams {
+        slices: a.slices,
+        phases: a.phases,
+        ..PhantomParams::default()
+    };
     let ph = generate(&params, a.seed).map_err(|e| CliError::Usage(e.to_string()))?;
     println!(
         "phantom: {} slices x {} phases, {}x{} px at {} mm, slices {} mm apart; true ED phase {}, ES phase {}",
@@ -55,10 +59,18 @@ pub fn run(a: DemoArgs, threads: usize) -> Result<(), CliError> {
     for t in 0..params.phases {
         let slices: Vec<Slice2D> = (0..params.slices)
             .filter_map(|s| ph.image(s, t))
-            .map(|d| Slice2D { width: params.width, height: params.height, spacing: [params.pixel_mm; 2], data: d.to_vec() })
+            .map(|d| Slice2D {
+                width: params.width,
+                height: params.height,
+                spacing: [params.pixel_mm; 2],
+                data: d.to_vec(),
+            })
             .collect();
         let labels = seg.segment(&slices, &|_, _| {})?;
-        low_conf += labels.iter().filter(|l| l.foreground > 0 && l.confidence < 0.7).count();
+        low_conf += labels
+            .iter()
+            .filter(|l| l.foreground > 0 && l.confidence < 0.7)
+            .count();
         phases.push(phase_volume(&labels, params.width, params.height, spacing)?);
         pb.inc(1);
     }
@@ -68,9 +80,16 @@ pub fn run(a: DemoArgs, threads: usize) -> Result<(), CliError> {
     // Masks and images as 4D NIfTI.
     let dims = [params.width, params.height, params.slices, params.phases];
     let sp = [params.pixel_mm, params.pixel_mm, params.slice_mm, 0.0];
-    let all: Vec<u8> = phases.iter().flat_map(|p| p.labels.iter().copied()).collect();
+    let all: Vec<u8> = phases
+        .iter()
+        .flat_map(|p| p.labels.iter().copied())
+        .collect();
     write_labels(&a.out.join("phantom_seg.nii.gz"), dims, sp, &all)?;
-    let truth: Vec<u8> = ph.labels.iter().flat_map(|p| p.labels.iter().copied()).collect();
+    let truth: Vec<u8> = ph
+        .labels
+        .iter()
+        .flat_map(|p| p.labels.iter().copied())
+        .collect();
     write_labels(&a.out.join("phantom_truth.nii.gz"), dims, sp, &truth)?;
     // Numbers, predicted and true.
     let pred = summarize(&phases)?;
@@ -79,10 +98,20 @@ pub fn run(a: DemoArgs, threads: usize) -> Result<(), CliError> {
     // Overlays at ED and ES, and the volume curve.
     for (name, t) in [("ed", pred.ed_phase), ("es", pred.es_phase)] {
         let stack = ph.phase_stack(t).unwrap_or_default();
-        let tiles = (0..params.slices).map(|s| overlay_slice(&stack, &phases[t], s, OverlayStyle::Contour)).collect::<Result<Vec<_>, _>>()?;
+        let tiles = (0..params.slices)
+            .map(|s| overlay_slice(&stack, &phases[t], s, OverlayStyle::Contour))
+            .collect::<Result<Vec<_>, _>>()?;
         montage(&tiles, 5, 4)?.save_png(&a.out.join(format!("overlay_{name}.png")))?;
     }
-    volume_curve(&pred.lv_curve_ml, &pred.rv_curve_ml, pred.ed_phase, pred.es_phase, 640, 360)?.save_png(&a.out.join("volume_curve.png"))?;
+    volume_curve(
+        &pred.lv_curve_ml,
+        &pred.rv_curve_ml,
+        pred.ed_phase,
+        pred.es_phase,
+        640,
+        360,
+    )?
+    .save_png(&a.out.join("volume_curve.png"))?;
     let report = serde_json::json!({
         "predicted": pred,
         "truth": tru,
@@ -91,23 +120,63 @@ pub fn run(a: DemoArgs, threads: usize) -> Result<(), CliError> {
         "seconds": secs,
     });
     super::write_json(&a.out.join("report.json"), &report)?;
-    let pct = |v: Option<f64>| v.map(|x| format!("{x:.1} %")).unwrap_or_else(|| "n/a".into());
-    println!("segmented {} images in {:.1} s ({:.1} img/s)", params.slices * params.phases, secs, (params.slices * params.phases) as f64 / secs);
+    let pct = |v: Option<f64>| {
+        v.map(|x| format!("{x:.1} %"))
+            .unwrap_or_else(|| "n/a".into())
+    };
+    println!(
+        "segmented {} images in {:.1} s ({:.1} img/s)",
+        params.slices * params.phases,
+        secs,
+        (params.slices * params.phases) as f64 / secs
+    );
     println!("{:<12} {:>10} {:>10}", "", "cineseg", "truth");
-    println!("{:<12} {:>10} {:>10}", "ED phase", pred.ed_phase, tru.ed_phase);
-    println!("{:<12} {:>10} {:>10}", "ES phase", pred.es_phase, tru.es_phase);
-    println!("{:<12} {:>10.1} {:>10.1}", "LVEDV ml", pred.lv_edv_ml, tru.lv_edv_ml);
-    println!("{:<12} {:>10.1} {:>10.1}", "LVESV ml", pred.lv_esv_ml, tru.lv_esv_ml);
-    println!("{:<12} {:>10} {:>10}", "LVEF", pct(pred.lv_ef_percent), pct(tru.lv_ef_percent));
-    println!("{:<12} {:>10.1} {:>10.1}", "LV mass g", pred.lv_mass_g, tru.lv_mass_g);
-    println!("{:<12} {:>10.1} {:>10.1}", "RVEDV ml", pred.rv_edv_ml, tru.rv_edv_ml);
-    println!("{:<12} {:>10} {:>10}", "RVEF", pct(pred.rv_ef_percent), pct(tru.rv_ef_percent));
+    println!(
+        "{:<12} {:>10} {:>10}",
+        "ED phase", pred.ed_phase, tru.ed_phase
+    );
+    println!(
+        "{:<12} {:>10} {:>10}",
+        "ES phase", pred.es_phase, tru.es_phase
+    );
+    println!(
+        "{:<12} {:>10.1} {:>10.1}",
+        "LVEDV ml", pred.lv_edv_ml, tru.lv_edv_ml
+    );
+    println!(
+        "{:<12} {:>10.1} {:>10.1}",
+        "LVESV ml", pred.lv_esv_ml, tru.lv_esv_ml
+    );
+    println!(
+        "{:<12} {:>10} {:>10}",
+        "LVEF",
+        pct(pred.lv_ef_percent),
+        pct(tru.lv_ef_percent)
+    );
+    println!(
+        "{:<12} {:>10.1} {:>10.1}",
+        "LV mass g", pred.lv_mass_g, tru.lv_mass_g
+    );
+    println!(
+        "{:<12} {:>10.1} {:>10.1}",
+        "RVEDV ml", pred.rv_edv_ml, tru.rv_edv_ml
+    );
+    println!(
+        "{:<12} {:>10} {:>10}",
+        "RVEF",
+        pct(pred.rv_ef_percent),
+        pct(tru.rv_ef_percent)
+    );
     println!(
         "Dice at ED: LV {:.3}, MYO {:.3}, RV {:.3}{}",
         ed_metrics[0].dice,
         ed_metrics[1].dice,
         ed_metrics[2].dice,
-        if low_conf > 0 { format!("  ({low_conf} slices with low model confidence)") } else { String::new() }
+        if low_conf > 0 {
+            format!("  ({low_conf} slices with low model confidence)")
+        } else {
+            String::new()
+        }
     );
     println!("wrote masks, overlays (overlay_ed.png, overlay_es.png), volume_curve.png and report.json to {}", a.out.display());
     Ok(())

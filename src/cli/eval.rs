@@ -70,7 +70,15 @@ pub struct PatientNumbers {
 }
 
 /// Names of the clinical numbers in [`PatientNumbers`].
-pub const NUMBERS: [&str; 7] = ["LVEDV ml", "LVESV ml", "LVEF %", "LV mass g", "RVEDV ml", "RVESV ml", "RVEF %"];
+pub const NUMBERS: [&str; 7] = [
+    "LVEDV ml",
+    "LVESV ml",
+    "LVEF %",
+    "LV mass g",
+    "RVEDV ml",
+    "RVESV ml",
+    "RVEF %",
+];
 
 #[derive(Serialize, Debug)]
 pub struct EvalReport {
@@ -91,7 +99,13 @@ fn truth_volume(path: &Path) -> Result<LabelVolume, CliError> {
         .iter()
         .map(|x| acdc_to_cineseg(x.round() as u8).map_err(|e| IoError::layout(path, e.to_string())))
         .collect::<Result<Vec<u8>, IoError>>()?;
-    Ok(LabelVolume::from_labels(v.dims[0], v.dims[1], v.dims[2], [v.spacing[0], v.spacing[1], v.spacing[2]], labels)?)
+    Ok(LabelVolume::from_labels(
+        v.dims[0],
+        v.dims[1],
+        v.dims[2],
+        [v.spacing[0], v.spacing[1], v.spacing[2]],
+        labels,
+    )?)
 }
 
 fn ef(edv: f64, esv: f64) -> f64 {
@@ -103,11 +117,22 @@ fn ef(edv: f64, esv: f64) -> f64 {
 }
 
 fn numbers(ed: &PhaseVolumes, es: &PhaseVolumes) -> [f64; 7] {
-    [ed.lv_ml, es.lv_ml, ef(ed.lv_ml, es.lv_ml), ed.myo_ml * 1.05, ed.rv_ml, es.rv_ml, ef(ed.rv_ml, es.rv_ml)]
+    [
+        ed.lv_ml,
+        es.lv_ml,
+        ef(ed.lv_ml, es.lv_ml),
+        ed.myo_ml * 1.05,
+        ed.rv_ml,
+        es.rv_ml,
+        ef(ed.rv_ml, es.rv_ml),
+    ]
 }
 
 /// Evaluates one patient's ED and ES volumes.
-fn evaluate_patient(seg: &mut Segmenter<'_>, p: &AcdcPatient) -> Result<(Vec<VolumeResult>, Option<PatientNumbers>), CliError> {
+fn evaluate_patient(
+    seg: &mut Segmenter<'_>,
+    p: &AcdcPatient,
+) -> Result<(Vec<VolumeResult>, Option<PatientNumbers>), CliError> {
     let mut results = Vec::new();
     let mut by_phase = BTreeMap::new();
     for f in &p.frames {
@@ -115,7 +140,9 @@ fn evaluate_patient(seg: &mut Segmenter<'_>, p: &AcdcPatient) -> Result<(Vec<Vol
         let img = read_volume(&f.image)?;
         let truth = truth_volume(gt)?;
         let (pred, _) = segment_nifti(seg, &img, false)?;
-        let Some(pred) = pred.into_iter().next() else { continue };
+        let Some(pred) = pred.into_iter().next() else {
+            continue;
+        };
         let m = evaluate(&pred, &truth)?;
         let phase = format!("{:?}", f.phase).to_uppercase();
         let r = VolumeResult {
@@ -130,14 +157,21 @@ fn evaluate_patient(seg: &mut Segmenter<'_>, p: &AcdcPatient) -> Result<(Vec<Vol
         results.push(r);
     }
     let nums = match (by_phase.get("ED"), by_phase.get("ES")) {
-        (Some(ed), Some(es)) => Some(PatientNumbers { patient: p.id.clone(), group: p.info.group.clone(), predicted: numbers(&ed.0, &es.0), truth: numbers(&ed.1, &es.1) }),
+        (Some(ed), Some(es)) => Some(PatientNumbers {
+            patient: p.id.clone(),
+            group: p.info.group.clone(),
+            predicted: numbers(&ed.0, &es.0),
+            truth: numbers(&ed.1, &es.1),
+        }),
         _ => None,
     };
     Ok((results, nums))
 }
 
 fn mean(v: impl Iterator<Item = f64>) -> f64 {
-    let (s, n) = v.filter(|x| x.is_finite()).fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    let (s, n) = v
+        .filter(|x| x.is_finite())
+        .fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
     if n == 0 {
         f64::NAN
     } else {
@@ -148,7 +182,11 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
 /// Runs the evaluation and returns the report (the CLI prints it).
 pub fn evaluate_folder(a: &EvalArgs, threads: usize) -> Result<EvalReport, CliError> {
     let model = super::load_model(a.model.as_deref())?;
-    let fraction = model.extra.get("validation_fraction").and_then(|v| v.parse().ok()).unwrap_or(VALIDATION_FRACTION);
+    let fraction = model
+        .extra
+        .get("validation_fraction")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(VALIDATION_FRACTION);
     let mut patients: Vec<AcdcPatient> = scan(&a.data)?
         .into_iter()
         .filter(|p| match a.split {
@@ -161,7 +199,11 @@ pub fn evaluate_folder(a: &EvalArgs, threads: usize) -> Result<EvalReport, CliEr
         patients.truncate(l);
     }
     if patients.is_empty() {
-        return Err(CliError::Usage(format!("no patients of the {:?} split in {}", a.split, a.data.display())));
+        return Err(CliError::Usage(format!(
+            "no patients of the {:?} split in {}",
+            a.split,
+            a.data.display()
+        )));
     }
     let (mut backend, why) = crate::nn::device::select(a.device, threads)?;
     log::info!("compute backend: {} ({why})", backend.describe());
@@ -188,7 +230,11 @@ pub fn evaluate_folder(a: &EvalArgs, threads: usize) -> Result<EvalReport, CliEr
         })
         .collect();
     Ok(EvalReport {
-        model: a.model.as_ref().map(|m| m.display().to_string()).unwrap_or_else(|| super::default_model_path().display().to_string()),
+        model: a
+            .model
+            .as_ref()
+            .map(|m| m.display().to_string())
+            .unwrap_or_else(|| super::default_model_path().display().to_string()),
         split: format!("{:?}", a.split).to_lowercase(),
         patients: patients.len(),
         volumes,
@@ -201,16 +247,34 @@ pub fn evaluate_folder(a: &EvalArgs, threads: usize) -> Result<EvalReport, CliEr
 
 /// The report as a terminal table.
 pub fn format_report(r: &EvalReport) -> String {
-    let mut s = format!("{} patients ({} split), {} labelled volumes, model {}\n\n", r.patients, r.split, r.volumes.len(), r.model);
+    let mut s = format!(
+        "{} patients ({} split), {} labelled volumes, model {}\n\n",
+        r.patients,
+        r.split,
+        r.volumes.len(),
+        r.model
+    );
     s += &format!("{:<6} {:>8} {:>12}\n", "class", "Dice", "HD95 mm");
     for (i, c) in ["LV", "MYO", "RV"].iter().enumerate() {
-        s += &format!("{:<6} {:>8.3} {:>12.2}\n", c, r.mean_dice[i], r.mean_hd95_mm[i]);
+        s += &format!(
+            "{:<6} {:>8.3} {:>12.2}\n",
+            c, r.mean_dice[i], r.mean_hd95_mm[i]
+        );
     }
-    s += &format!("\n{:<10} {:>10} {:>10} {:>8} {:>4}\n", "measure", "MAE", "bias", "r", "n");
+    s += &format!(
+        "\n{:<10} {:>10} {:>10} {:>8} {:>4}\n",
+        "measure", "MAE", "bias", "r", "n"
+    );
     for name in NUMBERS {
         if let Some(a) = r.agreement.get(name) {
-            let rr = a.pearson_r.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
-            s += &format!("{:<10} {:>10.2} {:>10.2} {:>8} {:>4}\n", name, a.mean_abs_error, a.bias, rr, a.n);
+            let rr = a
+                .pearson_r
+                .map(|v| format!("{v:.3}"))
+                .unwrap_or_else(|| "-".into());
+            s += &format!(
+                "{:<10} {:>10.2} {:>10.2} {:>8} {:>4}\n",
+                name, a.mean_abs_error, a.bias, rr, a.n
+            );
         }
     }
     s

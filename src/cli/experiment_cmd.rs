@@ -68,7 +68,12 @@ fn transfer(a: TransferArgs, threads: usize) -> Result<(), CliError> {
     let store = FrameStore::open(&a.data)?;
     let mut base = Model::load(&a.base)?;
     base.preprocess = Some(store.preprocess().clone());
-    let listed: Option<Vec<String>> = a.test_patients.as_ref().map(|s| s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect());
+    let listed: Option<Vec<String>> = a.test_patients.as_ref().map(|s| {
+        s.split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect()
+    });
     let (train_idx, test_idx) = split_by_patient(&store, |p| match &listed {
         Some(l) => l.iter().any(|x| x == p),
         None => is_validation(p, a.test_fraction),
@@ -82,11 +87,29 @@ fn transfer(a: TransferArgs, threads: usize) -> Result<(), CliError> {
     let ed_es = select(&store, &tags, &train_idx, &Subset::EdEs, recipe.seed)?.len();
     let arms = Arms::parse(&a.arms, ed_es)?;
     let (mut backend, why) = crate::nn::device::select(a.device, threads)?;
-    println!("transfer experiment: {} training / {} test frames on {} ({why})", train_idx.len(), test_idx.len(), backend.describe());
+    println!(
+        "transfer experiment: {} training / {} test frames on {} ({why})",
+        train_idx.len(),
+        test_idx.len(),
+        backend.describe()
+    );
     super::ensure_dir(&a.work)?;
     super::ensure_dir(&a.out)?;
-    let progress = BarProgress { pb: bar(0, "epoch 1") };
-    let mut table = run_transfer(backend.as_mut(), &base, &store, &tags, &train_idx, &test_idx, &recipe, Some(arms), &a.work, &progress)?;
+    let progress = BarProgress {
+        pb: bar(0, "epoch 1"),
+    };
+    let mut table = run_transfer(
+        backend.as_mut(),
+        &base,
+        &store,
+        &tags,
+        &train_idx,
+        &test_idx,
+        &recipe,
+        Some(arms),
+        &a.work,
+        &progress,
+    )?;
     progress.pb.finish_and_clear();
     table.target = a.data.display().to_string();
     write_outputs(&table, &a, &std::env::args().collect::<Vec<_>>().join(" "))
@@ -108,13 +131,27 @@ fn write_outputs(t: &TransferTable, a: &TransferArgs, command: &str) -> Result<(
         .map(|(k, r)| {
             let flat = {
                 let v: Vec<f64> = r.dice.iter().flatten().copied().collect();
-                if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+                if v.is_empty() {
+                    f64::NAN
+                } else {
+                    v.iter().sum::<f64>() / v.len() as f64
+                }
             };
-            Series { values: if r.curve.is_empty() { vec![flat] } else { r.curve.clone() }, colour: SERIES_COLOURS[k % SERIES_COLOURS.len()] }
+            Series {
+                values: if r.curve.is_empty() {
+                    vec![flat]
+                } else {
+                    r.curve.clone()
+                },
+                colour: SERIES_COLOURS[k % SERIES_COLOURS.len()],
+            }
         })
         .collect();
     learning_curves(&series, 640, 360)?.save_png(&a.out.join("transfer-curves.png"))?;
     print!("{}", markdown(t));
-    println!("wrote {}, transfer.json and transfer-curves.png", md_path.display());
+    println!(
+        "wrote {}, transfer.json and transfer-curves.png",
+        md_path.display()
+    );
     Ok(())
 }

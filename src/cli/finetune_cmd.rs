@@ -7,7 +7,9 @@ use crate::nn::weights::StoreAs;
 use crate::nn::Model;
 use crate::store::{split::is_validation, FrameStore};
 use crate::train::augment::AugmentConfig;
-use crate::train::finetune::{finetune, parse_classes, split_by_patient, FinetuneRecipe, PartialLabels};
+use crate::train::finetune::{
+    finetune, parse_classes, split_by_patient, FinetuneRecipe, PartialLabels,
+};
 use crate::train::subset::{select, store_tags, Subset};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -110,8 +112,16 @@ pub fn default_run_dir(out: &Path) -> PathBuf {
 pub fn run(a: FinetuneArgs, threads: usize) -> Result<(), CliError> {
     let store = FrameStore::open(&a.data)?;
     let mut base = Model::load(&a.base)?;
-    if base.preprocess.as_ref().is_some_and(|p| p != store.preprocess()) {
-        log::warn!("{} was trained with other preprocessing than {}; using the store's", a.base.display(), a.data.display());
+    if base
+        .preprocess
+        .as_ref()
+        .is_some_and(|p| p != store.preprocess())
+    {
+        log::warn!(
+            "{} was trained with other preprocessing than {}; using the store's",
+            a.base.display(),
+            a.data.display()
+        );
     }
     base.preprocess = Some(store.preprocess().clone());
     let drawn = match &a.classes {
@@ -121,7 +131,13 @@ pub fn run(a: FinetuneArgs, threads: usize) -> Result<(), CliError> {
     let src = PartialLabels::new(&store, drawn);
     let fraction = a.validation_fraction;
     let (candidates, val_idx) = split_by_patient(&src, |p| is_validation(p, fraction));
-    let train_idx = select(&src, &store_tags(&store), &candidates, &a.subset, a.recipe.seed())?;
+    let train_idx = select(
+        &src,
+        &store_tags(&store),
+        &candidates,
+        &a.subset,
+        a.recipe.seed(),
+    )?;
     let recipe = a.recipe.recipe(Some(candidates.len()));
     let run_dir = a.run_dir.clone().unwrap_or_else(|| default_run_dir(&a.out));
     super::ensure_dir(&run_dir)?;
@@ -136,19 +152,45 @@ pub fn run(a: FinetuneArgs, threads: usize) -> Result<(), CliError> {
         recipe.images_per_epoch.unwrap_or(0),
         backend.describe()
     );
-    let progress = BarProgress { pb: bar(0, "epoch 1") };
-    let (model, summary) = finetune(backend.as_mut(), &base, &src, &train_idx, &val_idx, &recipe, &run_dir, a.budget, &progress)?;
+    let progress = BarProgress {
+        pb: bar(0, "epoch 1"),
+    };
+    let (model, summary) = finetune(
+        backend.as_mut(),
+        &base,
+        &src,
+        &train_idx,
+        &val_idx,
+        &recipe,
+        &run_dir,
+        a.budget,
+        &progress,
+    )?;
     progress.pb.finish_and_clear();
     super::write_json(&run_dir.join("finetune.json"), &summary)?;
     let Some(mut model) = model else {
-        println!("stopped by the time budget; rerun the same command to continue ({})", run_dir.display());
+        println!(
+            "stopped by the time budget; rerun the same command to continue ({})",
+            run_dir.display()
+        );
         return Ok(());
     };
-    model.extra.insert("parent".into(), a.base.display().to_string());
-    model.extra.insert("train_data".into(), a.data.display().to_string());
-    model.extra.insert("finetune_subset".into(), a.subset.to_string());
-    model.extra.insert("validation_fraction".into(), fraction.to_string());
-    model.extra.insert("recipe".into(), serde_json::to_string(&recipe).unwrap_or_default());
+    model
+        .extra
+        .insert("parent".into(), a.base.display().to_string());
+    model
+        .extra
+        .insert("train_data".into(), a.data.display().to_string());
+    model
+        .extra
+        .insert("finetune_subset".into(), a.subset.to_string());
+    model
+        .extra
+        .insert("validation_fraction".into(), fraction.to_string());
+    model.extra.insert(
+        "recipe".into(),
+        serde_json::to_string(&recipe).unwrap_or_default(),
+    );
     if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         super::ensure_dir(dir)?;
     }

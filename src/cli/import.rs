@@ -2,9 +2,9 @@
 //! files) to a frame store.
 
 use super::{progress::bar, CliError};
+use crate::image::Slice2D;
 use crate::nn::config::Normalisation;
 use crate::nn::Preprocess;
-use crate::image::Slice2D;
 use crate::store::import::{import_acdc_with, SliceTransform};
 use crate::store::import_dicom::import_sunnybrook;
 use crate::train::domain7t::Sim7T;
@@ -42,7 +42,11 @@ pub struct ImportArgs {
 }
 
 pub fn run(a: ImportArgs) -> Result<(), CliError> {
-    let p = Preprocess { spacing_mm: a.spacing, size: a.size, normalisation: Normalisation::default() };
+    let p = Preprocess {
+        spacing_mm: a.spacing,
+        size: a.size,
+        normalisation: Normalisation::default(),
+    };
     let pb = bar(0, "import");
     let progress = |done: usize, total: usize| {
         pb.set_length(total as u64);
@@ -64,7 +68,8 @@ pub fn run(a: ImportArgs) -> Result<(), CliError> {
             let mut sim = match &a.domain_params {
                 Some(f) => {
                     let text = std::fs::read_to_string(f).map_err(|e| CliError::file(f, e))?;
-                    serde_json::from_str::<Sim7T>(&text).map_err(|e| CliError::Usage(format!("{}: {e}", f.display())))?
+                    serde_json::from_str::<Sim7T>(&text)
+                        .map_err(|e| CliError::Usage(format!("{}: {e}", f.display())))?
                 }
                 None => Sim7T::default(),
             };
@@ -72,16 +77,38 @@ pub fn run(a: ImportArgs) -> Result<(), CliError> {
             sim.check().map_err(CliError::Usage)?;
             Some(sim)
         }
-        Some(other) => return Err(CliError::Usage(format!("unknown --domain {other:?} (known: 7t)"))),
+        Some(other) => {
+            return Err(CliError::Usage(format!(
+                "unknown --domain {other:?} (known: 7t)"
+            )))
+        }
     };
-    let transform = sim.as_ref().map(|sim| move |pt: &str, z: usize, frame: usize, s: &mut Slice2D| sim.apply(pt, z, frame, s));
-    let s = import_acdc_with(&acdc, &a.out, &p, transform.as_ref().map(|t| t as &SliceTransform<'_>), &progress)?;
+    let transform = sim.as_ref().map(|sim| {
+        move |pt: &str, z: usize, frame: usize, s: &mut Slice2D| sim.apply(pt, z, frame, s)
+    });
+    let s = import_acdc_with(
+        &acdc,
+        &a.out,
+        &p,
+        transform.as_ref().map(|t| t as &SliceTransform<'_>),
+        &progress,
+    )?;
     if let Some(sim) = &sim {
         super::write_json(&a.out.join("domain.json"), sim)?;
-        println!("simulated 7T domain (seed {}), parameters in {}", sim.seed, a.out.join("domain.json").display());
+        println!(
+            "simulated 7T domain (seed {}), parameters in {}",
+            sim.seed,
+            a.out.join("domain.json").display()
+        );
     }
     pb.finish_and_clear();
-    println!("imported {} patients, {} labelled volumes, {} frames into {}", s.patients, s.volumes, s.frames, a.out.display());
+    println!(
+        "imported {} patients, {} labelled volumes, {} frames into {}",
+        s.patients,
+        s.volumes,
+        s.frames,
+        a.out.display()
+    );
     for (g, n) in &s.groups {
         println!("  {g}: {n} patients");
     }

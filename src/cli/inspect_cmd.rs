@@ -14,9 +14,13 @@ pub struct InspectArgs {
 }
 
 pub fn run(a: InspectArgs) -> Result<(), CliError> {
-    let r = crate::dicom::inspect(&a.path).map_err(|e| CliError::Usage(format!("{}: {e}", a.path.display())))?;
+    let r = crate::dicom::inspect(&a.path)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", a.path.display())))?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r).map_err(|e| CliError::Usage(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).map_err(|e| CliError::Usage(e.to_string()))?
+        );
     } else {
         print!("{r}");
     }

@@ -27,8 +27,12 @@ pub const VALIDATION_FRACTION: f64 = 0.2;
 pub const SHIPPED_MODEL: &str = "cineseg-acdc.safetensors";
 
 #[derive(Parser, Debug)]
-#[command(name = "cineseg", version, about = "Cardiac cine MRI segmentation beside the scanner: LV, myocardium and RV in every frame, EDV/ESV/EF/mass, on CPU or GPU.",
-    long_about = "Cardiac cine MRI segmentation beside the scanner.\n\nTypical use:\n  cineseg demo                                   # synthetic cine, segmented by the shipped model\n  cineseg segment patient_4d.nii.gz --out out/   # masks + volumes for a NIfTI cine\n  cineseg import --acdc ../shared/data/acdc/training --out acdc.store\n  cineseg train --data acdc.store --out runs/base  # train a model (resumable)\n  cineseg eval --data ../shared/data/acdc/training # Dice, HD95, volume and EF errors")]
+#[command(
+    name = "cineseg",
+    version,
+    about = "Cardiac cine MRI segmentation beside the scanner: LV, myocardium and RV in every frame, EDV/ESV/EF/mass, on CPU or GPU.",
+    long_about = "Cardiac cine MRI segmentation beside the scanner.\n\nTypical use:\n  cineseg demo                                   # synthetic cine, segmented by the shipped model\n  cineseg segment patient_4d.nii.gz --out out/   # masks + volumes for a NIfTI cine\n  cineseg import --acdc ../shared/data/acdc/training --out acdc.store\n  cineseg train --data acdc.store --out runs/base  # train a model (resumable)\n  cineseg eval --data ../shared/data/acdc/training # Dice, HD95, volume and EF errors"
+)]
 pub struct Cli {
     /// Log level: error, warn, info, debug, trace (or a tracing filter such as cineseg=debug).
     #[arg(long, global = true, default_value = "info")]
@@ -118,7 +122,10 @@ impl CliError {
 
     /// A file-system error on `path`.
     pub fn file(path: &Path, source: std::io::Error) -> Self {
-        CliError::File { path: path.into(), source }
+        CliError::File {
+            path: path.into(),
+            source,
+        }
     }
 }
 
@@ -153,15 +160,28 @@ pub fn default_model_path() -> PathBuf {
             candidates.push(anc.join("models").join(SHIPPED_MODEL));
         }
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(SHIPPED_MODEL));
-    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| candidates[0].clone())
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models")
+            .join(SHIPPED_MODEL),
+    );
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| candidates[0].clone())
 }
 
 /// Loads a model, with a hint when it is the shipped one and missing.
 pub fn load_model(path: Option<&Path>) -> Result<crate::nn::Model, CliError> {
-    let p = path.map(Path::to_path_buf).unwrap_or_else(default_model_path);
+    let p = path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(default_model_path);
     if !p.is_file() {
-        return Err(CliError::Usage(format!("model file {} not found (pass --model, or set CINESEG_MODEL)", p.display())));
+        return Err(CliError::Usage(format!(
+            "model file {} not found (pass --model, or set CINESEG_MODEL)",
+            p.display()
+        )));
     }
     Ok(crate::nn::Model::load(&p)?)
 }

@@ -65,24 +65,64 @@ pub fn run(a: ModelsArgs, threads: usize) -> Result<(), CliError> {
         Action::List => {
             let cur = reg.current().map(str::to_string);
             for m in reg.list()? {
-                let score = m.validations.last().map(|v| format!("{:.4}", v.score)).unwrap_or_else(|| "-".into());
-                let mark = if cur.as_deref() == Some(m.id.as_str()) { "*" } else { " " };
-                println!("{mark} {}  parent {:<16}  held-out {score:>6}  data {}  {}", m.id, m.parent.as_deref().unwrap_or("-"), m.data, m.note);
+                let score = m
+                    .validations
+                    .last()
+                    .map(|v| format!("{:.4}", v.score))
+                    .unwrap_or_else(|| "-".into());
+                let mark = if cur.as_deref() == Some(m.id.as_str()) {
+                    "*"
+                } else {
+                    " "
+                };
+                println!(
+                    "{mark} {}  parent {:<16}  held-out {score:>6}  data {}  {}",
+                    m.id,
+                    m.parent.as_deref().unwrap_or("-"),
+                    m.data,
+                    m.note
+                );
             }
         }
-        Action::Add { model, parent, data, note } => {
+        Action::Add {
+            model,
+            parent,
+            data,
+            note,
+        } => {
             let m = reg.add(&model, parent.as_deref(), &data, &note)?;
             println!("{}", m.id);
         }
-        Action::Promote { id, data, site, fraction, margin, device } => {
+        Action::Promote {
+            id,
+            data,
+            site,
+            fraction,
+            margin,
+            device,
+        } => {
             let store = FrameStore::open(&data)?;
-            let patients: Vec<&str> = store.frames().iter().map(|f| f.patient_id.as_str()).collect();
+            let patients: Vec<&str> = store
+                .frames()
+                .iter()
+                .map(|f| f.patient_id.as_str())
+                .collect();
             let split = reg.held_out_split(&site, fraction, patients)?;
             let (_, held) = split_by_patient(&store, |p| split.is_held_out(p));
             let (mut backend, why) = crate::nn::device::select(device, threads)?;
-            log::info!("validating on {} held-out frames with {} ({why})", held.len(), backend.describe());
-            let d = reg.promote(&id, margin, &mut |m| held_out_validation(backend.as_mut(), m, &store, &held, 8))?;
-            println!("{}: {}", if d.promoted { "promoted" } else { "refused" }, d.reason);
+            log::info!(
+                "validating on {} held-out frames with {} ({why})",
+                held.len(),
+                backend.describe()
+            );
+            let d = reg.promote(&id, margin, &mut |m| {
+                held_out_validation(backend.as_mut(), m, &store, &held, 8)
+            })?;
+            println!(
+                "{}: {}",
+                if d.promoted { "promoted" } else { "refused" },
+                d.reason
+            );
             super::write_json(&a.registry.join("last-decision.json"), &d)?;
         }
         Action::Rollback { to } => {
@@ -91,7 +131,12 @@ pub fn run(a: ModelsArgs, threads: usize) -> Result<(), CliError> {
         }
         Action::Current => match reg.current() {
             Some(id) => println!("{}", reg.model_path(id).display()),
-            None => return Err(CliError::Usage(format!("{} has no current model", a.registry.display()))),
+            None => {
+                return Err(CliError::Usage(format!(
+                    "{} has no current model",
+                    a.registry.display()
+                )))
+            }
         },
     }
     Ok(())

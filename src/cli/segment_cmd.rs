@@ -51,13 +51,22 @@ pub struct NiftiReport {
 pub fn slices_of(vol: &Volume, t: usize) -> Vec<Slice2D> {
     (0..vol.dims[2])
         .filter_map(|z| vol.slice(z, t))
-        .map(|d| Slice2D { width: vol.dims[0], height: vol.dims[1], spacing: [vol.spacing[0], vol.spacing[1]], data: d.to_vec() })
+        .map(|d| Slice2D {
+            width: vol.dims[0],
+            height: vol.dims[1],
+            spacing: [vol.spacing[0], vol.spacing[1]],
+            data: d.to_vec(),
+        })
         .collect()
 }
 
 /// Segments every phase of a NIfTI volume; returns one label volume per phase and the mean
 /// confidence per phase.
-pub fn segment_nifti(seg: &mut Segmenter<'_>, vol: &Volume, show: bool) -> Result<(Vec<LabelVolume>, Vec<f32>), CliError> {
+pub fn segment_nifti(
+    seg: &mut Segmenter<'_>,
+    vol: &Volume,
+    show: bool,
+) -> Result<(Vec<LabelVolume>, Vec<f32>), CliError> {
     let [w, h, z, t] = vol.dims;
     let spacing = [vol.spacing[0], vol.spacing[1], vol.spacing[2]];
     let pb = bar(z * t, "segment");
@@ -68,7 +77,9 @@ pub fn segment_nifti(seg: &mut Segmenter<'_>, vol: &Volume, show: bool) -> Resul
     let mut conf = Vec::with_capacity(t);
     for ti in 0..t {
         let done = ti * z;
-        let labels = seg.segment(&slices_of(vol, ti), &|d, _| pb.set_position((done + d) as u64))?;
+        let labels = seg.segment(&slices_of(vol, ti), &|d, _| {
+            pb.set_position((done + d) as u64)
+        })?;
         conf.push(labels.iter().map(|l| l.confidence).sum::<f32>() / labels.len().max(1) as f32);
         phases.push(phase_volume(&labels, w, h, spacing)?);
     }
@@ -78,7 +89,10 @@ pub fn segment_nifti(seg: &mut Segmenter<'_>, vol: &Volume, show: bool) -> Resul
 
 /// One line with the clinical numbers, as both NIfTI and DICOM segmentation print it.
 pub fn summary_line(s: &crate::analysis::volumes::CardiacSummary) -> String {
-    let pct = |v: Option<f64>| v.map(|x| format!("{x:.1} %")).unwrap_or_else(|| "n/a".into());
+    let pct = |v: Option<f64>| {
+        v.map(|x| format!("{x:.1} %"))
+            .unwrap_or_else(|| "n/a".into())
+    };
     format!(
         "ED phase {}, ES phase {}: LVEDV {:.1} ml, LVESV {:.1} ml, LVEF {}, LV mass {:.1} g, RVEDV {:.1} ml, RVEF {}",
         s.ed_phase,
@@ -93,8 +107,13 @@ pub fn summary_line(s: &crate::analysis::volumes::CardiacSummary) -> String {
 }
 
 fn stem(p: &Path) -> String {
-    let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "input".into());
-    name.trim_end_matches(".gz").trim_end_matches(".nii").to_string()
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "input".into());
+    name.trim_end_matches(".gz")
+        .trim_end_matches(".nii")
+        .to_string()
 }
 
 pub fn run(a: SegmentArgs, threads: usize) -> Result<(), CliError> {
@@ -103,14 +122,23 @@ pub fn run(a: SegmentArgs, threads: usize) -> Result<(), CliError> {
         let model = super::load_model(a.model.as_deref())?;
         let (mut backend, why) = crate::nn::device::select(a.device, threads)?;
         log::info!("compute backend: {} ({why})", backend.describe());
-        let model_name = a.model.as_ref().unwrap_or(&super::default_model_path()).file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+        let model_name = a
+            .model
+            .as_ref()
+            .unwrap_or(&super::default_model_path())
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
         let mut seg = Segmenter::new(backend.as_mut(), &model, None, a.batch)?;
         let done = super::segment_dicom::run(&a.input, &a.out, &mut seg, &model_name)?;
         println!("wrote {}", done.display());
         return Ok(());
     }
     if !(name.ends_with(".nii") || name.ends_with(".nii.gz")) {
-        return Err(CliError::Usage(format!("{}: expected a NIfTI file (.nii, .nii.gz) or a DICOM folder", a.input.display())));
+        return Err(CliError::Usage(format!(
+            "{}: expected a NIfTI file (.nii, .nii.gz) or a DICOM folder",
+            a.input.display()
+        )));
     }
     let model = super::load_model(a.model.as_deref())?;
     let vol = read_volume(&a.input)?;
@@ -127,10 +155,17 @@ pub fn run(a: SegmentArgs, threads: usize) -> Result<(), CliError> {
     let seg_path = a.out.join(format!("{s}_seg.nii.gz"));
     write_labels(&seg_path, vol.dims, vol.spacing, &all)?;
     let volumes: Vec<PhaseVolumes> = phases.iter().map(PhaseVolumes::of).collect();
-    let summary = if phases.len() > 1 { Some(summarize(&phases)?) } else { None };
+    let summary = if phases.len() > 1 {
+        Some(summarize(&phases)?)
+    } else {
+        None
+    };
     let report = NiftiReport {
         input: a.input.display().to_string(),
-        model: a.model.map(|m| m.display().to_string()).unwrap_or_else(|| super::default_model_path().display().to_string()),
+        model: a
+            .model
+            .map(|m| m.display().to_string())
+            .unwrap_or_else(|| super::default_model_path().display().to_string()),
         phases: phases.len(),
         slices: vol.dims[2],
         lv_mass_g: volumes.iter().map(|v| v.myo_ml * 1.05).collect(),
@@ -141,7 +176,13 @@ pub fn run(a: SegmentArgs, threads: usize) -> Result<(), CliError> {
     let json_path = a.out.join(format!("{s}_volumes.json"));
     super::write_json(&json_path, &report)?;
     for (i, v) in report.volumes.iter().enumerate() {
-        println!("phase {i:>2}: LV {:7.1} ml  MYO {:7.1} ml ({:6.1} g)  RV {:7.1} ml", v.lv_ml, v.myo_ml, v.myo_ml * 1.05, v.rv_ml);
+        println!(
+            "phase {i:>2}: LV {:7.1} ml  MYO {:7.1} ml ({:6.1} g)  RV {:7.1} ml",
+            v.lv_ml,
+            v.myo_ml,
+            v.myo_ml * 1.05,
+            v.rv_ml
+        );
     }
     if let Some(s) = &report.summary {
         println!("{}", summary_line(s));

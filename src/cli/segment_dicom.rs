@@ -14,30 +14,62 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Segments the largest stack under `dir`; returns the results folder.
-pub fn run(dir: &Path, out: &Path, seg: &mut Segmenter<'_>, model_name: &str) -> Result<PathBuf, CliError> {
-    let scan = load_folder(dir, &AssembleOptions::default()).map_err(|e| CliError::Usage(format!("{}: {e}", dir.display())))?;
+pub fn run(
+    dir: &Path,
+    out: &Path,
+    seg: &mut Segmenter<'_>,
+    model_name: &str,
+) -> Result<PathBuf, CliError> {
+    let scan = load_folder(dir, &AssembleOptions::default())
+        .map_err(|e| CliError::Usage(format!("{}: {e}", dir.display())))?;
     for s in &scan.skipped {
         log::warn!("skipped: {s}");
     }
-    let stack = scan.stacks.into_iter().next().ok_or_else(|| CliError::Usage(format!("{}: no image stack could be assembled ({} files skipped)", dir.display(), 0)))?;
+    let stack = scan.stacks.into_iter().next().ok_or_else(|| {
+        CliError::Usage(format!(
+            "{}: no image stack could be assembled ({} files skipped)",
+            dir.display(),
+            0
+        ))
+    })?;
     let (ns, np) = (stack.n_slices(), stack.n_phases());
-    println!("{}: {} slices x {} phases, {}x{} px, slice spacing {:.2} mm", dir.display(), ns, np, stack.grid.cols, stack.grid.rows, stack.slice_spacing);
+    println!(
+        "{}: {} slices x {} phases, {}x{} px, slice spacing {:.2} mm",
+        dir.display(),
+        ns,
+        np,
+        stack.grid.cols,
+        stack.grid.rows,
+        stack.slice_spacing
+    );
     for c in &stack.corrections {
         println!("  correction: {}", c.to_json_line());
     }
     let ps = stack.grid.pixel_spacing;
-    let keys: Vec<(usize, usize)> = (0..ns).flat_map(|s| (0..np).map(move |p| (s, p))).filter(|(s, p)| stack.frame(*s, *p).is_some()).collect();
+    let keys: Vec<(usize, usize)> = (0..ns)
+        .flat_map(|s| (0..np).map(move |p| (s, p)))
+        .filter(|(s, p)| stack.frame(*s, *p).is_some())
+        .collect();
     let slices: Vec<Slice2D> = keys
         .iter()
         .filter_map(|(s, p)| stack.frame(*s, *p))
-        .map(|f| Slice2D { width: stack.grid.cols, height: stack.grid.rows, spacing: [ps[1] as f32, ps[0] as f32], data: f.pixels.clone() })
+        .map(|f| Slice2D {
+            width: stack.grid.cols,
+            height: stack.grid.rows,
+            spacing: [ps[1] as f32, ps[0] as f32],
+            data: f.pixels.clone(),
+        })
         .collect();
     let pb = super::progress::bar(slices.len(), "segment");
     let labelled = seg.segment(&slices, &|d, _| pb.set_position(d as u64))?;
     pb.finish_and_clear();
     let labels: HashMap<(usize, usize), _> = keys.into_iter().zip(labelled).collect();
     let analysis = analyse(&stack, &labels, 0.6).map_err(CliError::Usage)?;
-    let series_uid = stack.ids.series_uid.clone().unwrap_or_else(|| "unknown-series".into());
+    let series_uid = stack
+        .ids
+        .series_uid
+        .clone()
+        .unwrap_or_else(|| "unknown-series".into());
     let job = JobRecord {
         id: JobRecord::id_for(&series_uid, 0),
         series_uid,

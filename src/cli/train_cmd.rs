@@ -58,8 +58,14 @@ pub struct TrainArgs {
 
 /// Parses `90s`, `45m`, `6h` or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.trim().split_at(s.trim().find(|c: char| c.is_alphabetic()).unwrap_or(s.trim().len()));
-    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 45m or 6h"))?;
+    let (num, unit) = s.trim().split_at(
+        s.trim()
+            .find(|c: char| c.is_alphabetic())
+            .unwrap_or(s.trim().len()),
+    );
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 45m or 6h"))?;
     let secs = match unit {
         "" | "s" => v,
         "m" | "min" => v * 60.0,
@@ -82,10 +88,18 @@ impl Progress for BarProgress {
         self.pb.set_length(total as u64);
         self.pb.set_position(done as u64);
         self.pb.set_prefix(format!("epoch {}", epoch + 1));
-        self.pb.set_message(format!("loss {loss:.4}, {images_per_s:.1} img/s"));
+        self.pb
+            .set_message(format!("loss {loss:.4}, {images_per_s:.1} img/s"));
     }
     fn epoch(&self, r: &EpochReport) {
-        let d = |i: usize| r.val_dice.get(i).copied().flatten().map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        let d = |i: usize| {
+            r.val_dice
+                .get(i)
+                .copied()
+                .flatten()
+                .map(|v| format!("{v:.3}"))
+                .unwrap_or_else(|| "-".into())
+        };
         let line = format!(
             "epoch {:>3}: loss {:.4}, val Dice LV {} MYO {} RV {}, lr {:.2e}, {:.1} img/s, {:.0} s",
             r.epoch,
@@ -124,7 +138,10 @@ pub fn run(a: TrainArgs, threads: usize) -> Result<(), CliError> {
             m.preprocess = Some(pre.clone());
             m
         }
-        None => Model::new(UNetParams::init(&UNetConfig::new(a.base, a.depth), a.seed)?, Some(pre.clone())),
+        None => Model::new(
+            UNetParams::init(&UNetConfig::new(a.base, a.depth), a.seed)?,
+            Some(pre.clone()),
+        ),
     };
     if pre.size % model.config().size_multiple() != 0 {
         return Err(CliError::Usage(format!(
@@ -134,8 +151,13 @@ pub fn run(a: TrainArgs, threads: usize) -> Result<(), CliError> {
             model.config().depth
         )));
     }
-    model.extra.insert("validation_fraction".into(), VALIDATION_FRACTION.to_string());
-    model.extra.insert("train_data".into(), a.data.display().to_string());
+    model.extra.insert(
+        "validation_fraction".into(),
+        VALIDATION_FRACTION.to_string(),
+    );
+    model
+        .extra
+        .insert("train_data".into(), a.data.display().to_string());
     let mut opts = TrainOptions::new(a.out.clone());
     opts.epochs = a.epochs;
     opts.batch = a.batch;
@@ -150,7 +172,10 @@ pub fn run(a: TrainArgs, threads: usize) -> Result<(), CliError> {
     if a.freeze_encoder {
         opts.trainable = Trainable::FrozenEncoder;
     }
-    model.extra.insert("recipe".into(), serde_json::to_string(&opts).unwrap_or_default());
+    model.extra.insert(
+        "recipe".into(),
+        serde_json::to_string(&opts).unwrap_or_default(),
+    );
     super::ensure_dir(&a.out)?;
     let mut backend = CpuBackend::new(threads)?;
     println!(
@@ -162,8 +187,18 @@ pub fn run(a: TrainArgs, threads: usize) -> Result<(), CliError> {
         val_idx.len(),
         crate::nn::Backend::describe(&backend)
     );
-    let progress = BarProgress { pb: bar(0, "epoch 1") };
-    let summary = train(&mut backend, &mut model, &store, &train_idx, &val_idx, &opts, &progress)?;
+    let progress = BarProgress {
+        pb: bar(0, "epoch 1"),
+    };
+    let summary = train(
+        &mut backend,
+        &mut model,
+        &store,
+        &train_idx,
+        &val_idx,
+        &opts,
+        &progress,
+    )?;
     progress.pb.finish_and_clear();
     let best = a.out.join("best.safetensors");
     println!(
@@ -172,7 +207,11 @@ pub fn run(a: TrainArgs, threads: usize) -> Result<(), CliError> {
         summary.best_score,
         summary.best_epoch,
         best.display(),
-        if summary.stopped_by_budget { " (stopped by the time budget; rerun to continue)" } else { "" }
+        if summary.stopped_by_budget {
+            " (stopped by the time budget; rerun to continue)"
+        } else {
+            ""
+        }
     );
     // A compact fp16 copy for shipping.
     if !summary.stopped_by_budget {

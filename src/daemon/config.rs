@@ -188,7 +188,9 @@ pub struct LoggingConfig {
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        LoggingConfig { health_interval_s: 60 }
+        LoggingConfig {
+            health_interval_s: 60,
+        }
     }
 }
 
@@ -205,13 +207,19 @@ impl Config {
             path: path.into(),
             reason: e.to_string(),
         })?;
-        cfg.validate().map_err(|reason| DaemonError::Config { path: path.into(), reason })?;
+        cfg.validate().map_err(|reason| DaemonError::Config {
+            path: path.into(),
+            reason,
+        })?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<(), String> {
         let s = &self.server;
-        for ae in std::iter::once(&s.ae_title).chain(&s.calling_ae_allow).chain(&s.called_ae_allow) {
+        for ae in std::iter::once(&s.ae_title)
+            .chain(&s.calling_ae_allow)
+            .chain(&s.called_ae_allow)
+        {
             if ae.trim().is_empty() || ae.len() > 16 {
                 return Err(format!("AE title {ae:?} must be 1 to 16 characters"));
             }
@@ -220,7 +228,10 @@ impl Config {
             return Err("server.max_associations must be at least 1".into());
         }
         if !(1024..=(1 << 24)).contains(&s.max_pdu) {
-            return Err(format!("server.max_pdu {} must be between 1024 and 16777216", s.max_pdu));
+            return Err(format!(
+                "server.max_pdu {} must be between 1024 and 16777216",
+                s.max_pdu
+            ));
         }
         if s.idle_timeout_s == 0 || s.association_timeout_s == 0 {
             return Err("server time limits must be at least 1 s".into());
@@ -228,10 +239,18 @@ impl Config {
         if !(0.0..100.0).contains(&s.min_free_percent) || s.min_free_gb < 0.0 {
             return Err("server.min_free_percent must be in 0..100 and min_free_gb >= 0".into());
         }
-        if self.pipeline.batch == 0 || self.pipeline.series_in_flight == 0 || self.pipeline.channel_capacity == 0 {
-            return Err("pipeline.batch, series_in_flight and channel_capacity must be at least 1".into());
+        if self.pipeline.batch == 0
+            || self.pipeline.series_in_flight == 0
+            || self.pipeline.channel_capacity == 0
+        {
+            return Err(
+                "pipeline.batch, series_in_flight and channel_capacity must be at least 1".into(),
+            );
         }
-        self.pipeline.device.parse::<crate::nn::device::DeviceChoice>().map_err(|e| e.to_string())?;
+        self.pipeline
+            .device
+            .parse::<crate::nn::device::DeviceChoice>()
+            .map_err(|e| e.to_string())?;
         if self.finetune.enabled {
             self.finetune.validate()?;
             if !self.spool.keep_received {
@@ -243,7 +262,10 @@ impl Config {
                 return Err("destination.attempts must be at least 1".into());
             }
             if d.ae_title.trim().is_empty() || d.ae_title.len() > 16 {
-                return Err(format!("destination AE title {:?} must be 1 to 16 characters", d.ae_title));
+                return Err(format!(
+                    "destination AE title {:?} must be 1 to 16 characters",
+                    d.ae_title
+                ));
             }
         }
         Ok(())
@@ -272,7 +294,9 @@ mod tests {
         let base = "[spool]\ndir = \"/tmp/s\"\n[output]\ndir = \"/tmp/o\"\n";
         assert!(Config::parse(base, Path::new("x.toml")).is_ok());
         let typo = format!("{base}[server]\nae_tilte = \"X\"\n");
-        let e = Config::parse(&typo, Path::new("x.toml")).unwrap_err().to_string();
+        let e = Config::parse(&typo, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x.toml") && e.contains("ae_tilte"), "{e}");
         let long = format!("{base}[server]\nae_title = \"ABCDEFGHIJKLMNOPQ\"\n");
         assert!(Config::parse(&long, Path::new("x.toml")).is_err());
@@ -284,7 +308,12 @@ mod tests {
     fn overnight_fine_tuning_settings_are_checked() {
         let base = "[spool]\ndir = \"/tmp/s\"\nkeep_received = true\n[output]\ndir = \"/tmp/o\"\n";
         let ok = format!("{base}[finetune]\nenabled = true\nwindow = \"22:00-06:00\"\n");
-        assert!(Config::parse(&ok, Path::new("x.toml")).expect("valid").finetune.enabled);
+        assert!(
+            Config::parse(&ok, Path::new("x.toml"))
+                .expect("valid")
+                .finetune
+                .enabled
+        );
         for (bad, needle) in [
             ("window = \"25:00-06:00\"", "finetune.window"),
             ("subset = \"some\"", "finetune.subset"),
@@ -292,11 +321,16 @@ mod tests {
             ("epochs1 = 0\nepochs2 = 0", "recipe"),
         ] {
             let text = format!("{base}[finetune]\nenabled = true\n{bad}\n");
-            let e = Config::parse(&text, Path::new("x.toml")).unwrap_err().to_string();
+            let e = Config::parse(&text, Path::new("x.toml"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(needle), "{bad}: {e}");
         }
-        let discarding = "[spool]\ndir = \"/tmp/s\"\n[output]\ndir = \"/tmp/o\"\n[finetune]\nenabled = true\n";
-        let e = Config::parse(discarding, Path::new("x.toml")).unwrap_err().to_string();
+        let discarding =
+            "[spool]\ndir = \"/tmp/s\"\n[output]\ndir = \"/tmp/o\"\n[finetune]\nenabled = true\n";
+        let e = Config::parse(discarding, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("keep_received"), "{e}");
     }
 }

@@ -32,6 +32,9 @@ pub enum DaemonError {
 impl DaemonError {
     /// A file-system error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        DaemonError::Io { path: path.into(), source }
+        DaemonError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -9,7 +9,9 @@ use std::path::Path;
 
 /// fsync a directory so a rename or create inside it survives a crash.
 pub fn sync_dir(dir: &Path) -> Result<(), DaemonError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| DaemonError::io(dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| DaemonError::io(dir, e))
 }
 
 /// Writes `bytes` to `tmp`, fsyncs it, renames it to `dest` and fsyncs `dest`'s directory.
@@ -20,7 +22,9 @@ pub fn write_atomic(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<(), DaemonE
         .truncate(true)
         .open(tmp)
         .map_err(|e| DaemonError::io(tmp, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| DaemonError::io(tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| DaemonError::io(tmp, e))?;
     drop(f);
     rename_durable(tmp, dest)
 }
@@ -45,7 +49,8 @@ pub fn ensure_dir(dir: &Path) -> Result<(), DaemonError> {
 /// Free space of the file system holding `path`: (fraction free 0..1, bytes free).
 pub fn free_space(path: &Path) -> Result<(f64, u64), DaemonError> {
     use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| DaemonError::BadObject(format!("{}: NUL in path", path.display())))?;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| DaemonError::BadObject(format!("{}: NUL in path", path.display())))?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
@@ -55,7 +60,14 @@ pub fn free_space(path: &Path) -> Result<(f64, u64), DaemonError> {
     let frsize = st.f_frsize as u64;
     let total = st.f_blocks as u64 * frsize;
     let avail = st.f_bavail as u64 * frsize;
-    Ok((if total == 0 { 0.0 } else { avail as f64 / total as f64 }, avail))
+    Ok((
+        if total == 0 {
+            0.0
+        } else {
+            avail as f64 / total as f64
+        },
+        avail,
+    ))
 }
 
 /// Milliseconds since the Unix epoch (for records that must survive a restart).

@@ -33,7 +33,13 @@ impl Health {
 
     /// Median and 95th percentile latency in seconds, if any series finished.
     pub fn percentiles(&self) -> Option<(f64, f64)> {
-        let mut v: Vec<f64> = self.latencies.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        let mut v: Vec<f64> = self
+            .latencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
         if v.is_empty() {
             return None;
         }

@@ -28,7 +28,9 @@ use crate::dicom::{AssembleOptions, CineStack};
 use crate::image::{Placement, Slice2D};
 use crate::nn::device::DeviceChoice;
 use crate::nn::Model;
-use crate::segment::{labels_from_logits, phase_volume, prepare_slice, SegmentError, Segmenter, SliceLabels};
+use crate::segment::{
+    labels_from_logits, phase_volume, prepare_slice, SegmentError, Segmenter, SliceLabels,
+};
 use crossbeam::channel::{bounded, Receiver, Sender};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -78,7 +80,12 @@ struct Ctx {
 
 impl Ctx {
     fn new(job: JobRecord) -> Ctx {
-        Ctx { job, failed: AtomicBool::new(false), model_name: OnceLock::new(), busy: Mutex::new(Vec::new()) }
+        Ctx {
+            job,
+            failed: AtomicBool::new(false),
+            model_name: OnceLock::new(),
+            busy: Mutex::new(Vec::new()),
+        }
     }
 
     fn add_busy(&self, stage: &'static str, secs: f64) {
@@ -92,7 +99,10 @@ impl Ctx {
     /// "decode 0.52 s, inference 3.10 s, ..." in stage order.
     fn busy_line(&self) -> String {
         let b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        b.iter().map(|(s, t)| format!("{s} {t:.2} s")).collect::<Vec<_>>().join(", ")
+        b.iter()
+            .map(|(s, t)| format!("{s} {t:.2} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -166,7 +176,10 @@ impl Sink {
             if stop.load(Ordering::SeqCst) {
                 return false;
             }
-            n = cv.wait_timeout(n, Duration::from_millis(200)).unwrap_or_else(|p| p.into_inner()).0;
+            n = cv
+                .wait_timeout(n, Duration::from_millis(200))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
         *n += 1;
         self.health.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -174,7 +187,12 @@ impl Sink {
     }
 
     /// Runs `f` for a message of `ctx`, quarantining the series on error or panic.
-    fn guard<T>(&self, ctx: &Ctx, stage: &'static str, f: impl FnOnce() -> Result<T, String>) -> Option<T> {
+    fn guard<T>(
+        &self,
+        ctx: &Ctx,
+        stage: &'static str,
+        f: impl FnOnce() -> Result<T, String>,
+    ) -> Option<T> {
         if ctx.failed.load(Ordering::SeqCst) {
             return None;
         }
@@ -204,7 +222,14 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts the stages and the feeder that takes pending jobs from `queue`.
     /// A model offered in `slot` replaces the serving one before the next series.
-    pub fn start(mut settings: PipelineSettings, model: Model, slot: Arc<ModelSlot>, queue: Arc<JobQueue>, spool: Arc<Spool>, health: Arc<Health>) -> Result<Pipeline, DaemonError> {
+    pub fn start(
+        mut settings: PipelineSettings,
+        model: Model,
+        slot: Arc<ModelSlot>,
+        queue: Arc<JobQueue>,
+        spool: Arc<Spool>,
+        health: Arc<Health>,
+    ) -> Result<Pipeline, DaemonError> {
         settings.model_preprocess = model.preprocess.clone();
         settings.classes = model.config().classes;
         let cap = settings.channel_capacity;
@@ -231,23 +256,38 @@ impl Pipeline {
         };
         {
             let (s, st, q) = (sink.clone(), stop.clone(), queue);
-            threads.push(spawn("feed-decode", Box::new(move || feed_and_decode(&s, &q, &st, tx_dec)))?);
+            threads.push(spawn(
+                "feed-decode",
+                Box::new(move || feed_and_decode(&s, &q, &st, tx_dec)),
+            )?);
         }
         {
             let s = sink.clone();
-            threads.push(spawn("preprocess", Box::new(move || preprocess(&s, rx_dec, tx_pre)))?);
+            threads.push(spawn(
+                "preprocess",
+                Box::new(move || preprocess(&s, rx_dec, tx_pre)),
+            )?);
         }
         {
             let s = sink.clone();
-            threads.push(spawn("inference", Box::new(move || inference(&s, model, &slot, rx_pre, tx_inf, ready_tx)))?);
+            threads.push(spawn(
+                "inference",
+                Box::new(move || inference(&s, model, &slot, rx_pre, tx_inf, ready_tx)),
+            )?);
         }
         {
             let s = sink.clone();
-            threads.push(spawn("postprocess", Box::new(move || postprocess(&s, rx_inf, tx_lab)))?);
+            threads.push(spawn(
+                "postprocess",
+                Box::new(move || postprocess(&s, rx_inf, tx_lab)),
+            )?);
         }
         {
             let s = sink.clone();
-            threads.push(spawn("measure", Box::new(move || measure(&s, rx_lab, tx_mea)))?);
+            threads.push(spawn(
+                "measure",
+                Box::new(move || measure(&s, rx_lab, tx_mea)),
+            )?);
         }
         {
             let s = sink;
@@ -256,7 +296,9 @@ impl Pipeline {
         match ready_rx.recv_timeout(Duration::from_secs(120)) {
             Ok(Ok(())) => Ok(Pipeline { stop, threads }),
             Ok(Err(e)) => Err(DaemonError::Pipeline(format!("inference stage: {e}"))),
-            Err(_) => Err(DaemonError::Pipeline("inference stage did not start".into())),
+            Err(_) => Err(DaemonError::Pipeline(
+                "inference stage did not start".into(),
+            )),
         }
     }
 
@@ -290,7 +332,10 @@ fn feed_and_decode(sink: &Sink, queue: &JobQueue, stop: &AtomicBool, tx: Sender<
         };
         // Results already stored by a run that crashed before moving the job on.
         if sink.settings.output_dir.join(&job.id).is_dir() {
-            log::info!("job {}: results already stored, not processing again", job.id);
+            log::info!(
+                "job {}: results already stored, not processing again",
+                job.id
+            );
             if let Err(e) = queue.advance(&job.id, JobState::Pending, JobState::Stored) {
                 log::error!("{e}");
             }
@@ -300,10 +345,16 @@ fn feed_and_decode(sink: &Sink, queue: &JobQueue, stop: &AtomicBool, tx: Sender<
         let ctx = Arc::new(Ctx::new(job));
         // Corrected contours coming back: kept for the overnight fine-tuning, not segmented.
         let labels_dir = sink.settings.spool_dir.join("labels");
-        match sink.guard(&ctx, "keep contours", || keep_if_segmentation(&ctx.job, &sink.spool.objects_dir(), &labels_dir).map_err(|e| e.to_string())) {
+        match sink.guard(&ctx, "keep contours", || {
+            keep_if_segmentation(&ctx.job, &sink.spool.objects_dir(), &labels_dir)
+                .map_err(|e| e.to_string())
+        }) {
             None => continue,
             Some(Some(n)) => {
-                log::info!("job {}: {n} segmentation(s) of a received series kept as fine-tuning labels", ctx.job.id);
+                log::info!(
+                    "job {}: {n} segmentation(s) of a received series kept as fine-tuning labels",
+                    ctx.job.id
+                );
                 if let Err(e) = queue.advance(&ctx.job.id, JobState::Pending, JobState::Done) {
                     log::error!("{e}");
                 }
@@ -313,23 +364,42 @@ fn feed_and_decode(sink: &Sink, queue: &JobQueue, stop: &AtomicBool, tx: Sender<
             }
             Some(None) => {}
         }
-        log::info!("job {}: decoding {} instances", ctx.job.id, ctx.job.files.len());
+        log::info!(
+            "job {}: decoding {} instances",
+            ctx.job.id,
+            ctx.job.files.len()
+        );
         let objects = sink.spool.objects_dir();
         let decoded = sink.guard(&ctx, "decode", || {
             let files: Vec<PathBuf> = ctx.job.files.iter().map(|f| objects.join(f)).collect();
-            let scan = crate::dicom::stack::load_files(&files, &objects, &AssembleOptions::default()).map_err(|e| e.to_string())?;
+            let scan =
+                crate::dicom::stack::load_files(&files, &objects, &AssembleOptions::default())
+                    .map_err(|e| e.to_string())?;
             for s in &scan.skipped {
                 log::warn!("job {}: skipped an instance: {s}", ctx.job.id);
             }
             let stack = scan
                 .stacks
                 .into_iter()
-                .max_by_key(|s| s.slices.iter().map(|sl| sl.frames.iter().flatten().count()).sum::<usize>())
-                .ok_or_else(|| "no image stack could be assembled from the received instances".to_string())?;
+                .max_by_key(|s| {
+                    s.slices
+                        .iter()
+                        .map(|sl| sl.frames.iter().flatten().count())
+                        .sum::<usize>()
+                })
+                .ok_or_else(|| {
+                    "no image stack could be assembled from the received instances".to_string()
+                })?;
             Ok(stack)
         });
         if let Some(stack) = decoded {
-            if tx.send(Decoded { ctx, stack: Arc::new(stack) }).is_err() {
+            if tx
+                .send(Decoded {
+                    ctx,
+                    stack: Arc::new(stack),
+                })
+                .is_err()
+            {
                 break;
             }
         }
@@ -391,14 +461,22 @@ fn preprocess(sink: &Sink, rx: Receiver<Decoded>, tx: Sender<Batch>) {
     }
 }
 
-fn inference(sink: &Sink, model: Model, slot: &ModelSlot, rx: Receiver<Batch>, tx: Sender<Inferred>, ready: Sender<Result<(), String>>) {
-    let (mut backend, why) = match crate::nn::device::select(sink.settings.device, sink.settings.threads) {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = ready.send(Err(e.to_string()));
-            return;
-        }
-    };
+fn inference(
+    sink: &Sink,
+    model: Model,
+    slot: &ModelSlot,
+    rx: Receiver<Batch>,
+    tx: Sender<Inferred>,
+    ready: Sender<Result<(), String>>,
+) {
+    let (mut backend, why) =
+        match crate::nn::device::select(sink.settings.device, sink.settings.threads) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = ready.send(Err(e.to_string()));
+                return;
+            }
+        };
     log::info!("compute backend: {why}");
     let mut seg = match Segmenter::new(backend.as_mut(), &model, None, sink.settings.batch) {
         Ok(s) => s,
@@ -423,14 +501,18 @@ fn inference(sink: &Sink, model: Model, slot: &ModelSlot, rx: Receiver<Batch>, t
                         log::info!("now serving {name} (was {serving})");
                         serving = name;
                     }
-                    Err(e) => log::error!("promoted model {name} not swapped in: {e}; still serving {serving}"),
+                    Err(e) => log::error!(
+                        "promoted model {name} not swapped in: {e}; still serving {serving}"
+                    ),
                 }
             }
         }
         let _ = ctx.model_name.set(serving.clone());
         let data = std::mem::take(&mut b.data);
         let n = b.items.len();
-        let logits = sink.guard(&ctx, "inference", || seg.infer(data, n).map_err(|e: SegmentError| e.to_string()));
+        let logits = sink.guard(&ctx, "inference", || {
+            seg.infer(data, n).map_err(|e: SegmentError| e.to_string())
+        });
         if let Some(logits) = logits {
             if tx.send(Inferred { batch: b, logits }).is_err() {
                 return;
@@ -450,7 +532,10 @@ fn postprocess(sink: &Sink, rx: Receiver<Inferred>, tx: Sender<Labelled>) {
             let entry = acc.entry(ctx.job.id.clone()).or_default();
             for (i, (s, p, pl)) in m.batch.items.iter().enumerate() {
                 let l = m.logits.get(i * per..(i + 1) * per).ok_or("short logits")?;
-                entry.insert((*s, *p), labels_from_logits(l, k, pl).map_err(|e| e.to_string())?);
+                entry.insert(
+                    (*s, *p),
+                    labels_from_logits(l, k, pl).map_err(|e| e.to_string())?,
+                );
             }
             Ok(entry.len() >= m.batch.total)
         });
@@ -479,7 +564,9 @@ fn postprocess(sink: &Sink, rx: Receiver<Inferred>, tx: Sender<Labelled>) {
 fn measure(sink: &Sink, rx: Receiver<Labelled>, tx: Sender<(Arc<Ctx>, Analysis)>) {
     for m in rx {
         let ctx = m.ctx.clone();
-        let analysis = sink.guard(&ctx, "measure", || analyse(&m.stack, &m.labels, sink.settings.min_confidence));
+        let analysis = sink.guard(&ctx, "measure", || {
+            analyse(&m.stack, &m.labels, sink.settings.min_confidence)
+        });
         if let Some(a) = analysis {
             if tx.send((ctx, a)).is_err() {
                 return;
@@ -493,10 +580,14 @@ fn write(sink: &Sink, rx: Receiver<(Arc<Ctx>, Analysis)>) {
         let st = &sink.settings;
         let stored = sink.guard(&ctx, "write", || {
             let model = ctx.model_name.get().unwrap_or(&st.model_name);
-            results::write(&st.output_dir, &ctx.job, &a, model, st.overlays).map_err(|e| e.to_string())
+            results::write(&st.output_dir, &ctx.job, &a, model, st.overlays)
+                .map_err(|e| e.to_string())
         });
         let Some(dir) = stored else { continue };
-        if let Err(e) = sink.queue.advance(&ctx.job.id, JobState::Pending, JobState::Stored) {
+        if let Err(e) = sink
+            .queue
+            .advance(&ctx.job.id, JobState::Pending, JobState::Stored)
+        {
             log::error!(
                 "job {}: results stored in {} but the queue could not be updated: {e}",
                 ctx.job.id,
@@ -504,7 +595,8 @@ fn write(sink: &Sink, rx: Receiver<(Arc<Ctx>, Analysis)>) {
             );
         }
         sink.spool.discard(&ctx.job);
-        let latency = (super::fsio::unix_ms().saturating_sub(ctx.job.last_received_ms)) as f64 / 1000.0;
+        let latency =
+            (super::fsio::unix_ms().saturating_sub(ctx.job.last_received_ms)) as f64 / 1000.0;
         sink.health.finished(latency);
         let ef = a
             .summary
@@ -527,70 +619,90 @@ fn write(sink: &Sink, rx: Receiver<(Arc<Ctx>, Analysis)>) {
 /// Measures one segmented series: post-processed label volumes per phase, masks aligned to the
 /// stack, ED/ES and function numbers, quality flags and notes. Shared by the daemon's measure
 /// stage and `cineseg segment` on a DICOM folder, so both report the same numbers.
-pub fn analyse(stack: &CineStack, labels: &HashMap<(usize, usize), SliceLabels>, min_confidence: f32) -> Result<Analysis, String> {
-
-            let st = stack;
-            let (rows, cols, ns, np) = (st.grid.rows, st.grid.cols, st.n_slices(), st.n_phases());
-            let mut masks = LabelMasks::empty(ns, np, rows, cols, vec![1, 2, 3]);
-            let mut phases = Vec::with_capacity(np);
-            let mut confidence = Vec::with_capacity(np);
-            let mut missing = 0;
-            let blank = SliceLabels {
-                labels: vec![0; rows * cols],
-                confidence: 1.0,
-                foreground: 0,
-            };
-            let spacing = [st.grid.pixel_spacing[1] as f32, st.grid.pixel_spacing[0] as f32, st.slice_spacing as f32];
-            for p in 0..np {
-                let mut slices = Vec::with_capacity(ns);
-                for s in 0..ns {
-                    let l = labels.get(&(s, p)).cloned().unwrap_or_else(|| {
-                        missing += 1;
-                        blank.clone()
-                    });
-                    slices.push(l);
-                }
-                let fg: usize = slices.iter().map(|l| l.foreground).sum();
-                let conf = slices.iter().map(|l| l.confidence as f64 * l.foreground as f64).sum::<f64>() / fg.max(1) as f64;
-                confidence.push(if fg == 0 { 1.0 } else { conf as f32 });
-                let vol = phase_volume(&slices, cols, rows, spacing).map_err(|e| e.to_string())?;
-                for s in 0..ns {
-                    let img = masks.image_mut(s, p).ok_or("mask index")?;
-                    img.copy_from_slice(vol.labels.get(s * rows * cols..(s + 1) * rows * cols).ok_or("volume size")?);
-                }
-                phases.push(vol);
-            }
-            for (i, a) in masks.annotated.iter_mut().enumerate() {
-                if labels.contains_key(&(i / np.max(1), i % np.max(1))) {
-                    *a = vec![1, 2, 3];
-                }
-            }
-            let mut notes = Vec::new();
-            let summary = if np > 1 {
-                match summarize(&phases) {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        notes.push(format!("no function numbers: {e}"));
-                        None
-                    }
-                }
-            } else {
-                notes.push("one phase only: no ED/ES, EF or volume curve".into());
+pub fn analyse(
+    stack: &CineStack,
+    labels: &HashMap<(usize, usize), SliceLabels>,
+    min_confidence: f32,
+) -> Result<Analysis, String> {
+    let st = stack;
+    let (rows, cols, ns, np) = (st.grid.rows, st.grid.cols, st.n_slices(), st.n_phases());
+    let mut masks = LabelMasks::empty(ns, np, rows, cols, vec![1, 2, 3]);
+    let mut phases = Vec::with_capacity(np);
+    let mut confidence = Vec::with_capacity(np);
+    let mut missing = 0;
+    let blank = SliceLabels {
+        labels: vec![0; rows * cols],
+        confidence: 1.0,
+        foreground: 0,
+    };
+    let spacing = [
+        st.grid.pixel_spacing[1] as f32,
+        st.grid.pixel_spacing[0] as f32,
+        st.slice_spacing as f32,
+    ];
+    for p in 0..np {
+        let mut slices = Vec::with_capacity(ns);
+        for s in 0..ns {
+            let l = labels.get(&(s, p)).cloned().unwrap_or_else(|| {
+                missing += 1;
+                blank.clone()
+            });
+            slices.push(l);
+        }
+        let fg: usize = slices.iter().map(|l| l.foreground).sum();
+        let conf = slices
+            .iter()
+            .map(|l| l.confidence as f64 * l.foreground as f64)
+            .sum::<f64>()
+            / fg.max(1) as f64;
+        confidence.push(if fg == 0 { 1.0 } else { conf as f32 });
+        let vol = phase_volume(&slices, cols, rows, spacing).map_err(|e| e.to_string())?;
+        for s in 0..ns {
+            let img = masks.image_mut(s, p).ok_or("mask index")?;
+            img.copy_from_slice(
+                vol.labels
+                    .get(s * rows * cols..(s + 1) * rows * cols)
+                    .ok_or("volume size")?,
+            );
+        }
+        phases.push(vol);
+    }
+    for (i, a) in masks.annotated.iter_mut().enumerate() {
+        if labels.contains_key(&(i / np.max(1), i % np.max(1))) {
+            *a = vec![1, 2, 3];
+        }
+    }
+    let mut notes = Vec::new();
+    let summary = if np > 1 {
+        match summarize(&phases) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                notes.push(format!("no function numbers: {e}"));
                 None
-            };
-            let mut flags = summary.as_ref().map(|s| quality::check(&phases, s)).unwrap_or_default();
-            flags.extend(quality::check_confidence(&confidence, min_confidence));
-            if missing > 0 {
-                notes.push(format!("{missing} images missing from the series were not segmented"));
             }
-            let stack = stack.clone();
-            Ok(Analysis {
-                stack,
-                masks,
-                summary,
-                flags,
-                notes,
-                confidence,
-                missing_frames: missing,
-            })
+        }
+    } else {
+        notes.push("one phase only: no ED/ES, EF or volume curve".into());
+        None
+    };
+    let mut flags = summary
+        .as_ref()
+        .map(|s| quality::check(&phases, s))
+        .unwrap_or_default();
+    flags.extend(quality::check_confidence(&confidence, min_confidence));
+    if missing > 0 {
+        notes.push(format!(
+            "{missing} images missing from the series were not segmented"
+        ));
+    }
+    let stack = stack.clone();
+    Ok(Analysis {
+        stack,
+        masks,
+        summary,
+        flags,
+        notes,
+        confidence,
+        missing_frames: missing,
+    })
 }

@@ -27,7 +27,12 @@ pub enum JobState {
 
 impl JobState {
     /// All states, in life order.
-    pub const ALL: [JobState; 4] = [JobState::Pending, JobState::Stored, JobState::Done, JobState::Failed];
+    pub const ALL: [JobState; 4] = [
+        JobState::Pending,
+        JobState::Stored,
+        JobState::Done,
+        JobState::Failed,
+    ];
 
     fn dir(self) -> &'static str {
         match self {
@@ -72,7 +77,11 @@ impl JobRecord {
 /// writing the values themselves.
 pub fn short_hash(text: &str) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The on-disk queue.
@@ -106,7 +115,9 @@ impl JobQueue {
 
     /// The state a job is in, if it exists.
     pub fn state_of(&self, id: &str) -> Option<JobState> {
-        JobState::ALL.into_iter().find(|s| self.path(*s, id).is_file())
+        JobState::ALL
+            .into_iter()
+            .find(|s| self.path(*s, id).is_file())
     }
 
     /// Queues `job` as pending unless a job with its id exists in any state. Returns whether
@@ -115,7 +126,8 @@ impl JobQueue {
         if self.state_of(&job.id).is_some() {
             return Ok(false);
         }
-        let bytes = serde_json::to_vec_pretty(job).map_err(|e| DaemonError::Pipeline(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(job).map_err(|e| DaemonError::Pipeline(e.to_string()))?;
         let tmp = self.root.join("tmp").join(format!("{}.json", job.id));
         write_atomic(&tmp, &self.path(JobState::Pending, &job.id), &bytes)?;
         self.wake.notify_all();
@@ -150,7 +162,11 @@ impl JobQueue {
     /// Number of jobs in `state`.
     pub fn count(&self, state: JobState) -> usize {
         std::fs::read_dir(self.root.join(state.dir()))
-            .map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "json")).count())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .count()
+            })
             .unwrap_or(0)
     }
 
@@ -177,7 +193,10 @@ impl JobQueue {
 
     /// Gives a claimed job back without changing its state.
     pub fn release(&self, id: &str) {
-        self.claimed.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.claimed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         self.wake.notify_all();
     }
 
@@ -192,8 +211,12 @@ impl JobQueue {
     pub fn fail(&self, job: &JobRecord, from: JobState, error: &str) -> Result<(), DaemonError> {
         let mut j = job.clone();
         j.error = Some(error.to_string());
-        let bytes = serde_json::to_vec_pretty(&j).map_err(|e| DaemonError::Pipeline(e.to_string()))?;
-        let tmp = self.root.join("tmp").join(format!("{}.failed.json", job.id));
+        let bytes =
+            serde_json::to_vec_pretty(&j).map_err(|e| DaemonError::Pipeline(e.to_string()))?;
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{}.failed.json", job.id));
         write_atomic(&tmp, &self.path(JobState::Failed, &job.id), &bytes)?;
         let src = self.path(from, &job.id);
         std::fs::remove_file(&src).map_err(|e| DaemonError::io(&src, e))?;
@@ -209,7 +232,13 @@ impl JobQueue {
 }
 
 /// A new pending job for reception `epoch` of `series_uid`.
-pub fn new_job(series_uid: &str, epoch: u32, files: Vec<String>, last_received_ms: u64, closed_because: &str) -> JobRecord {
+pub fn new_job(
+    series_uid: &str,
+    epoch: u32,
+    files: Vec<String>,
+    last_received_ms: u64,
+    closed_because: &str,
+) -> JobRecord {
     JobRecord {
         id: JobRecord::id_for(series_uid, epoch),
         series_uid: series_uid.into(),
@@ -232,19 +261,31 @@ mod tests {
         let q = JobQueue::open(dir.path()).expect("open");
         let j = new_job("1.2.3", 0, vec!["a.dcm".into()], 5, "count");
         assert!(q.enqueue(&j).expect("enqueue"));
-        assert!(!q.enqueue(&j).expect("again"), "second enqueue must be a no-op");
-        let got = q.take(JobState::Pending, Duration::from_millis(10)).expect("take").expect("a job");
+        assert!(
+            !q.enqueue(&j).expect("again"),
+            "second enqueue must be a no-op"
+        );
+        let got = q
+            .take(JobState::Pending, Duration::from_millis(10))
+            .expect("take")
+            .expect("a job");
         assert_eq!(got, j);
         assert!(
-            q.take(JobState::Pending, Duration::from_millis(10)).expect("take").is_none(),
+            q.take(JobState::Pending, Duration::from_millis(10))
+                .expect("take")
+                .is_none(),
             "claimed jobs are not handed out twice"
         );
-        q.advance(&j.id, JobState::Pending, JobState::Stored).expect("advance");
+        q.advance(&j.id, JobState::Pending, JobState::Stored)
+            .expect("advance");
         assert_eq!(q.state_of(&j.id), Some(JobState::Stored));
         // a restart sees the same state and no claim
         let q2 = JobQueue::open(dir.path()).expect("reopen");
         assert_eq!(q2.count(JobState::Pending), 0);
-        let s = q2.take(JobState::Stored, Duration::from_millis(10)).expect("take").expect("stored job");
+        let s = q2
+            .take(JobState::Stored, Duration::from_millis(10))
+            .expect("take")
+            .expect("stored job");
         q2.fail(&s, JobState::Stored, "boom").expect("fail");
         let failed = q2.list(JobState::Failed).expect("list");
         assert_eq!(failed.len(), 1);
@@ -260,6 +301,8 @@ mod tests {
         assert_eq!(JobRecord::id_for("1.2", 0), JobRecord::id_for("1.2", 0));
         assert_ne!(JobRecord::id_for("1.2", 0), JobRecord::id_for("1.2", 1));
         assert_ne!(JobRecord::id_for("1.2", 0), JobRecord::id_for("1.3", 0));
-        assert!(JobRecord::id_for("../../etc", 0).chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+        assert!(JobRecord::id_for("../../etc", 0)
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == '-'));
     }
 }

@@ -59,7 +59,13 @@ struct Report<'a> {
 }
 
 /// Writes the results of `job` under `out_root/<job id>/`; returns that folder.
-pub fn write(out_root: &Path, job: &JobRecord, a: &Analysis, model_name: &str, overlays: bool) -> Result<PathBuf, DaemonError> {
+pub fn write(
+    out_root: &Path,
+    job: &JobRecord,
+    a: &Analysis,
+    model_name: &str,
+    overlays: bool,
+) -> Result<PathBuf, DaemonError> {
     let final_dir = out_root.join(&job.id);
     let dir = out_root.join(format!("{}.partial", job.id));
     if dir.exists() {
@@ -73,9 +79,14 @@ pub fn write(out_root: &Path, job: &JobRecord, a: &Analysis, model_name: &str, o
     };
     let seg = write_seg(&a.stack, &a.masks, &algo, &dir.join("seg.dcm")).map_err(werr)?;
     let mut n_overlays = 0;
-    let (ed, es) = a.summary.as_ref().map(|s| (s.ed_phase, s.es_phase)).unwrap_or((0, 0));
+    let (ed, es) = a
+        .summary
+        .as_ref()
+        .map(|s| (s.ed_phase, s.es_phase))
+        .unwrap_or((0, 0));
     if overlays {
-        let series = crate::dicom::sc::OverlaySeries::new(a.stack.ids.series_number.unwrap_or(0) + 5000);
+        let series =
+            crate::dicom::sc::OverlaySeries::new(a.stack.ids.series_number.unwrap_or(0) + 5000);
         let sc_dir = dir.join("overlays");
         ensure_dir(&sc_dir)?;
         let mut phases = vec![ed];
@@ -85,7 +96,15 @@ pub fn write(out_root: &Path, job: &JobRecord, a: &Analysis, model_name: &str, o
         for &p in &phases {
             for s in 0..a.stack.n_slices() {
                 if a.stack.frame(s, p).is_some() {
-                    crate::dicom::sc::write_overlay(&a.stack, &a.masks, s, p, &series, &sc_dir.join(format!("s{s:03}_p{p:03}.dcm"))).map_err(werr)?;
+                    crate::dicom::sc::write_overlay(
+                        &a.stack,
+                        &a.masks,
+                        s,
+                        p,
+                        &series,
+                        &sc_dir.join(format!("s{s:03}_p{p:03}.dcm")),
+                    )
+                    .map_err(werr)?;
                     n_overlays += 1;
                 }
             }
@@ -108,9 +127,15 @@ pub fn write(out_root: &Path, job: &JobRecord, a: &Analysis, model_name: &str, o
         confidence_per_phase: &a.confidence,
         seg_sop_instance_uid: Some(seg.sop_instance_uid.clone()),
         overlays: n_overlays,
-        corrections: a.stack.corrections.iter().map(|c| c.to_json_line()).collect(),
+        corrections: a
+            .stack
+            .corrections
+            .iter()
+            .map(|c| c.to_json_line())
+            .collect(),
     };
-    let json = serde_json::to_vec_pretty(&report).map_err(|e| DaemonError::Pipeline(e.to_string()))?;
+    let json =
+        serde_json::to_vec_pretty(&report).map_err(|e| DaemonError::Pipeline(e.to_string()))?;
     write_file(&dir.join("report.json"), &json)?;
     let page = html_page(job, a, model_name)?;
     write_file(&dir.join("report.html"), page.as_bytes())?;
@@ -127,7 +152,9 @@ pub fn write(out_root: &Path, job: &JobRecord, a: &Analysis, model_name: &str, o
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), DaemonError> {
     use std::io::Write;
     let mut f = std::fs::File::create(path).map_err(|e| DaemonError::io(path, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| DaemonError::io(path, e))
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| DaemonError::io(path, e))
 }
 
 /// Montage of every slice of phase `p` with its labels.
@@ -136,7 +163,10 @@ fn phase_montage(a: &Analysis, p: usize) -> Result<Option<Vec<u8>>, DaemonError>
     let mut tiles = Vec::new();
     for s in 0..a.stack.n_slices() {
         if let (Some(f), Some(m)) = (a.stack.frame(s, p), a.masks.image(s, p)) {
-            tiles.push(overlay(&f.pixels, m, w, h, OverlayStyle::Contour).map_err(|e| DaemonError::Pipeline(e.to_string()))?);
+            tiles.push(
+                overlay(&f.pixels, m, w, h, OverlayStyle::Contour)
+                    .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+            );
         }
     }
     if tiles.is_empty() {
@@ -144,32 +174,65 @@ fn phase_montage(a: &Analysis, p: usize) -> Result<Option<Vec<u8>>, DaemonError>
     }
     let cols = (tiles.len() as f64).sqrt().ceil() as usize;
     let img = montage(&tiles, cols.max(1), 2).map_err(|e| DaemonError::Pipeline(e.to_string()))?;
-    Ok(Some(img.encode_png().map_err(|e| DaemonError::Pipeline(e.to_string()))?))
+    Ok(Some(
+        img.encode_png()
+            .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+    ))
 }
 
 fn html_page(job: &JobRecord, a: &Analysis, model_name: &str) -> Result<String, DaemonError> {
     let f1 = |v: f64| format!("{v:.1}");
     let mut numbers = vec![
-        ("Series".to_string(), a.stack.ids.series_description.clone().unwrap_or_else(|| job.id.clone())),
+        (
+            "Series".to_string(),
+            a.stack
+                .ids
+                .series_description
+                .clone()
+                .unwrap_or_else(|| job.id.clone()),
+        ),
         ("Model".into(), model_name.into()),
     ];
-    numbers.push(("Slices x phases".into(), format!("{} x {}", a.stack.n_slices(), a.stack.n_phases())));
+    numbers.push((
+        "Slices x phases".into(),
+        format!("{} x {}", a.stack.n_slices(), a.stack.n_phases()),
+    ));
     let mut images = Vec::new();
     if let Some(s) = &a.summary {
         numbers.extend([
-            ("ED / ES phase".to_string(), format!("{} / {}", s.ed_phase, s.es_phase)),
+            (
+                "ED / ES phase".to_string(),
+                format!("{} / {}", s.ed_phase, s.es_phase),
+            ),
             ("LV EDV (ml)".into(), f1(s.lv_edv_ml)),
             ("LV ESV (ml)".into(), f1(s.lv_esv_ml)),
             ("LV SV (ml)".into(), f1(s.lv_sv_ml)),
-            ("LV EF (%)".into(), s.lv_ef_percent.map(f1).unwrap_or_else(|| "n/a".into())),
+            (
+                "LV EF (%)".into(),
+                s.lv_ef_percent.map(f1).unwrap_or_else(|| "n/a".into()),
+            ),
             ("LV mass (g)".into(), f1(s.lv_mass_g)),
-            ("RV EDV / ESV (ml)".into(), format!("{} / {}", f1(s.rv_edv_ml), f1(s.rv_esv_ml))),
-            ("RV EF (%)".into(), s.rv_ef_percent.map(f1).unwrap_or_else(|| "n/a".into())),
+            (
+                "RV EDV / ESV (ml)".into(),
+                format!("{} / {}", f1(s.rv_edv_ml), f1(s.rv_esv_ml)),
+            ),
+            (
+                "RV EF (%)".into(),
+                s.rv_ef_percent.map(f1).unwrap_or_else(|| "n/a".into()),
+            ),
         ]);
-        if let Ok(img) = volume_curve(&s.lv_curve_ml, &s.rv_curve_ml, s.ed_phase, s.es_phase, 640, 320) {
+        if let Ok(img) = volume_curve(
+            &s.lv_curve_ml,
+            &s.rv_curve_ml,
+            s.ed_phase,
+            s.es_phase,
+            640,
+            320,
+        ) {
             images.push((
                 "LV (and RV) volume over the cardiac cycle".to_string(),
-                img.encode_png().map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+                img.encode_png()
+                    .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
             ));
         }
         for (name, p) in [("end-diastole", s.ed_phase), ("end-systole", s.es_phase)] {
@@ -185,7 +248,12 @@ fn html_page(job: &JobRecord, a: &Analysis, model_name: &str) -> Result<String, 
     let mut flags: Vec<(String, String)> = a
         .flags
         .iter()
-        .map(|f| (format!("{:?}", f.severity).to_lowercase(), f.message.clone()))
+        .map(|f| {
+            (
+                format!("{:?}", f.severity).to_lowercase(),
+                f.message.clone(),
+            )
+        })
         .collect();
     flags.extend(a.notes.iter().map(|n| ("warning".to_string(), n.clone())));
     Ok(html::render(&Page {

@@ -13,7 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs until `stop`: the sender loop.
-pub fn run(queue: Arc<JobQueue>, dest: Option<DestinationConfig>, calling: String, output_dir: PathBuf, dead_letter: PathBuf, stop: Arc<AtomicBool>) {
+pub fn run(
+    queue: Arc<JobQueue>,
+    dest: Option<DestinationConfig>,
+    calling: String,
+    output_dir: PathBuf,
+    dead_letter: PathBuf,
+    stop: Arc<AtomicBool>,
+) {
     while !stop.load(Ordering::SeqCst) {
         let job = match queue.take(JobState::Stored, Duration::from_millis(300)) {
             Ok(Some(j)) => j,
@@ -38,11 +45,19 @@ pub fn run(queue: Arc<JobQueue>, dest: Option<DestinationConfig>, calling: Strin
 }
 
 /// Sends a result folder with retries; returns the files that could not be delivered.
-pub fn deliver(d: &DestinationConfig, calling: &str, dir: &Path, stop: &AtomicBool) -> Vec<(PathBuf, String)> {
+pub fn deliver(
+    d: &DestinationConfig,
+    calling: &str,
+    dir: &Path,
+    stop: &AtomicBool,
+) -> Vec<(PathBuf, String)> {
     let peer = Peer {
         address: d.address.clone(),
         called: d.ae_title.clone(),
-        calling: d.calling_ae_title.clone().unwrap_or_else(|| calling.to_string()),
+        calling: d
+            .calling_ae_title
+            .clone()
+            .unwrap_or_else(|| calling.to_string()),
         timeout: Duration::from_secs(d.timeout_s),
     };
     let mut files = Vec::new();
@@ -64,7 +79,11 @@ pub fn deliver(d: &DestinationConfig, calling: &str, dir: &Path, stop: &AtomicBo
             }
         }
         if retry.is_empty() {
-            log::info!("results in {} sent to {} (attempt {attempt})", dir.display(), d.ae_title);
+            log::info!(
+                "results in {} sent to {} (attempt {attempt})",
+                dir.display(),
+                d.ae_title
+            );
             return permanent;
         }
         log::warn!(
@@ -99,5 +118,9 @@ fn dead_letter_files(dir: &Path, failures: &[(PathBuf, String)]) {
         reasons.push_str(&format!("{name}\t{}\t{why}\n", f.display()));
     }
     let _ = std::fs::write(dir.join("reasons.tsv"), reasons);
-    log::error!("{} result files moved to the dead-letter folder {}", failures.len(), dir.display());
+    log::error!(
+        "{} result files moved to the dead-letter folder {}",
+        failures.len(),
+        dir.display()
+    );
 }

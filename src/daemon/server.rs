@@ -4,10 +4,10 @@
 use super::config::Config;
 use super::health::Health;
 use super::net::scp::{Scp, ScpHandle};
+use super::overnight::{ModelSlot, OvernightSetup};
 use super::pipeline::{Pipeline, PipelineSettings};
 use super::queue::{JobQueue, JobState};
 use super::spool::Spool;
-use super::overnight::{ModelSlot, OvernightSetup};
 use super::DaemonError;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -37,7 +37,12 @@ impl Daemon {
     /// `model_file` is where `model` was loaded from; with overnight fine-tuning on, it is
     /// registered as the first version, and a model the registry promoted since is served
     /// instead.
-    pub fn start(cfg: &Config, model: crate::nn::Model, model_name: &str, model_file: &Path) -> Result<Daemon, DaemonError> {
+    pub fn start(
+        cfg: &Config,
+        model: crate::nn::Model,
+        model_name: &str,
+        model_file: &Path,
+    ) -> Result<Daemon, DaemonError> {
         let root = &cfg.spool.dir;
         super::fsio::ensure_dir(root)?;
         super::fsio::ensure_dir(&cfg.output.dir)?;
@@ -51,10 +56,14 @@ impl Daemon {
             queue.count(JobState::Stored)
         );
         let health = Arc::new(Health::default());
-        let device = cfg.pipeline.device.parse().map_err(|e: crate::nn::NnError| DaemonError::Config {
-            path: "pipeline.device".into(),
-            reason: e.to_string(),
-        })?;
+        let device = cfg
+            .pipeline
+            .device
+            .parse()
+            .map_err(|e: crate::nn::NnError| DaemonError::Config {
+                path: "pipeline.device".into(),
+                reason: e.to_string(),
+            })?;
         let settings = PipelineSettings {
             output_dir: cfg.output.dir.clone(),
             spool_dir: root.clone(),
@@ -72,11 +81,22 @@ impl Daemon {
         let (model, settings) = serving_model(cfg, model, settings)?;
         let preprocess = model.preprocess.clone();
         let slot = Arc::new(ModelSlot::default());
-        let pipeline = Pipeline::start(settings, model, slot.clone(), queue.clone(), spool.clone(), health.clone())?;
+        let pipeline = Pipeline::start(
+            settings,
+            model,
+            slot.clone(),
+            queue.clone(),
+            spool.clone(),
+            health.clone(),
+        )?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         if cfg.finetune.enabled {
-            let preprocess = preprocess.ok_or_else(|| DaemonError::Pipeline("overnight fine-tuning needs a model with preprocess metadata".into()))?;
+            let preprocess = preprocess.ok_or_else(|| {
+                DaemonError::Pipeline(
+                    "overnight fine-tuning needs a model with preprocess metadata".into(),
+                )
+            })?;
             let setup = OvernightSetup {
                 cfg: cfg.finetune.clone(),
                 spool_dir: root.clone(),
@@ -95,7 +115,11 @@ impl Daemon {
         }
         {
             let (q, d, st) = (queue.clone(), cfg.destination.clone(), stop.clone());
-            let (calling, out, dead) = (cfg.server.ae_title.clone(), cfg.output.dir.clone(), root.join("dead-letter"));
+            let (calling, out, dead) = (
+                cfg.server.ae_title.clone(),
+                cfg.output.dir.clone(),
+                root.join("dead-letter"),
+            );
             threads.push(
                 std::thread::Builder::new()
                     .name("sender".into())
@@ -120,7 +144,12 @@ impl Daemon {
             );
         }
         if cfg.logging.health_interval_s > 0 {
-            let (h, sp, st, every) = (health.clone(), spool.clone(), stop.clone(), Duration::from_secs(cfg.logging.health_interval_s));
+            let (h, sp, st, every) = (
+                health.clone(),
+                spool.clone(),
+                stop.clone(),
+                Duration::from_secs(cfg.logging.health_interval_s),
+            );
             threads.push(
                 std::thread::Builder::new()
                     .name("health".into())
@@ -180,7 +209,11 @@ impl Daemon {
 
 /// The model to serve at start: the registry's current version when overnight fine-tuning is on
 /// and has promoted one, else the configured model.
-fn serving_model(cfg: &Config, model: crate::nn::Model, mut settings: PipelineSettings) -> Result<(crate::nn::Model, PipelineSettings), DaemonError> {
+fn serving_model(
+    cfg: &Config,
+    model: crate::nn::Model,
+    mut settings: PipelineSettings,
+) -> Result<(crate::nn::Model, PipelineSettings), DaemonError> {
     if !cfg.finetune.enabled {
         return Ok((model, settings));
     }
@@ -188,9 +221,14 @@ fn serving_model(cfg: &Config, model: crate::nn::Model, mut settings: PipelineSe
     if !dir.join("registry.json").exists() {
         return Ok((model, settings));
     }
-    let reg = crate::registry::Registry::open(&dir).map_err(|e| DaemonError::Pipeline(format!("model registry: {e}")))?;
-    let Some(id) = reg.current().map(str::to_string) else { return Ok((model, settings)) };
-    let promoted = reg.load(&id).map_err(|e| DaemonError::Pipeline(format!("model registry: {e}")))?;
+    let reg = crate::registry::Registry::open(&dir)
+        .map_err(|e| DaemonError::Pipeline(format!("model registry: {e}")))?;
+    let Some(id) = reg.current().map(str::to_string) else {
+        return Ok((model, settings));
+    };
+    let promoted = reg
+        .load(&id)
+        .map_err(|e| DaemonError::Pipeline(format!("model registry: {e}")))?;
     if promoted.config() != model.config() || promoted.preprocess != model.preprocess {
         log::warn!("registry model {id} differs in architecture or preprocessing from the configured model; serving the configured one");
         return Ok((model, settings));

@@ -34,7 +34,11 @@ use std::time::{Duration, Instant};
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Record {
     Instance(InstanceRecord),
-    Closed { series: String, epoch: u32, job: String },
+    Closed {
+        series: String,
+        epoch: u32,
+        job: String,
+    },
 }
 
 /// What the index keeps about one acknowledged instance.
@@ -137,7 +141,10 @@ impl Spool {
                         *e = (*e).max(epoch);
                     }
                     Err(e) => {
-                        log::warn!("{}: ignoring a torn record at byte {valid_len}: {e}", index_path.display());
+                        log::warn!(
+                            "{}: ignoring a torn record at byte {valid_len}: {e}",
+                            index_path.display()
+                        );
                         break;
                     }
                 }
@@ -151,9 +158,14 @@ impl Spool {
             .read(true)
             .open(&index_path)
             .map_err(|e| DaemonError::io(&index_path, e))?;
-        let len = index.metadata().map_err(|e| DaemonError::io(&index_path, e))?.len();
+        let len = index
+            .metadata()
+            .map_err(|e| DaemonError::io(&index_path, e))?
+            .len();
         if len > valid_len {
-            index.set_len(valid_len).map_err(|e| DaemonError::io(&index_path, e))?;
+            index
+                .set_len(valid_len)
+                .map_err(|e| DaemonError::io(&index_path, e))?;
         }
         // Jobs are the commit point of a close.
         let mut referenced: HashSet<String> = HashSet::new();
@@ -163,7 +175,9 @@ impl Spool {
         let now_ms = unix_ms();
         for s in JobState::ALL {
             for j in queue.list(s)? {
-                if matches!(s, JobState::Pending | JobState::Stored) || now_ms.saturating_sub(j.enqueued_ms) < DUPLICATE_WINDOW_MS {
+                if matches!(s, JobState::Pending | JobState::Stored)
+                    || now_ms.saturating_sub(j.enqueued_ms) < DUPLICATE_WINDOW_MS
+                {
                     live.insert(j.series_uid.clone());
                 }
                 let e = closed.entry(j.series_uid.clone()).or_insert(j.epoch);
@@ -190,24 +204,37 @@ impl Spool {
         // Files nobody acknowledged (crash between rename and index) are removed.
         for e in std::fs::read_dir(&objects).map_err(|e| DaemonError::io(&objects, e))? {
             let p = e.map_err(|e| DaemonError::io(&objects, e))?.path();
-            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             if !referenced.contains(&name) {
                 log::info!("spool: removing unacknowledged file {}", p.display());
                 std::fs::remove_file(&p).map_err(|e| DaemonError::io(&p, e))?;
             }
         }
         live.extend(open.keys().cloned());
-        by_sop.retain(|_, r| live.contains(&r.series) || !closed.get(&r.series).is_some_and(|c| *c >= r.epoch));
+        by_sop.retain(|_, r| {
+            live.contains(&r.series) || !closed.get(&r.series).is_some_and(|c| *c >= r.epoch)
+        });
         if lines > by_sop.len() + closed.len() + COMPACT_SLACK {
             index = compact(&index_path, &by_sop, &closed)?;
-            log::info!("spool: index compacted from {lines} to {} records", by_sop.len() + closed.len());
+            log::info!(
+                "spool: index compacted from {lines} to {} records",
+                by_sop.len() + closed.len()
+            );
         }
         let nonce = u64::from(std::process::id()) << 32 ^ unix_ms();
         let spool = Spool {
             dir,
             cfg: cfg.clone(),
             queue,
-            state: Mutex::new(State { index, by_sop, open, closed }),
+            state: Mutex::new(State {
+                index,
+                by_sop,
+                open,
+                closed,
+            }),
             counter: AtomicU64::new(0),
             nonce,
             received: AtomicU64::new(0),
@@ -235,7 +262,12 @@ impl Spool {
     }
 
     /// Starts receiving instance `sop` (from the C-STORE command).
-    pub fn begin(&self, sop: &str, sop_class: &str, transfer_syntax: &str) -> Result<Incoming<'_>, DaemonError> {
+    pub fn begin(
+        &self,
+        sop: &str,
+        sop_class: &str,
+        transfer_syntax: &str,
+    ) -> Result<Incoming<'_>, DaemonError> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let name = format!("{:016x}-{n:08}.part", self.nonce);
         let tmp = self.dir.join("tmp").join(name);
@@ -252,8 +284,10 @@ impl Spool {
             .media_storage_sop_instance_uid(sop)
             .build()
             .map_err(|e| DaemonError::BadObject(format!("file meta for {sop}: {e}")))?;
-        meta.write(&mut head).map_err(|e| DaemonError::BadObject(format!("file meta for {sop}: {e}")))?;
-        file.write_all(&head).map_err(|e| DaemonError::io(&tmp, e))?;
+        meta.write(&mut head)
+            .map_err(|e| DaemonError::BadObject(format!("file meta for {sop}: {e}")))?;
+        file.write_all(&head)
+            .map_err(|e| DaemonError::io(&tmp, e))?;
         let mut hasher = Sha256::new();
         hasher.update(&head);
         Ok(Incoming {
@@ -291,7 +325,11 @@ impl Spool {
             append(&mut st.index, &self.dir.join("index.jsonl"), &rec)?;
             st.closed.insert(uid.clone(), job.epoch);
             st.open.remove(&uid);
-            log::info!("series closed ({} instances, {why}): job {}", job.files.len(), job.id);
+            log::info!(
+                "series closed ({} instances, {why}): job {}",
+                job.files.len(),
+                job.id
+            );
             jobs.push(job);
         }
         Ok(jobs)
@@ -305,7 +343,11 @@ impl Spool {
         let st = self.lock();
         for f in &job.files {
             // Still the live copy of an instance of an open series: keep it.
-            if st.open.values().any(|s| s.sops.values().any(|r| &r.file == f)) {
+            if st
+                .open
+                .values()
+                .any(|s| s.sops.values().any(|r| &r.file == f))
+            {
                 continue;
             }
             let p = self.objects_dir().join(f);
@@ -333,13 +375,20 @@ impl Spool {
             (None, Some(c)) => c + 1,
             (None, None) => 0,
         };
-        append(&mut st.index, &self.dir.join("index.jsonl"), &Record::Instance(rec.clone()))?;
+        append(
+            &mut st.index,
+            &self.dir.join("index.jsonl"),
+            &Record::Instance(rec.clone()),
+        )?;
         let epoch = rec.epoch;
-        let series = st.open.entry(rec.series.clone()).or_insert_with(|| OpenSeries {
-            epoch,
-            sops: BTreeMap::new(),
-            last_seen: Instant::now(),
-        });
+        let series = st
+            .open
+            .entry(rec.series.clone())
+            .or_insert_with(|| OpenSeries {
+                epoch,
+                sops: BTreeMap::new(),
+                last_seen: Instant::now(),
+            });
         series.last_seen = Instant::now();
         if let Some(prev) = series.sops.insert(rec.sop.clone(), rec.clone()) {
             // Replaced within the same open reception: the older copy is nobody's input.
@@ -361,39 +410,68 @@ const COMPACT_SLACK: usize = 1000;
 /// Rewrites the index with only the records still needed (closed epochs of every series, the
 /// instance records kept in memory) by temporary file, fsync and rename; returns it opened
 /// for appending.
-fn compact(path: &Path, by_sop: &HashMap<String, InstanceRecord>, closed: &HashMap<String, u32>) -> Result<File, DaemonError> {
+fn compact(
+    path: &Path,
+    by_sop: &HashMap<String, InstanceRecord>,
+    closed: &HashMap<String, u32>,
+) -> Result<File, DaemonError> {
     let tmp = path.with_extension("jsonl.tmp");
     let mut out = Vec::new();
     let mut closed: Vec<(&String, &u32)> = closed.iter().collect();
     closed.sort();
     for (series, epoch) in closed {
-        let rec = Record::Closed { series: series.clone(), epoch: *epoch, job: JobRecord::id_for(series, *epoch) };
+        let rec = Record::Closed {
+            series: series.clone(),
+            epoch: *epoch,
+            job: JobRecord::id_for(series, *epoch),
+        };
         out.extend(serde_json::to_vec(&rec).map_err(|e| index_error(path, e))?);
         out.push(b'\n');
     }
     let mut recs: Vec<&InstanceRecord> = by_sop.values().collect();
     recs.sort_by_key(|r| (r.at_ms, r.sop.clone()));
     for r in recs {
-        out.extend(serde_json::to_vec(&Record::Instance(r.clone())).map_err(|e| index_error(path, e))?);
+        out.extend(
+            serde_json::to_vec(&Record::Instance(r.clone())).map_err(|e| index_error(path, e))?,
+        );
         out.push(b'\n');
     }
     super::fsio::write_atomic(&tmp, path, &out)?;
-    OpenOptions::new().append(true).read(true).open(path).map_err(|e| DaemonError::io(path, e))
+    OpenOptions::new()
+        .append(true)
+        .read(true)
+        .open(path)
+        .map_err(|e| DaemonError::io(path, e))
 }
 
 fn append(index: &mut File, path: &Path, rec: &Record) -> Result<(), DaemonError> {
     let mut line = serde_json::to_vec(rec).map_err(|e| index_error(path, e))?;
     line.push(b'\n');
-    index.write_all(&line).and_then(|_| index.sync_data()).map_err(|e| DaemonError::io(path, e))
+    index
+        .write_all(&line)
+        .and_then(|_| index.sync_data())
+        .map_err(|e| DaemonError::io(path, e))
 }
 
 /// Why an open series is complete at `now`, if it is.
-fn completion(s: &OpenSeries, now: Instant, settle: Duration, idle: Duration) -> Option<&'static str> {
+fn completion(
+    s: &OpenSeries,
+    now: Instant,
+    settle: Duration,
+    idle: Duration,
+) -> Option<&'static str> {
     let quiet = now.saturating_duration_since(s.last_seen);
     let count = s.sops.len() as u64;
     let first = s.sops.values().next()?;
-    let phases = s.sops.values().find_map(|r| r.cardiac_images).filter(|c| *c > 0);
-    if let (Some(n), Some(c)) = (s.sops.values().find_map(|r| r.images_in_acquisition), phases) {
+    let phases = s
+        .sops
+        .values()
+        .find_map(|r| r.cardiac_images)
+        .filter(|c| *c > 0);
+    if let (Some(n), Some(c)) = (
+        s.sops.values().find_map(|r| r.images_in_acquisition),
+        phases,
+    ) {
         if n > 0 && count >= n * c {
             return Some("expected instance count reached");
         }
@@ -423,8 +501,12 @@ fn completion(s: &OpenSeries, now: Instant, settle: Duration, idle: Duration) ->
 impl Incoming<'_> {
     /// Appends data-set bytes as they arrive.
     pub fn write(&mut self, data: &[u8]) -> Result<(), DaemonError> {
-        let f = self.file.as_mut().ok_or_else(|| DaemonError::BadObject("write after commit".into()))?;
-        f.write_all(data).map_err(|e| DaemonError::io(&self.tmp, e))?;
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| DaemonError::BadObject("write after commit".into()))?;
+        f.write_all(data)
+            .map_err(|e| DaemonError::io(&self.tmp, e))?;
         self.hasher.update(data);
         self.bytes += data.len() as u64;
         Ok(())
@@ -433,14 +515,23 @@ impl Incoming<'_> {
     /// Makes the instance durable and indexes it. On error nothing is kept and the caller must
     /// not acknowledge.
     pub fn commit(mut self) -> Result<Stored, DaemonError> {
-        let file = self.file.take().ok_or_else(|| DaemonError::BadObject("committed twice".into()))?;
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| DaemonError::BadObject("committed twice".into()))?;
         file.sync_all().map_err(|e| DaemonError::io(&self.tmp, e))?;
         drop(file);
         let header = read_header(&self.tmp)?;
         if header.sop != self.sop {
-            log::warn!("spool: data set SOPInstanceUID differs from the command's; using the command's");
+            log::warn!(
+                "spool: data set SOPInstanceUID differs from the command's; using the command's"
+            );
         }
-        let name = self.tmp.file_name().map(|n| n.to_string_lossy().replace(".part", ".dcm")).unwrap_or_default();
+        let name = self
+            .tmp
+            .file_name()
+            .map(|n| n.to_string_lossy().replace(".part", ".dcm"))
+            .unwrap_or_default();
         let final_path = self.spool.objects_dir().join(&name);
         std::fs::rename(&self.tmp, &final_path).map_err(|e| DaemonError::io(&final_path, e))?;
         sync_dir(&self.spool.objects_dir())?;
@@ -499,14 +590,25 @@ fn read_header(path: &Path) -> Result<Header, DaemonError> {
             .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
             .filter(|s| !s.is_empty())
     };
-    let int = |t| obj.element(t).ok().and_then(|e| e.to_int::<i64>().ok()).and_then(|v| u64::try_from(v).ok());
-    let series = text(tags::SERIES_INSTANCE_UID).ok_or_else(|| DaemonError::BadObject("no SeriesInstanceUID".into()))?;
+    let int = |t| {
+        obj.element(t)
+            .ok()
+            .and_then(|e| e.to_int::<i64>().ok())
+            .and_then(|v| u64::try_from(v).ok())
+    };
+    let series = text(tags::SERIES_INSTANCE_UID)
+        .ok_or_else(|| DaemonError::BadObject("no SeriesInstanceUID".into()))?;
     let slice = obj
         .element(tags::IMAGE_POSITION_PATIENT)
         .ok()
         .and_then(|e| e.to_multi_float64().ok())
         .filter(|v| v.len() == 3)
-        .map(|v| v.iter().map(|x| format!("{:.2}", x)).collect::<Vec<_>>().join("\\"));
+        .map(|v| {
+            v.iter()
+                .map(|x| format!("{:.2}", x))
+                .collect::<Vec<_>>()
+                .join("\\")
+        });
     Ok(Header {
         sop: text(tags::SOP_INSTANCE_UID).unwrap_or_default(),
         series,

@@ -12,13 +12,30 @@ fn dataset(series: &str, sop: &str, z: usize, extra: u8) -> Vec<u8> {
     let obj = InMemDicomObject::from_element_iter([
         DataElement::new(tags::SOP_CLASS_UID, VR::UI, PrimitiveValue::from(MR)),
         DataElement::new(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(sop)),
-        DataElement::new(tags::SERIES_INSTANCE_UID, VR::UI, PrimitiveValue::from(series)),
-        DataElement::new(tags::CARDIAC_NUMBER_OF_IMAGES, VR::IS, PrimitiveValue::from("2")),
-        DataElement::new(tags::IMAGE_POSITION_PATIENT, VR::DS, PrimitiveValue::from(format!("0\\0\\{}", z * 10))),
-        DataElement::new(tags::SERIES_DESCRIPTION, VR::LO, PrimitiveValue::from(format!("x{extra}"))),
+        DataElement::new(
+            tags::SERIES_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from(series),
+        ),
+        DataElement::new(
+            tags::CARDIAC_NUMBER_OF_IMAGES,
+            VR::IS,
+            PrimitiveValue::from("2"),
+        ),
+        DataElement::new(
+            tags::IMAGE_POSITION_PATIENT,
+            VR::DS,
+            PrimitiveValue::from(format!("0\\0\\{}", z * 10)),
+        ),
+        DataElement::new(
+            tags::SERIES_DESCRIPTION,
+            VR::LO,
+            PrimitiveValue::from(format!("x{extra}")),
+        ),
     ]);
     let mut out = Vec::new();
-    obj.write_dataset_with_ts(&mut out, &EXPLICIT_VR_LITTLE_ENDIAN.erased()).expect("encode");
+    obj.write_dataset_with_ts(&mut out, &EXPLICIT_VR_LITTLE_ENDIAN.erased())
+        .expect("encode");
     out
 }
 
@@ -51,11 +68,20 @@ fn files_in(dir: &Path) -> usize {
 fn stored_files_are_readable_dicom_with_generated_names() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_q, s) = setup(dir.path(), 0);
-    assert_eq!(store(&s, "1.2.3", "1.2.3.1", 0, 0).expect("store"), Stored::New);
-    let entries: Vec<_> = std::fs::read_dir(s.objects_dir()).expect("objects").filter_map(Result::ok).collect();
+    assert_eq!(
+        store(&s, "1.2.3", "1.2.3.1", 0, 0).expect("store"),
+        Stored::New
+    );
+    let entries: Vec<_> = std::fs::read_dir(s.objects_dir())
+        .expect("objects")
+        .filter_map(Result::ok)
+        .collect();
     assert_eq!(entries.len(), 1);
     let name = entries[0].file_name().to_string_lossy().to_string();
-    assert!(!name.contains("1.2.3"), "file name {name} must not come from DICOM values");
+    assert!(
+        !name.contains("1.2.3"),
+        "file name {name} must not come from DICOM values"
+    );
     let obj = dicom_object::open_file(entries[0].path()).expect("a valid DICOM file");
     assert_eq!(
         obj.element(tags::SERIES_INSTANCE_UID)
@@ -75,19 +101,31 @@ fn duplicates_are_idempotent_and_series_close_once() {
     for (i, z) in [(1, 0), (2, 0), (3, 1)] {
         store(&s, "1.2.3", &format!("1.2.3.{i}"), z, 0).expect("store");
     }
-    assert_eq!(store(&s, "1.2.3", "1.2.3.1", 0, 0).expect("dup"), Stored::Duplicate);
-    assert!(s.poll(Instant::now()).expect("poll").is_empty(), "slice 1 has 1 of 2 phases");
+    assert_eq!(
+        store(&s, "1.2.3", "1.2.3.1", 0, 0).expect("dup"),
+        Stored::Duplicate
+    );
+    assert!(
+        s.poll(Instant::now()).expect("poll").is_empty(),
+        "slice 1 has 1 of 2 phases"
+    );
     store(&s, "1.2.3", "1.2.3.4", 1, 0).expect("store");
     let jobs = s.poll(Instant::now()).expect("poll");
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].files.len(), 4);
     assert!(s.poll(Instant::now()).expect("poll").is_empty());
     // the same bytes again after the close: still a duplicate, no new job
-    assert_eq!(store(&s, "1.2.3", "1.2.3.2", 0, 0).expect("dup"), Stored::Duplicate);
+    assert_eq!(
+        store(&s, "1.2.3", "1.2.3.2", 0, 0).expect("dup"),
+        Stored::Duplicate
+    );
     assert_eq!(s.open_series(), 0);
     assert_eq!(q.count(JobState::Pending), 1);
     // changed bytes after the close open a new reception epoch
-    assert_eq!(store(&s, "1.2.3", "1.2.3.2", 0, 9).expect("new"), Stored::New);
+    assert_eq!(
+        store(&s, "1.2.3", "1.2.3.2", 0, 9).expect("new"),
+        Stored::New
+    );
     assert_eq!(s.open_series(), 1);
 }
 
@@ -98,7 +136,8 @@ fn dropped_instances_leave_nothing_and_restart_recovers_open_series() {
         let (_q, s) = setup(dir.path(), 0);
         store(&s, "9.9", "9.9.1", 0, 0).expect("store");
         let mut inc = s.begin("9.9.2", MR, ELE).expect("begin");
-        inc.write(&dataset("9.9", "9.9.2", 0, 0)[..20]).expect("write");
+        inc.write(&dataset("9.9", "9.9.2", 0, 0)[..20])
+            .expect("write");
         drop(inc); // the sender vanished mid-instance
         assert_eq!(files_in(&dir.path().join("spool/tmp")), 0);
         // garbage bytes are refused and leave nothing behind
@@ -110,11 +149,15 @@ fn dropped_instances_leave_nothing_and_restart_recovers_open_series() {
     // a torn index line (crash mid-append) and an orphan object (crash before indexing)
     let index = dir.path().join("spool/index.jsonl");
     let mut f = OpenOptions::new().append(true).open(&index).expect("index");
-    f.write_all(b"{\"op\":\"instance\",\"sop\":\"9.9").expect("tear");
+    f.write_all(b"{\"op\":\"instance\",\"sop\":\"9.9")
+        .expect("tear");
     std::fs::write(dir.path().join("spool/objects/orphan.dcm"), b"x").expect("orphan");
     let (q, s) = setup(dir.path(), 0);
     assert_eq!(s.open_series(), 1);
-    assert!(!dir.path().join("spool/objects/orphan.dcm").exists(), "unacknowledged file removed");
+    assert!(
+        !dir.path().join("spool/objects/orphan.dcm").exists(),
+        "unacknowledged file removed"
+    );
     store(&s, "9.9", "9.9.2", 0, 0).expect("store after restart");
     let jobs = s.poll(Instant::now()).expect("poll");
     assert_eq!(jobs.len(), 1);
@@ -140,12 +183,14 @@ fn restart_compacts_the_index_and_forgets_long_finished_series() {
         }
         let jobs = s.poll(Instant::now()).expect("poll");
         assert_eq!(jobs.len(), 1);
-        q.advance(&jobs[0].id, JobState::Pending, JobState::Done).expect("done");
+        q.advance(&jobs[0].id, JobState::Pending, JobState::Done)
+            .expect("done");
         jobs[0].clone()
     };
     // The job finished two days ago, and the index holds many superseded records.
     let done = dir.path().join(format!("jobs/done/{}.json", job.id));
-    let mut rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&done).expect("job")).expect("json");
+    let mut rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&done).expect("job")).expect("json");
     rec["enqueued_ms"] = serde_json::json!(unix_ms() - 48 * 3600 * 1000);
     std::fs::write(&done, serde_json::to_vec(&rec).expect("json")).expect("write job");
     let text = std::fs::read_to_string(&index).expect("index");
@@ -155,7 +200,11 @@ fn restart_compacts_the_index_and_forgets_long_finished_series() {
 
     let (_q, s) = setup(dir.path(), 0);
     let after = std::fs::read_to_string(&index).expect("index");
-    assert_eq!(after.lines().count(), 1, "only the closed epoch remains:\n{after}");
+    assert_eq!(
+        after.lines().count(),
+        1,
+        "only the closed epoch remains:\n{after}"
+    );
     assert!(after.contains("\"closed\"") && after.contains(&job.id));
     // Long finished: the same instance again is a new reception, in a new epoch.
     assert_eq!(store(&s, "5.5", "5.5.1", 0, 0).expect("store"), Stored::New);

@@ -79,7 +79,11 @@ pub struct Geometry {
 
 /// MONOCHROME1 stores dark as high: mirror the values about the middle of their range.
 fn invert_monochrome1(pixels: &mut [f32]) {
-    let (lo, hi) = pixels.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let (lo, hi) = pixels
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     if lo.is_finite() && hi.is_finite() {
         for v in pixels.iter_mut() {
             *v = lo + hi - *v;

@@ -319,7 +319,10 @@ mod tests {
         body.extend_from_slice(&1_900_000_000u32.to_le_bytes());
         body.extend_from_slice(&[0; 8]);
         let err = check_lengths(&body).unwrap_err();
-        assert!(err.contains("(0008,0018)") && err.contains("1900000000"), "{err}");
+        assert!(
+            err.contains("(0008,0018)") && err.contains("1900000000"),
+            "{err}"
+        );
         // The same bytes under a tag that is not a sequence are one opaque value: fine.
         let at = body.len() - 24;
         body[at..at + 4].copy_from_slice(&[0x09, 0x00, 0x10, 0x10]);

@@ -211,7 +211,10 @@ pub fn load_files(
     let mut instances = Vec::new();
     let mut skipped = Vec::new();
     // Decoding is per file and independent: in parallel, results kept in file order.
-    let read: Vec<Result<Vec<super::Instance>, DicomError>> = files.par_iter().map(|f| super::instance::read_file(f)).collect();
+    let read: Vec<Result<Vec<super::Instance>, DicomError>> = files
+        .par_iter()
+        .map(|f| super::instance::read_file(f))
+        .collect();
     for r in read {
         match r {
             Ok(mut v) => instances.append(&mut v),

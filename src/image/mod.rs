@@ -45,7 +45,11 @@ pub enum Phase {
 pub enum ImageError {
     /// A buffer's length does not match the dimensions it claims.
     #[error("buffer holds {got} values but {what} needs {expected}")]
-    Length { what: String, got: usize, expected: usize },
+    Length {
+        what: String,
+        got: usize,
+        expected: usize,
+    },
     /// Zero-sized image, or a spacing that is not a positive finite number.
     #[error("invalid geometry: {0}")]
     Geometry(String),

@@ -44,7 +44,10 @@ fn percentile(v: &mut [f32], q: f32) -> f32 {
 
 fn check_normalisation(n: &Normalisation) -> Result<(), ImageError> {
     if n.kind != "percentile" {
-        return Err(ImageError::Preprocess(format!("normalisation kind {:?} (only \"percentile\" is known)", n.kind)));
+        return Err(ImageError::Preprocess(format!(
+            "normalisation kind {:?} (only \"percentile\" is known)",
+            n.kind
+        )));
     }
     let ok = |q: f32| (0.0..=100.0).contains(&q);
     if !(ok(n.low_percentile) && ok(n.high_percentile) && n.low_percentile < n.high_percentile) {
@@ -69,7 +72,11 @@ pub fn prepare_image(s: &Slice2D, p: &Preprocess) -> Result<(Vec<f32>, Placement
             expected: pl.native_len(),
         });
     }
-    let (lo, hi) = percentile_window(&s.data, p.normalisation.low_percentile, p.normalisation.high_percentile);
+    let (lo, hi) = percentile_window(
+        &s.data,
+        p.normalisation.low_percentile,
+        p.normalisation.high_percentile,
+    );
     let scale = if hi > lo { 1.0 / (hi - lo) } else { 0.0 };
     let n = p.size;
     let tx = taps(n, s.width, |u| pl.to_native(u, 0.0).0);
@@ -138,7 +145,11 @@ mod tests {
     use super::*;
 
     fn pre(size: usize, spacing_mm: f32) -> Preprocess {
-        Preprocess { spacing_mm, size, ..Preprocess::default() }
+        Preprocess {
+            spacing_mm,
+            size,
+            ..Preprocess::default()
+        }
     }
 
     /// Ellipse radius of a physical point (mm from the native origin) in a heart-like phantom:
@@ -198,14 +209,21 @@ mod tests {
         let m = mask(w, h, sp);
         let p = pre(400, 1.37);
         let pl = Placement::new(w, h, sp, &p).unwrap();
-        assert_eq!(restore_labels(&prepare_labels(&m, w, h, sp, &p).unwrap(), &pl).unwrap(), m);
+        assert_eq!(
+            restore_labels(&prepare_labels(&m, w, h, sp, &p).unwrap(), &pl).unwrap(),
+            m
+        );
 
         // Anisotropic native pixels, a grid coarser in x and finer in y, crop and pad both.
-        for (w, h, sp, p) in [(256, 216, [1.37, 1.37], pre(128, 1.5)), (120, 180, [1.8, 1.2], pre(144, 1.5))] {
+        for (w, h, sp, p) in [
+            (256, 216, [1.37, 1.37], pre(128, 1.5)),
+            (120, 180, [1.8, 1.2], pre(144, 1.5)),
+        ] {
             let m = mask(w, h, sp);
             let pl = Placement::new(w, h, sp, &p).unwrap();
             // Labels: nearest neighbour there and back.
-            let by_nearest = restore_labels(&prepare_labels(&m, w, h, sp, &p).unwrap(), &pl).unwrap();
+            let by_nearest =
+                restore_labels(&prepare_labels(&m, w, h, sp, &p).unwrap(), &pl).unwrap();
             // Network-like scores on the grid, restored bilinearly, then argmax.
             let by_scores = argmax_restored(&soft_scores(&pl, sp), 4, &pl).unwrap();
             for class in 1..4 {
@@ -227,12 +245,24 @@ mod tests {
     fn image_and_labels_stay_aligned() {
         let (w, h, sp, p) = (200, 150, [1.3, 1.6], pre(96, 1.5));
         let m = mask(w, h, sp);
-        let img =
-            Slice2D { width: w, height: h, spacing: sp, data: m.iter().map(|&l| 100.0 + 50.0 * l as f32).collect() };
+        let img = Slice2D {
+            width: w,
+            height: h,
+            spacing: sp,
+            data: m.iter().map(|&l| 100.0 + 50.0 * l as f32).collect(),
+        };
         let (x, _) = prepare_image(&img, &p).unwrap();
         let l = prepare_labels(&m, w, h, sp, &p).unwrap();
-        let agree = x.iter().zip(&l).filter(|(&v, &c)| (v * 3.0).round() as u8 == c).count();
-        assert!(agree as f64 > 0.97 * x.len() as f64, "{agree} of {}", x.len());
+        let agree = x
+            .iter()
+            .zip(&l)
+            .filter(|(&v, &c)| (v * 3.0).round() as u8 == c)
+            .count();
+        assert!(
+            agree as f64 > 0.97 * x.len() as f64,
+            "{agree} of {}",
+            x.len()
+        );
     }
 
     #[test]
@@ -241,13 +271,27 @@ mod tests {
         let (w, h) = (101, 81);
         let mut data = vec![0.0f32; w * h];
         data[40 * w + 50] = 10.0;
-        let s = Slice2D { width: w, height: h, spacing: [1.0, 1.0], data };
+        let s = Slice2D {
+            width: w,
+            height: h,
+            spacing: [1.0, 1.0],
+            data,
+        };
         let p = Preprocess {
-            normalisation: Normalisation { low_percentile: 0.0, high_percentile: 100.0, ..Default::default() },
+            normalisation: Normalisation {
+                low_percentile: 0.0,
+                high_percentile: 100.0,
+                ..Default::default()
+            },
             ..pre(33, 1.0)
         };
         let (x, pl) = prepare_image(&s, &p).unwrap();
-        let argmax = x.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        let argmax = x
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0;
         assert_eq!((argmax % 33, argmax / 33), (16, 16));
         assert_eq!(x[16 * 33 + 16], 1.0);
         assert_eq!(pl.to_native(16.0, 16.0), (50.0, 40.0));
@@ -286,25 +330,60 @@ mod tests {
         assert_eq!(percentile_window(&data, 1.0, 99.0), (1.0, 99.0));
         let (lo, hi) = percentile_window(&[0.0, 10.0, f32::NAN], 25.0, 50.0);
         assert_eq!((lo, hi), (2.5, 5.0));
-        let s = Slice2D { width: 101, height: 1, spacing: [1.0, 1.0], data };
+        let s = Slice2D {
+            width: 101,
+            height: 1,
+            spacing: [1.0, 1.0],
+            data,
+        };
         let (x, _) = prepare_image(&s, &pre(101, 1.0)).unwrap();
         // The single native row lands on the middle row of the grid.
         let row = &x[50 * 101..51 * 101];
-        assert_eq!((row[0], row[1], row[50], row[99], row[100]), (0.0, 0.0, 0.5, 1.0, 1.0));
+        assert_eq!(
+            (row[0], row[1], row[50], row[99], row[100]),
+            (0.0, 0.0, 0.5, 1.0, 1.0)
+        );
         assert!(x[..50 * 101].iter().all(|&v| v == 0.0));
-        let blank = Slice2D { width: 4, height: 4, spacing: [1.0, 1.0], data: vec![7.0; 16] };
-        assert!(prepare_image(&blank, &pre(8, 1.0)).unwrap().0.iter().all(|&v| v == 0.0));
+        let blank = Slice2D {
+            width: 4,
+            height: 4,
+            spacing: [1.0, 1.0],
+            data: vec![7.0; 16],
+        };
+        assert!(prepare_image(&blank, &pre(8, 1.0))
+            .unwrap()
+            .0
+            .iter()
+            .all(|&v| v == 0.0));
     }
 
     #[test]
     fn bad_inputs_are_errors() {
-        let s = Slice2D { width: 4, height: 4, spacing: [1.0, 1.0], data: vec![0.0; 15] };
-        assert!(matches!(prepare_image(&s, &pre(8, 1.0)), Err(ImageError::Length { .. })));
-        let s = Slice2D { data: vec![0.0; 16], ..s };
+        let s = Slice2D {
+            width: 4,
+            height: 4,
+            spacing: [1.0, 1.0],
+            data: vec![0.0; 15],
+        };
+        assert!(matches!(
+            prepare_image(&s, &pre(8, 1.0)),
+            Err(ImageError::Length { .. })
+        ));
+        let s = Slice2D {
+            data: vec![0.0; 16],
+            ..s
+        };
         let mut p = pre(8, 1.0);
         p.normalisation.kind = "zscore".into();
-        assert!(matches!(prepare_image(&s, &p), Err(ImageError::Preprocess(_))));
-        p.normalisation = Normalisation { low_percentile: 99.0, high_percentile: 1.0, ..Default::default() };
+        assert!(matches!(
+            prepare_image(&s, &p),
+            Err(ImageError::Preprocess(_))
+        ));
+        p.normalisation = Normalisation {
+            low_percentile: 99.0,
+            high_percentile: 1.0,
+            ..Default::default()
+        };
         assert!(prepare_image(&s, &p).is_err());
         assert!(prepare_labels(&[0; 3], 2, 2, [1.0, 1.0], &pre(8, 1.0)).is_err());
     }

@@ -29,15 +29,27 @@ pub struct Placement {
 
 impl Placement {
     /// The placement of `p`'s grid on a `width x height` slice of the given spacing.
-    pub fn new(width: usize, height: usize, spacing: [f32; 2], p: &Preprocess) -> Result<Self, ImageError> {
+    pub fn new(
+        width: usize,
+        height: usize,
+        spacing: [f32; 2],
+        p: &Preprocess,
+    ) -> Result<Self, ImageError> {
         if width == 0 || height == 0 {
-            return Err(ImageError::Geometry(format!("empty image {width}x{height}")));
+            return Err(ImageError::Geometry(format!(
+                "empty image {width}x{height}"
+            )));
         }
         if spacing.iter().any(|s| !s.is_finite() || *s <= 0.0) {
-            return Err(ImageError::Geometry(format!("pixel spacing {spacing:?} mm")));
+            return Err(ImageError::Geometry(format!(
+                "pixel spacing {spacing:?} mm"
+            )));
         }
         if p.size == 0 || !p.spacing_mm.is_finite() || p.spacing_mm <= 0.0 {
-            return Err(ImageError::Preprocess(format!("size {} with spacing {} mm", p.size, p.spacing_mm)));
+            return Err(ImageError::Preprocess(format!(
+                "size {} with spacing {} mm",
+                p.size, p.spacing_mm
+            )));
         }
         Ok(Placement {
             native_width: width,
@@ -51,16 +63,22 @@ impl Placement {
     /// Native pixel coordinates of grid position (u, v).
     pub fn to_native(&self, u: f32, v: f32) -> (f32, f32) {
         let c = (self.size as f32 - 1.0) / 2.0;
-        let x = (self.native_width as f32 - 1.0) / 2.0 + (u - c) * self.spacing_mm / self.native_spacing[0];
-        let y = (self.native_height as f32 - 1.0) / 2.0 + (v - c) * self.spacing_mm / self.native_spacing[1];
+        let x = (self.native_width as f32 - 1.0) / 2.0
+            + (u - c) * self.spacing_mm / self.native_spacing[0];
+        let y = (self.native_height as f32 - 1.0) / 2.0
+            + (v - c) * self.spacing_mm / self.native_spacing[1];
         (x, y)
     }
 
     /// Grid coordinates of native pixel position (x, y); the inverse of [`Placement::to_native`].
     pub fn to_grid(&self, x: f32, y: f32) -> (f32, f32) {
         let c = (self.size as f32 - 1.0) / 2.0;
-        let u = c + (x - (self.native_width as f32 - 1.0) / 2.0) * self.native_spacing[0] / self.spacing_mm;
-        let v = c + (y - (self.native_height as f32 - 1.0) / 2.0) * self.native_spacing[1] / self.spacing_mm;
+        let u = c
+            + (x - (self.native_width as f32 - 1.0) / 2.0) * self.native_spacing[0]
+                / self.spacing_mm;
+        let v = c
+            + (y - (self.native_height as f32 - 1.0) / 2.0) * self.native_spacing[1]
+                / self.spacing_mm;
         (u, v)
     }
 
@@ -101,14 +119,24 @@ pub(crate) fn taps(n_out: usize, n_in: usize, pos: impl Fn(f32) -> f32) -> Vec<T
             let i0 = (xc.floor() as usize).min(n_in - 1);
             let i1 = (i0 + 1).min(n_in - 1);
             let nearest = ((x + 0.5).floor().clamp(0.0, last)) as usize;
-            Tap { i0, i1, f: xc - i0 as f32, nearest, inside }
+            Tap {
+                i0,
+                i1,
+                f: xc - i0 as f32,
+                nearest,
+                inside,
+            }
         })
         .collect()
 }
 
 fn check_len(what: &str, got: usize, expected: usize) -> Result<(), ImageError> {
     if got != expected {
-        return Err(ImageError::Length { what: what.into(), got, expected });
+        return Err(ImageError::Length {
+            what: what.into(),
+            got,
+            expected,
+        });
     }
     Ok(())
 }
@@ -120,11 +148,19 @@ fn check_len(what: &str, got: usize, expected: usize) -> Result<(), ImageError> 
 /// Scores should be probabilities (softmax output): native pixels outside the model grid get
 /// background probability 1 and 0 for every other class, since the crop is chosen to contain
 /// the heart.
-pub fn restore_scores(scores: &[f32], classes: usize, pl: &Placement) -> Result<Vec<f32>, ImageError> {
+pub fn restore_scores(
+    scores: &[f32],
+    classes: usize,
+    pl: &Placement,
+) -> Result<Vec<f32>, ImageError> {
     if classes == 0 {
         return Err(ImageError::Geometry("zero classes".into()));
     }
-    check_len("scores on the model grid", scores.len(), pl.grid_len() * classes)?;
+    check_len(
+        "scores on the model grid",
+        scores.len(),
+        pl.grid_len() * classes,
+    )?;
     let n = pl.size;
     let tx = taps(pl.native_width, n, |x| pl.to_grid(x, 0.0).0);
     let ty = taps(pl.native_height, n, |y| pl.to_grid(0.0, y).1);
@@ -137,7 +173,12 @@ pub fn restore_scores(scores: &[f32], classes: usize, pl: &Placement) -> Result<
                 continue;
             }
             let at = |yy: usize, xx: usize| &scores[(yy * n + xx) * classes..][..classes];
-            let (a, b, c, d) = (at(ty.i0, tx.i0), at(ty.i0, tx.i1), at(ty.i1, tx.i0), at(ty.i1, tx.i1));
+            let (a, b, c, d) = (
+                at(ty.i0, tx.i0),
+                at(ty.i0, tx.i1),
+                at(ty.i1, tx.i0),
+                at(ty.i1, tx.i1),
+            );
             let (fx, fy) = (tx.f, ty.f);
             for k in 0..classes {
                 let top = a[k] + (b[k] - a[k]) * fx;
@@ -151,9 +192,15 @@ pub fn restore_scores(scores: &[f32], classes: usize, pl: &Placement) -> Result<
 
 /// The most likely class of every native pixel: [`restore_scores`] then argmax (ties go to the
 /// lower class). This is smoother than restoring hard labels when the native grid is finer.
-pub fn argmax_restored(scores: &[f32], classes: usize, pl: &Placement) -> Result<Vec<u8>, ImageError> {
+pub fn argmax_restored(
+    scores: &[f32],
+    classes: usize,
+    pl: &Placement,
+) -> Result<Vec<u8>, ImageError> {
     if classes > 256 {
-        return Err(ImageError::Geometry(format!("{classes} classes do not fit in u8 labels")));
+        return Err(ImageError::Geometry(format!(
+            "{classes} classes do not fit in u8 labels"
+        )));
     }
     let native = restore_scores(scores, classes, pl)?;
     Ok(native
@@ -180,7 +227,11 @@ pub fn restore_labels(labels: &[u8], pl: &Placement) -> Result<Vec<u8>, ImageErr
     let mut out = Vec::with_capacity(pl.native_len());
     for ty in &ty {
         for tx in &tx {
-            out.push(if tx.inside && ty.inside { labels[ty.nearest * n + tx.nearest] } else { 0 });
+            out.push(if tx.inside && ty.inside {
+                labels[ty.nearest * n + tx.nearest]
+            } else {
+                0
+            });
         }
     }
     Ok(out)
@@ -191,16 +242,26 @@ mod tests {
     use super::*;
 
     fn pre(size: usize, spacing_mm: f32) -> Preprocess {
-        Preprocess { spacing_mm, size, ..Preprocess::default() }
+        Preprocess {
+            spacing_mm,
+            size,
+            ..Preprocess::default()
+        }
     }
 
     #[test]
     fn centre_maps_to_centre_and_inverse_holds() {
-        for (w, h, sp, p) in [(256, 216, [1.37, 1.37], pre(160, 1.5)), (100, 90, [2.0, 1.0], pre(128, 1.25))] {
+        for (w, h, sp, p) in [
+            (256, 216, [1.37, 1.37], pre(160, 1.5)),
+            (100, 90, [2.0, 1.0], pre(128, 1.25)),
+        ] {
             let pl = Placement::new(w, h, sp, &p).unwrap();
             let c = (p.size as f32 - 1.0) / 2.0;
             let (x, y) = pl.to_native(c, c);
-            assert!((x - (w as f32 - 1.0) / 2.0).abs() < 1e-4 && (y - (h as f32 - 1.0) / 2.0).abs() < 1e-4);
+            assert!(
+                (x - (w as f32 - 1.0) / 2.0).abs() < 1e-4
+                    && (y - (h as f32 - 1.0) / 2.0).abs() < 1e-4
+            );
             for (u, v) in [(0.0, 0.0), (17.5, 93.0), (c, 3.0)] {
                 let (x, y) = pl.to_native(u, v);
                 let (u2, v2) = pl.to_grid(x, y);
@@ -216,7 +277,10 @@ mod tests {
     #[test]
     fn taps_flag_padding_and_clamp_edges() {
         let t = taps(5, 3, |i| i - 1.0); // source positions -1, 0, 1, 2, 3
-        assert_eq!(t.iter().map(|t| t.inside).collect::<Vec<_>>(), vec![false, true, true, true, false]);
+        assert_eq!(
+            t.iter().map(|t| t.inside).collect::<Vec<_>>(),
+            vec![false, true, true, true, false]
+        );
         assert_eq!((t[3].i0, t[3].i1, t[3].f), (2, 2, 0.0));
         let t = taps(1, 4, |_| 1.25);
         assert_eq!((t[0].i0, t[0].i1, t[0].nearest), (1, 2, 1));

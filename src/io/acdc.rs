@@ -81,11 +81,14 @@ pub fn scan(root: &Path) -> Result<Vec<AcdcPatient>, IoError> {
         }
     }
     dirs.sort();
-    dirs.into_iter().map(|(id, dir)| scan_patient(id, dir)).collect()
+    dirs.into_iter()
+        .map(|(id, dir)| scan_patient(id, dir))
+        .collect()
 }
 
 fn is_patient_id(name: &str) -> bool {
-    name.strip_prefix("patient").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    name.strip_prefix("patient")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn scan_patient(id: String, dir: PathBuf) -> Result<AcdcPatient, IoError> {
@@ -109,9 +112,15 @@ fn scan_patient(id: String, dir: PathBuf) -> Result<AcdcPatient, IoError> {
     let mut frames = Vec::with_capacity(images.len());
     for (frame, image) in images {
         if frames.last().is_some_and(|f: &AcdcFrame| f.frame == frame) {
-            return Err(IoError::layout(&image, format!("a second image for frame {frame} (.nii and .nii.gz?)")));
+            return Err(IoError::layout(
+                &image,
+                format!("a second image for frame {frame} (.nii and .nii.gz?)"),
+            ));
         }
-        let label = labels.iter().find(|(f, _)| *f == frame).map(|(_, p)| p.clone());
+        let label = labels
+            .iter()
+            .find(|(f, _)| *f == frame)
+            .map(|(_, p)| p.clone());
         let phase = if frame == info.ed {
             Phase::Ed
         } else if frame == info.es {
@@ -119,12 +128,29 @@ fn scan_patient(id: String, dir: PathBuf) -> Result<AcdcPatient, IoError> {
         } else {
             Phase::Other
         };
-        frames.push(AcdcFrame { frame, image, labels: label, phase });
+        frames.push(AcdcFrame {
+            frame,
+            image,
+            labels: label,
+            phase,
+        });
     }
-    if let Some((f, p)) = labels.iter().find(|(f, _)| !frames.iter().any(|fr| fr.frame == *f)) {
-        return Err(IoError::layout(p, format!("labels for frame {f} but no image for that frame")));
+    if let Some((f, p)) = labels
+        .iter()
+        .find(|(f, _)| !frames.iter().any(|fr| fr.frame == *f))
+    {
+        return Err(IoError::layout(
+            p,
+            format!("labels for frame {f} but no image for that frame"),
+        ));
     }
-    Ok(AcdcPatient { id, dir, info, frames, cine_4d })
+    Ok(AcdcPatient {
+        id,
+        dir,
+        info,
+        frames,
+        cine_4d,
+    })
 }
 
 enum FileKind {
@@ -135,7 +161,9 @@ enum FileKind {
 
 /// Recognises `{id}_frameXX[_gt].nii[.gz]` and `{id}_4d.nii[.gz]`.
 fn classify(id: &str, name: &str) -> Option<FileKind> {
-    let stem = name.strip_suffix(".nii.gz").or_else(|| name.strip_suffix(".nii"))?;
+    let stem = name
+        .strip_suffix(".nii.gz")
+        .or_else(|| name.strip_suffix(".nii"))?;
     let rest = stem.strip_prefix(id)?.strip_prefix('_')?;
     if rest == "4d" {
         return Some(FileKind::Cine);
@@ -149,7 +177,11 @@ fn classify(id: &str, name: &str) -> Option<FileKind> {
         return None;
     }
     let frame = num.parse().ok()?;
-    Some(if gt { FileKind::Labels(frame) } else { FileKind::Image(frame) })
+    Some(if gt {
+        FileKind::Labels(frame)
+    } else {
+        FileKind::Image(frame)
+    })
 }
 
 /// Parses `Key: value` lines. ED, ES, Group and NbFrame are required; Height and Weight are
@@ -161,12 +193,19 @@ pub fn parse_info(path: &Path, text: &str) -> Result<AcdcInfo, IoError> {
             (k.trim() == key).then(|| v.trim().to_string())
         })
     };
-    let required = |key: &str, v: Option<String>| v.ok_or_else(|| IoError::layout(path, format!("no `{key}:` line")));
+    let required = |key: &str, v: Option<String>| {
+        v.ok_or_else(|| IoError::layout(path, format!("no `{key}:` line")))
+    };
     let frame_no = |key: &str, v: String| -> Result<usize, IoError> {
         // Some converters write integers as floats ("12.0").
-        let x: f64 = v.parse().map_err(|_| IoError::layout(path, format!("`{key}: {v}` is not a number")))?;
+        let x: f64 = v
+            .parse()
+            .map_err(|_| IoError::layout(path, format!("`{key}: {v}` is not a number")))?;
         if x.fract() != 0.0 || !(1.0..=100_000.0).contains(&x) {
-            return Err(IoError::layout(path, format!("`{key}: {v}` is not a frame number")));
+            return Err(IoError::layout(
+                path,
+                format!("`{key}: {v}` is not a frame number"),
+            ));
         }
         Ok(x as usize)
     };
@@ -179,7 +218,9 @@ pub fn parse_info(path: &Path, text: &str) -> Result<AcdcInfo, IoError> {
                 .ok()
                 .filter(|x| x.is_finite() && *x > 0.0)
                 .map(Some)
-                .ok_or_else(|| IoError::layout(path, format!("`{key}: {v}` is not a positive number"))),
+                .ok_or_else(|| {
+                    IoError::layout(path, format!("`{key}: {v}` is not a positive number"))
+                }),
         }
     };
     let ed = frame_no("ED", required("ED", get("ED"))?)?;
@@ -187,11 +228,21 @@ pub fn parse_info(path: &Path, text: &str) -> Result<AcdcInfo, IoError> {
     let nb_frame = frame_no("NbFrame", required("NbFrame", get("NbFrame"))?)?;
     let group = required("Group", get("Group"))?;
     if ed > nb_frame || es > nb_frame {
-        return Err(IoError::layout(path, format!("ED {ed} or ES {es} beyond NbFrame {nb_frame}")));
+        return Err(IoError::layout(
+            path,
+            format!("ED {ed} or ES {es} beyond NbFrame {nb_frame}"),
+        ));
     }
     let height_cm = optional("Height", get("Height"))?;
     let weight_kg = optional("Weight", get("Weight"))?;
-    Ok(AcdcInfo { ed, es, group, nb_frame, height_cm, weight_kg })
+    Ok(AcdcInfo {
+        ed,
+        es,
+        group,
+        nb_frame,
+        height_cm,
+        weight_kg,
+    })
 }
 
 #[cfg(test)]
@@ -209,8 +260,15 @@ mod tests {
     #[test]
     fn info_cfg_parsing() {
         let p = Path::new("Info.cfg");
-        let i = parse_info(p, "ED: 1\nES: 12\nGroup: DCM\nHeight: 184.0\nNbFrame: 30\nWeight: 95.0\n").unwrap();
-        assert_eq!((i.ed, i.es, i.nb_frame, i.group.as_str()), (1, 12, 30, "DCM"));
+        let i = parse_info(
+            p,
+            "ED: 1\nES: 12\nGroup: DCM\nHeight: 184.0\nNbFrame: 30\nWeight: 95.0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (i.ed, i.es, i.nb_frame, i.group.as_str()),
+            (1, 12, 30, "DCM")
+        );
         assert_eq!((i.height_cm, i.weight_kg), (Some(184.0), Some(95.0)));
         let i = parse_info(p, "ED: 3.0\nES: 9\nGroup: NOR\nNbFrame: 20\n").unwrap();
         assert_eq!((i.ed, i.height_cm), (3, None));
@@ -229,13 +287,29 @@ mod tests {
 
     #[test]
     fn file_names() {
-        assert!(matches!(classify("patient001", "patient001_frame01.nii.gz"), Some(FileKind::Image(1))));
-        assert!(matches!(classify("patient001", "patient001_frame12_gt.nii"), Some(FileKind::Labels(12))));
-        assert!(matches!(classify("patient001", "patient001_4d.nii.gz"), Some(FileKind::Cine)));
-        for other in ["patient002_frame01.nii.gz", "patient001_frame.nii.gz", "patient001_frame01.png", "Info.cfg"] {
+        assert!(matches!(
+            classify("patient001", "patient001_frame01.nii.gz"),
+            Some(FileKind::Image(1))
+        ));
+        assert!(matches!(
+            classify("patient001", "patient001_frame12_gt.nii"),
+            Some(FileKind::Labels(12))
+        ));
+        assert!(matches!(
+            classify("patient001", "patient001_4d.nii.gz"),
+            Some(FileKind::Cine)
+        ));
+        for other in [
+            "patient002_frame01.nii.gz",
+            "patient001_frame.nii.gz",
+            "patient001_frame01.png",
+            "Info.cfg",
+        ] {
             assert!(classify("patient001", other).is_none(), "{other}");
         }
-        assert!(is_patient_id("patient100") && !is_patient_id("patient") && !is_patient_id("patientX"));
+        assert!(
+            is_patient_id("patient100") && !is_patient_id("patient") && !is_patient_id("patientX")
+        );
     }
 
     #[test]
@@ -243,8 +317,16 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let d = root.path().join("patient007");
         std::fs::create_dir(&d).unwrap();
-        std::fs::write(d.join("Info.cfg"), "ED: 1\nES: 5\nGroup: NOR\nNbFrame: 10\n").unwrap();
-        for f in ["patient007_frame05.nii.gz", "patient007_frame01.nii.gz", "patient007_frame01_gt.nii.gz"] {
+        std::fs::write(
+            d.join("Info.cfg"),
+            "ED: 1\nES: 5\nGroup: NOR\nNbFrame: 10\n",
+        )
+        .unwrap();
+        for f in [
+            "patient007_frame05.nii.gz",
+            "patient007_frame01.nii.gz",
+            "patient007_frame01_gt.nii.gz",
+        ] {
             std::fs::write(d.join(f), b"").unwrap();
         }
         std::fs::create_dir(root.path().join("notes")).unwrap();
@@ -253,17 +335,26 @@ mod tests {
         let p = &pts[0];
         assert_eq!(p.id, "patient007");
         assert_eq!(
-            p.frames.iter().map(|f| (f.frame, f.phase)).collect::<Vec<_>>(),
+            p.frames
+                .iter()
+                .map(|f| (f.frame, f.phase))
+                .collect::<Vec<_>>(),
             vec![(1, Phase::Ed), (5, Phase::Es)]
         );
         assert!(p.frames[0].labels.is_some() && p.frames[1].labels.is_none());
         assert!(p.cine_4d.is_none());
 
         std::fs::write(d.join("patient007_frame03_gt.nii.gz"), b"").unwrap();
-        assert!(scan(root.path()).is_err(), "labels without image must be reported");
+        assert!(
+            scan(root.path()).is_err(),
+            "labels without image must be reported"
+        );
         std::fs::create_dir(root.path().join("patient008")).unwrap();
         let e = scan(root.path()).unwrap_err();
-        assert!(e.to_string().contains("Info.cfg") || e.to_string().contains("frame 3"), "{e}");
+        assert!(
+            e.to_string().contains("Info.cfg") || e.to_string().contains("frame 3"),
+            "{e}"
+        );
         assert!(scan(&root.path().join("absent")).is_err());
     }
 }

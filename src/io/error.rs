@@ -35,11 +35,17 @@ pub enum IoError {
 impl IoError {
     /// Shorthand for an OS-level error on a named path.
     pub fn fs(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        IoError::Fs { path: path.into(), source }
+        IoError::Fs {
+            path: path.into(),
+            source,
+        }
     }
 
     /// Shorthand for a dataset-layout error on a named path.
     pub fn layout(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        IoError::Layout { path: path.into(), reason: reason.into() }
+        IoError::Layout {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 }

@@ -6,7 +6,9 @@
 //! one visible place (ACDC alone mixes float32, int16 and uint8 files).
 
 use super::IoError;
-use ::nifti::{Endianness, InMemNiftiVolume, NiftiError, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
+use ::nifti::{
+    Endianness, InMemNiftiVolume, NiftiError, NiftiHeader, NiftiObject, NiftiType, ReaderOptions,
+};
 use ndarray::{Array, ShapeBuilder};
 use std::path::{Path, PathBuf};
 
@@ -52,7 +54,9 @@ impl Volume {
 pub fn read_volume(path: &Path) -> Result<Volume, IoError> {
     // Open once ourselves so a missing file is reported as such, not as a format problem.
     std::fs::metadata(path).map_err(|e| IoError::fs(path, e))?;
-    let obj = ReaderOptions::new().read_file(path).map_err(|e| nifti_error(path, e))?;
+    let obj = ReaderOptions::new()
+        .read_file(path)
+        .map_err(|e| nifti_error(path, e))?;
     let header = obj.header().clone();
     let dims = dims_of(path, &header)?;
     let spacing = spacing_of(path, &header, dims)?;
@@ -61,7 +65,11 @@ pub fn read_volume(path: &Path) -> Result<Volume, IoError> {
     let n: usize = dims.iter().product();
     let data = decode(path, &raw, n, datatype, header.endianness)?;
     let data = rescale(data, header.scl_slope, header.scl_inter);
-    Ok(Volume { dims, spacing, data })
+    Ok(Volume {
+        dims,
+        spacing,
+        data,
+    })
 }
 
 /// Writes a label volume (one `u8` class per voxel, x fastest) as NIfTI-1 with the given
@@ -70,8 +78,16 @@ pub fn read_volume(path: &Path) -> Result<Volume, IoError> {
 /// `path` must end in `.nii.gz` (compressed) or `.nii`. The file is written under a temporary
 /// name and renamed, so an interrupted write never leaves a half file under the final name.
 /// A 3D volume (`dims[3] == 1`) is written with three dimensions.
-pub fn write_labels(path: &Path, dims: [usize; 4], spacing: [f32; 4], labels: &[u8]) -> Result<(), IoError> {
-    let werr = |reason: String| IoError::Write { path: path.to_path_buf(), reason };
+pub fn write_labels(
+    path: &Path,
+    dims: [usize; 4],
+    spacing: [f32; 4],
+    labels: &[u8],
+) -> Result<(), IoError> {
+    let werr = |reason: String| IoError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let ext = if name.ends_with(".nii.gz") {
         ".nii.gz"
@@ -82,22 +98,32 @@ pub fn write_labels(path: &Path, dims: [usize; 4], spacing: [f32; 4], labels: &[
     };
     let n: usize = dims.iter().product();
     if n == 0 || labels.len() != n {
-        return Err(werr(format!("dims {dims:?} hold {n} voxels but {} labels were given", labels.len())));
+        return Err(werr(format!(
+            "dims {dims:?} hold {n} voxels but {} labels were given",
+            labels.len()
+        )));
     }
     if dims.iter().any(|&d| d > i16::MAX as usize) {
-        return Err(werr(format!("dims {dims:?} exceed NIfTI-1's limit of {} per axis", i16::MAX)));
+        return Err(werr(format!(
+            "dims {dims:?} exceed NIfTI-1's limit of {} per axis",
+            i16::MAX
+        )));
     }
     if spacing[..3].iter().any(|s| !s.is_finite() || *s <= 0.0) {
-        return Err(werr(format!("spacing {spacing:?} must be finite and positive in x, y, z")));
+        return Err(werr(format!(
+            "spacing {spacing:?} must be finite and positive in x, y, z"
+        )));
     }
     let header = label_header(spacing);
     let tmp = temp_sibling(path, ext);
     let written = if dims[3] == 1 {
         let a = Array::from_shape_vec((dims[0], dims[1], dims[2]).f(), labels.to_vec());
-        a.map_err(|e| werr(e.to_string())).and_then(|a| write_array(&tmp, &header, &a).map_err(|e| werr(e.to_string())))
+        a.map_err(|e| werr(e.to_string()))
+            .and_then(|a| write_array(&tmp, &header, &a).map_err(|e| werr(e.to_string())))
     } else {
         let a = Array::from_shape_vec((dims[0], dims[1], dims[2], dims[3]).f(), labels.to_vec());
-        a.map_err(|e| werr(e.to_string())).and_then(|a| write_array(&tmp, &header, &a).map_err(|e| werr(e.to_string())))
+        a.map_err(|e| werr(e.to_string()))
+            .and_then(|a| write_array(&tmp, &header, &a).map_err(|e| werr(e.to_string())))
     };
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
@@ -114,13 +140,18 @@ fn write_array<D: ndarray::Dimension + ndarray::RemoveAxis>(
     header: &NiftiHeader,
     a: &Array<u8, D>,
 ) -> Result<(), NiftiError> {
-    ::nifti::writer::WriterOptions::new(tmp).reference_header(header).write_nifti(a)
+    ::nifti::writer::WriterOptions::new(tmp)
+        .reference_header(header)
+        .write_nifti(a)
 }
 
 /// A hidden name in the same folder that keeps the NIfTI extension and no other dot (the
 /// writer picks compression from the extension and rewrites everything after the last dot).
 fn temp_sibling(path: &Path, ext: &str) -> PathBuf {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("labels.nii");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("labels.nii");
     let stem = name.strip_suffix(ext).unwrap_or(name).replace('.', "_");
     path.with_file_name(format!(".{stem}-tmp{}{ext}", std::process::id()))
 }
@@ -131,7 +162,9 @@ fn label_header(spacing: [f32; 4]) -> NiftiHeader {
     let mut descrip = b"cineseg labels".to_vec();
     descrip.resize(80, 0);
     NiftiHeader {
-        pixdim: [1.0, spacing[0], spacing[1], spacing[2], spacing[3], 1.0, 1.0, 1.0],
+        pixdim: [
+            1.0, spacing[0], spacing[1], spacing[2], spacing[3], 1.0, 1.0, 1.0,
+        ],
         xyzt_units: 2 | 8, // millimetres, seconds
         srow_x: [spacing[0], 0.0, 0.0, 0.0],
         srow_y: [0.0, spacing[1], 0.0, 0.0],
@@ -145,17 +178,28 @@ fn label_header(spacing: [f32; 4]) -> NiftiHeader {
 fn nifti_error(path: &Path, e: NiftiError) -> IoError {
     match e {
         NiftiError::Io(io) => match io.kind() {
-            std::io::ErrorKind::UnexpectedEof => {
-                IoError::Nifti { path: path.to_path_buf(), reason: format!("file is truncated ({io})") }
+            std::io::ErrorKind::UnexpectedEof => IoError::Nifti {
+                path: path.to_path_buf(),
+                reason: format!("file is truncated ({io})"),
+            },
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                IoError::fs(path, io)
             }
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => IoError::fs(path, io),
-            _ => IoError::Nifti { path: path.to_path_buf(), reason: format!("corrupt data ({io})") },
+            _ => IoError::Nifti {
+                path: path.to_path_buf(),
+                reason: format!("corrupt data ({io})"),
+            },
         },
         NiftiError::IncompatibleLength(got, expected) => IoError::Nifti {
             path: path.to_path_buf(),
-            reason: format!("file is truncated: {got} bytes of voxel data, the header needs {expected}"),
+            reason: format!(
+                "file is truncated: {got} bytes of voxel data, the header needs {expected}"
+            ),
         },
-        other => IoError::Nifti { path: path.to_path_buf(), reason: other.to_string() },
+        other => IoError::Nifti {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -169,7 +213,10 @@ fn dims_of(path: &Path, h: &NiftiHeader) -> Result<[usize; 4], IoError> {
         });
     }
     if d.iter().skip(4).any(|&x| x != 1) {
-        return Err(IoError::Unsupported { path: path.into(), reason: format!("dims {d:?} (more than 4 axes)") });
+        return Err(IoError::Unsupported {
+            path: path.into(),
+            reason: format!("dims {d:?} (more than 4 axes)"),
+        });
     }
     let get = |i: usize| d.get(i).map_or(1, |&x| x as usize);
     Ok([get(0), get(1), get(2), get(3)])
@@ -196,7 +243,11 @@ fn spacing_of(path: &Path, h: &NiftiHeader, dims: [usize; 4]) -> Result<[f32; 4]
             if !v.is_finite() || v <= 0.0 {
                 return Err(IoError::Unsupported {
                     path: path.into(),
-                    reason: format!("pixdim[{}] = {} is not a usable voxel size", axis + 1, h.pixdim[axis + 1]),
+                    reason: format!(
+                        "pixdim[{}] = {} is not a usable voxel size",
+                        axis + 1,
+                        h.pixdim[axis + 1]
+                    ),
                 });
             }
             *out = v;
@@ -208,20 +259,33 @@ fn spacing_of(path: &Path, h: &NiftiHeader, dims: [usize; 4]) -> Result<[f32; 4]
 }
 
 /// Converts raw voxel bytes to f32, checking that there are exactly `n` voxels.
-fn decode(path: &Path, raw: &[u8], n: usize, t: NiftiType, e: Endianness) -> Result<Vec<f32>, IoError> {
+fn decode(
+    path: &Path,
+    raw: &[u8],
+    n: usize,
+    t: NiftiType,
+    e: Endianness,
+) -> Result<Vec<f32>, IoError> {
     let size = match t {
         NiftiType::Uint8 | NiftiType::Int8 => 1,
         NiftiType::Int16 | NiftiType::Uint16 => 2,
         NiftiType::Int32 | NiftiType::Uint32 | NiftiType::Float32 => 4,
         NiftiType::Int64 | NiftiType::Uint64 | NiftiType::Float64 => 8,
         other => {
-            return Err(IoError::Unsupported { path: path.into(), reason: format!("voxel type {other:?}") });
+            return Err(IoError::Unsupported {
+                path: path.into(),
+                reason: format!("voxel type {other:?}"),
+            });
         }
     };
     if raw.len() != n * size {
         return Err(IoError::Nifti {
             path: path.into(),
-            reason: format!("{} bytes of voxel data, the header needs {}", raw.len(), n * size),
+            reason: format!(
+                "{} bytes of voxel data, the header needs {}",
+                raw.len(),
+                n * size
+            ),
         });
     }
     let little = e == Endianness::Little;
@@ -231,7 +295,11 @@ fn decode(path: &Path, raw: &[u8], n: usize, t: NiftiType, e: Endianness) -> Res
                 .map(|c| {
                     let mut b = [0u8; $n];
                     b.copy_from_slice(c);
-                    (if little { <$ty>::from_le_bytes(b) } else { <$ty>::from_be_bytes(b) }) as f32
+                    (if little {
+                        <$ty>::from_le_bytes(b)
+                    } else {
+                        <$ty>::from_be_bytes(b)
+                    }) as f32
                 })
                 .collect()
         };
@@ -271,7 +339,11 @@ mod tests {
     #[test]
     fn labels_round_trip_3d_and_4d() {
         let dir = tempfile::tempdir().unwrap();
-        for (dims, name) in [([5, 7, 3, 1], "a.nii.gz"), ([4, 3, 2, 5], "b.nii"), ([6, 2, 1, 1], "c.nii.gz")] {
+        for (dims, name) in [
+            ([5, 7, 3, 1], "a.nii.gz"),
+            ([4, 3, 2, 5], "b.nii"),
+            ([6, 2, 1, 1], "c.nii.gz"),
+        ] {
             let labels = synthetic(dims);
             let spacing = [1.25, 1.5, 8.0, if dims[3] > 1 { 0.04 } else { 0.0 }];
             let path = dir.path().join(name);
@@ -284,14 +356,21 @@ mod tests {
             assert!((v.voxel_ml() - 1.25 * 1.5 * 8.0 / 1000.0).abs() < 1e-9);
         }
         // No temporary files left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 3, "{names:?}");
     }
 
     #[test]
     fn slice_access_follows_x_fastest_layout() {
         let dims = [3, 2, 4, 2];
-        let v = Volume { dims, spacing: [1.0; 4], data: (0..48).map(|i| i as f32).collect() };
+        let v = Volume {
+            dims,
+            spacing: [1.0; 4],
+            data: (0..48).map(|i| i as f32).collect(),
+        };
         assert_eq!(v.slice(1, 0).unwrap(), &[6.0, 7.0, 8.0, 9.0, 10.0, 11.0]);
         assert_eq!(v.slice(0, 1).unwrap()[0], 24.0);
         assert!(v.slice(4, 0).is_none() && v.slice(0, 2).is_none());
@@ -307,9 +386,18 @@ mod tests {
         assert_eq!(rescale(d.clone(), 0.0, 10.0), d, "slope 0 means no scaling");
         assert_eq!(rescale(d.clone(), f32::NAN, 10.0), d);
         let raw: Vec<u8> = [1.5f32].iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert_eq!(decode(p, &raw, 1, NiftiType::Float32, Endianness::Little).unwrap(), vec![1.5]);
-        assert!(matches!(decode(p, &raw, 2, NiftiType::Float32, Endianness::Little), Err(IoError::Nifti { .. })));
-        assert!(matches!(decode(p, &raw, 1, NiftiType::Rgb24, Endianness::Little), Err(IoError::Unsupported { .. })));
+        assert_eq!(
+            decode(p, &raw, 1, NiftiType::Float32, Endianness::Little).unwrap(),
+            vec![1.5]
+        );
+        assert!(matches!(
+            decode(p, &raw, 2, NiftiType::Float32, Endianness::Little),
+            Err(IoError::Nifti { .. })
+        ));
+        assert!(matches!(
+            decode(p, &raw, 1, NiftiType::Rgb24, Endianness::Little),
+            Err(IoError::Unsupported { .. })
+        ));
     }
 
     #[test]

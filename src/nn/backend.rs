@@ -32,5 +32,10 @@ pub trait Backend {
 
     /// Training-mode forward (batch statistics; running statistics in `params` are updated),
     /// loss, and backward.
-    fn train_step(&mut self, params: &mut UNetParams, x: &Tensor, target: &Target) -> Result<TrainOutput, NnError>;
+    fn train_step(
+        &mut self,
+        params: &mut UNetParams,
+        x: &Tensor,
+        target: &Target,
+    ) -> Result<TrainOutput, NnError>;
 }

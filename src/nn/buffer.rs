@@ -21,7 +21,12 @@ pub fn take_any(len: usize) -> Vec<f32> {
     if len >= MIN_POOLED {
         if let Ok(mut pool) = POOL.lock() {
             // Best fit: the smallest pooled buffer whose capacity suffices.
-            let best = pool.iter().enumerate().filter(|(_, b)| b.capacity() >= len).min_by_key(|(_, b)| b.capacity()).map(|(i, _)| i);
+            let best = pool
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.capacity() >= len)
+                .min_by_key(|(_, b)| b.capacity())
+                .map(|(i, _)| i);
             if let Some(i) = best {
                 let mut b = pool.swap_remove(i);
                 drop(pool);

@@ -21,20 +21,33 @@ fn default_norm() -> String {
 
 impl Default for UNetConfig {
     fn default() -> Self {
-        UNetConfig { in_channels: 1, classes: 4, base: 32, depth: 4, norm: default_norm() }
+        UNetConfig {
+            in_channels: 1,
+            classes: 4,
+            base: 32,
+            depth: 4,
+            norm: default_norm(),
+        }
     }
 }
 
 impl UNetConfig {
     /// A config with the given width and depth, one input channel, four classes.
     pub fn new(base: usize, depth: usize) -> Self {
-        UNetConfig { base, depth, ..Default::default() }
+        UNetConfig {
+            base,
+            depth,
+            ..Default::default()
+        }
     }
 
     /// Rejects configurations the engine cannot run.
     pub fn validate(&self) -> Result<(), NnError> {
         if self.in_channels != 1 {
-            return Err(NnError::Config(format!("in_channels {} (only 1 is supported)", self.in_channels)));
+            return Err(NnError::Config(format!(
+                "in_channels {} (only 1 is supported)",
+                self.in_channels
+            )));
         }
         if self.classes < 2 || self.base == 0 || self.depth == 0 || self.depth > 8 {
             return Err(NnError::Config(format!(
@@ -43,7 +56,10 @@ impl UNetConfig {
             )));
         }
         if self.norm != "batch" {
-            return Err(NnError::Config(format!("norm {:?} (only \"batch\" is supported)", self.norm)));
+            return Err(NnError::Config(format!(
+                "norm {:?} (only \"batch\" is supported)",
+                self.norm
+            )));
         }
         Ok(())
     }
@@ -75,7 +91,11 @@ impl UNetConfig {
         let mut f = 0.0;
         let px = |l: usize| ((h >> l) * (w >> l)) as f64;
         for l in 0..=self.depth {
-            let cin = if l == 0 { self.in_channels } else { self.channels(l - 1) };
+            let cin = if l == 0 {
+                self.in_channels
+            } else {
+                self.channels(l - 1)
+            };
             let c = self.channels(l);
             f += 2.0 * 9.0 * px(l) * (cin * c + c * c) as f64;
         }
@@ -113,12 +133,20 @@ pub struct Normalisation {
 
 impl Default for Normalisation {
     fn default() -> Self {
-        Normalisation { kind: "percentile".into(), low_percentile: 1.0, high_percentile: 99.0 }
+        Normalisation {
+            kind: "percentile".into(),
+            low_percentile: 1.0,
+            high_percentile: 99.0,
+        }
     }
 }
 
 impl Default for Preprocess {
     fn default() -> Self {
-        Preprocess { spacing_mm: 1.5, size: 160, normalisation: Normalisation::default() }
+        Preprocess {
+            spacing_mm: 1.5,
+            size: 160,
+            normalisation: Normalisation::default(),
+        }
     }
 }

@@ -28,7 +28,9 @@ impl FromStr for DeviceChoice {
             "auto" => Ok(DeviceChoice::Auto),
             "cpu" => Ok(DeviceChoice::Cpu),
             "cuda" | "gpu" => Ok(DeviceChoice::Cuda),
-            other => Err(NnError::Device(format!("unknown device {other:?} (expected auto, cpu or cuda)"))),
+            other => Err(NnError::Device(format!(
+                "unknown device {other:?} (expected auto, cpu or cuda)"
+            ))),
         }
     }
 }
@@ -57,7 +59,10 @@ fn open_cuda() -> Result<Box<dyn Backend + Send>, String> {
 
 /// The backend for `choice`, and a sentence explaining the choice for the log. `threads` is
 /// the CPU thread count (0 = all cores) used when the CPU is chosen.
-pub fn select(choice: DeviceChoice, threads: usize) -> Result<(Box<dyn Backend + Send>, String), NnError> {
+pub fn select(
+    choice: DeviceChoice,
+    threads: usize,
+) -> Result<(Box<dyn Backend + Send>, String), NnError> {
     let cpu = |why: String| -> Result<(Box<dyn Backend + Send>, String), NnError> {
         let b = CpuBackend::new(threads)?;
         let why = format!("{}: {why}", b.describe());
@@ -92,9 +97,15 @@ mod tests {
 
     #[test]
     fn parses_cli_names() {
-        assert_eq!("auto".parse::<DeviceChoice>().ok(), Some(DeviceChoice::Auto));
+        assert_eq!(
+            "auto".parse::<DeviceChoice>().ok(),
+            Some(DeviceChoice::Auto)
+        );
         assert_eq!("CPU".parse::<DeviceChoice>().ok(), Some(DeviceChoice::Cpu));
-        assert_eq!("cuda".parse::<DeviceChoice>().ok(), Some(DeviceChoice::Cuda));
+        assert_eq!(
+            "cuda".parse::<DeviceChoice>().ok(),
+            Some(DeviceChoice::Cuda)
+        );
         assert!("tpu".parse::<DeviceChoice>().is_err());
         for c in [DeviceChoice::Auto, DeviceChoice::Cpu, DeviceChoice::Cuda] {
             assert_eq!(c.to_string().parse::<DeviceChoice>().ok(), Some(c));

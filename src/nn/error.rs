@@ -29,6 +29,9 @@ pub enum NnError {
 impl NnError {
     /// Shorthand for a weights-file error naming the file.
     pub fn weights(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        NnError::Weights { path: path.into(), reason: reason.into() }
+        NnError::Weights {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 }

@@ -35,11 +35,17 @@ pub struct FoldedUNet {
 }
 
 /// Folds one BatchNorm into the OIHW weights before it; returns (weights, bias).
-pub fn fold_conv_bn(w_oihw: &[f32], cin: usize, cout: usize, bn: &BatchNorm) -> (Vec<f32>, Vec<f32>) {
+pub fn fold_conv_bn(
+    w_oihw: &[f32],
+    cin: usize,
+    cout: usize,
+    bn: &BatchNorm,
+) -> (Vec<f32>, Vec<f32>) {
     let mut w = w_oihw.to_vec();
     let mut b = vec![0.0; cout];
     for co in 0..cout {
-        let s = bn.weight[co] as f64 / (bn.running_var[co] as f64 + crate::nn::cpu::batchnorm::EPS).sqrt();
+        let s = bn.weight[co] as f64
+            / (bn.running_var[co] as f64 + crate::nn::cpu::batchnorm::EPS).sqrt();
         for v in &mut w[co * cin * 9..(co + 1) * cin * 9] {
             *v = (*v as f64 * s) as f32;
         }
@@ -67,7 +73,14 @@ impl FoldedUNet {
         FoldedUNet {
             depth: p.cfg.depth,
             enc: p.enc.iter().map(fold_block).collect(),
-            up: p.up.iter().map(|u| FoldedUp { packed: upconv::pack(&u.weight, u.cin, u.cout), bias: u.bias.clone() }).collect(),
+            up: p
+                .up
+                .iter()
+                .map(|u| FoldedUp {
+                    packed: upconv::pack(&u.weight, u.cin, u.cout),
+                    bias: u.bias.clone(),
+                })
+                .collect(),
             dec: p.dec.iter().map(fold_block).collect(),
             head_weight: p.head_weight.clone(),
             head_bias: p.head_bias.clone(),

@@ -24,7 +24,10 @@ pub struct Target {
 impl Target {
     /// Fully labelled samples (all classes drawn).
     pub fn full(labels: Vec<u8>, n: usize, classes: usize) -> Self {
-        Target { labels, labelled: vec![vec![true; classes]; n] }
+        Target {
+            labels,
+            labelled: vec![vec![true; classes]; n],
+        }
     }
 }
 
@@ -49,10 +52,14 @@ impl Target {
             )));
         }
         if let Some(bad) = self.labels.iter().find(|l| **l as usize >= k) {
-            return Err(NnError::Shape(format!("label value {bad} for a {k}-class model")));
+            return Err(NnError::Shape(format!(
+                "label value {bad} for a {k}-class model"
+            )));
         }
         if self.labelled.iter().any(|l| l.len() != k) {
-            return Err(NnError::Shape(format!("labelled-class sets must have {k} entries")));
+            return Err(NnError::Shape(format!(
+                "labelled-class sets must have {k} entries"
+            )));
         }
         Ok(())
     }
@@ -89,7 +96,11 @@ pub fn loss_and_grad(logits: &Tensor, target: &Target) -> Result<LossOutput, NnE
         for i in s * hw..(s + 1) * hw {
             let pr = &prob[i * k..(i + 1) * k];
             let l = target.labels[i] as usize;
-            let pl = if in_bg(s, l) { (0..k).filter(|c| in_bg(s, *c)).map(|c| pr[c]).sum::<f64>() } else { pr[l] };
+            let pl = if in_bg(s, l) {
+                (0..k).filter(|c| in_bg(s, *c)).map(|c| pr[c]).sum::<f64>()
+            } else {
+                pr[l]
+            };
             ce -= pl.max(1e-300).ln();
             for c in 1..k {
                 if target.labelled[s][c] {
@@ -108,9 +119,17 @@ pub fn loss_and_grad(logits: &Tensor, target: &Target) -> Result<LossOutput, NnE
     for &c in &fg {
         dice[c] = (2.0 * inter[c] + DICE_EPS) / (psum[c] + gsum[c] + DICE_EPS);
     }
-    let dice_loss = if fg.is_empty() { 0.0 } else { 1.0 - fg.iter().map(|c| dice[*c]).sum::<f64>() / fg.len() as f64 };
+    let dice_loss = if fg.is_empty() {
+        0.0
+    } else {
+        1.0 - fg.iter().map(|c| dice[*c]).sum::<f64>() / fg.len() as f64
+    };
     // Gradient. dL/dp_c for the Dice part, then through the softmax; CE directly on logits.
-    let wdice = if fg.is_empty() { 0.0 } else { 1.0 / fg.len() as f64 };
+    let wdice = if fg.is_empty() {
+        0.0
+    } else {
+        1.0 / fg.len() as f64
+    };
     let mut dlogits = Tensor::zeros(logits.n, logits.h, logits.w, k);
     let mut dp = vec![0.0f64; k];
     for s in 0..n {
@@ -128,16 +147,30 @@ pub fn loss_and_grad(logits: &Tensor, target: &Target) -> Result<LossOutput, NnE
             }
             let dot: f64 = (0..k).map(|c| pr[c] * dp[c]).sum();
             let bg_group = in_bg(s, l);
-            let pl: f64 = if bg_group { (0..k).filter(|c| in_bg(s, *c)).map(|c| pr[c]).sum() } else { pr[l] };
+            let pl: f64 = if bg_group {
+                (0..k).filter(|c| in_bg(s, *c)).map(|c| pr[c]).sum()
+            } else {
+                pr[l]
+            };
             let out = &mut dlogits.data[i * k..(i + 1) * k];
             for c in 0..k {
                 let in_target = if bg_group { in_bg(s, c) } else { c == l };
-                let dce = pr[c] - if in_target { pr[c] / pl.max(1e-300) } else { 0.0 };
+                let dce = pr[c]
+                    - if in_target {
+                        pr[c] / pl.max(1e-300)
+                    } else {
+                        0.0
+                    };
                 out[c] = ((dce / total) + pr[c] * (dp[c] - dot)) as f32;
             }
         }
     }
-    Ok(LossOutput { loss: ce + dice_loss, cross_entropy: ce, dice, dlogits })
+    Ok(LossOutput {
+        loss: ce + dice_loss,
+        cross_entropy: ce,
+        dice,
+        dlogits,
+    })
 }
 
 /// Argmax over classes for NHWC logits: one label per pixel.
@@ -145,6 +178,17 @@ pub fn argmax(logits: &Tensor) -> Vec<u8> {
     logits
         .data
         .chunks_exact(logits.c)
-        .map(|r| r.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |b, (i, v)| if *v > b.1 { (i, *v) } else { b }).0 as u8)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold((0usize, f32::NEG_INFINITY), |b, (i, v)| {
+                    if *v > b.1 {
+                        (i, *v)
+                    } else {
+                        b
+                    }
+                })
+                .0 as u8
+        })
         .collect()
 }

@@ -25,8 +25,8 @@ pub mod tensor;
 pub mod weights;
 
 pub use backend::{Backend, TrainOutput};
-pub use device::DeviceChoice;
 pub use config::{Preprocess, UNetConfig};
+pub use device::DeviceChoice;
 pub use error::NnError;
 pub use params::UNetParams;
 pub use tensor::Tensor;

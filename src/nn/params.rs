@@ -61,7 +61,12 @@ pub struct UNetParams {
 
 impl BatchNorm {
     fn new(c: usize, fill: f32) -> Self {
-        BatchNorm { weight: vec![fill; c], bias: vec![0.0; c], running_mean: vec![0.0; c], running_var: vec![fill; c] }
+        BatchNorm {
+            weight: vec![fill; c],
+            bias: vec![0.0; c],
+            running_mean: vec![0.0; c],
+            running_var: vec![fill; c],
+        }
     }
 }
 
@@ -87,11 +92,26 @@ impl UNetParams {
 
     fn filled(cfg: &UNetConfig, bn_fill: f32) -> Self {
         let ch = |i| cfg.channels(i);
-        let enc = (0..=cfg.depth).map(|i| Block::zeros(if i == 0 { cfg.in_channels } else { ch(i - 1) }, ch(i), bn_fill)).collect();
-        let up = (0..cfg.depth)
-            .map(|i| UpConv { cin: ch(i + 1), cout: ch(i), weight: vec![0.0; ch(i + 1) * ch(i) * 4], bias: vec![0.0; ch(i)] })
+        let enc = (0..=cfg.depth)
+            .map(|i| {
+                Block::zeros(
+                    if i == 0 { cfg.in_channels } else { ch(i - 1) },
+                    ch(i),
+                    bn_fill,
+                )
+            })
             .collect();
-        let dec = (0..cfg.depth).map(|i| Block::zeros(2 * ch(i), ch(i), bn_fill)).collect();
+        let up = (0..cfg.depth)
+            .map(|i| UpConv {
+                cin: ch(i + 1),
+                cout: ch(i),
+                weight: vec![0.0; ch(i + 1) * ch(i) * 4],
+                bias: vec![0.0; ch(i)],
+            })
+            .collect();
+        let dec = (0..cfg.depth)
+            .map(|i| Block::zeros(2 * ch(i), ch(i), bn_fill))
+            .collect();
         UNetParams {
             cfg: cfg.clone(),
             enc,
@@ -131,23 +151,52 @@ impl UNetParams {
         let mut out = Vec::new();
         let ch = |i| cfg.channels(i);
         let block = |out: &mut Vec<TensorInfo>, name: &str, cin: usize, cout: usize| {
-            out.push(TensorInfo::new(format!("{name}.conv1.weight"), vec![cout, cin, 3, 3], Kind::Weight4d));
+            out.push(TensorInfo::new(
+                format!("{name}.conv1.weight"),
+                vec![cout, cin, 3, 3],
+                Kind::Weight4d,
+            ));
             bn_layout(out, &format!("{name}.bn1"), cout);
-            out.push(TensorInfo::new(format!("{name}.conv2.weight"), vec![cout, cout, 3, 3], Kind::Weight4d));
+            out.push(TensorInfo::new(
+                format!("{name}.conv2.weight"),
+                vec![cout, cout, 3, 3],
+                Kind::Weight4d,
+            ));
             bn_layout(out, &format!("{name}.bn2"), cout);
         };
         for i in 0..=cfg.depth {
-            block(&mut out, &format!("enc{i}"), if i == 0 { cfg.in_channels } else { ch(i - 1) }, ch(i));
+            block(
+                &mut out,
+                &format!("enc{i}"),
+                if i == 0 { cfg.in_channels } else { ch(i - 1) },
+                ch(i),
+            );
         }
         for i in 0..cfg.depth {
-            out.push(TensorInfo::new(format!("up{i}.weight"), vec![ch(i + 1), ch(i), 2, 2], Kind::Weight4d));
-            out.push(TensorInfo::new(format!("up{i}.bias"), vec![ch(i)], Kind::Vector));
+            out.push(TensorInfo::new(
+                format!("up{i}.weight"),
+                vec![ch(i + 1), ch(i), 2, 2],
+                Kind::Weight4d,
+            ));
+            out.push(TensorInfo::new(
+                format!("up{i}.bias"),
+                vec![ch(i)],
+                Kind::Vector,
+            ));
         }
         for i in 0..cfg.depth {
             block(&mut out, &format!("dec{i}"), 2 * ch(i), ch(i));
         }
-        out.push(TensorInfo::new("head.weight".into(), vec![cfg.classes, cfg.base, 1, 1], Kind::Weight4d));
-        out.push(TensorInfo::new("head.bias".into(), vec![cfg.classes], Kind::Vector));
+        out.push(TensorInfo::new(
+            "head.weight".into(),
+            vec![cfg.classes, cfg.base, 1, 1],
+            Kind::Weight4d,
+        ));
+        out.push(TensorInfo::new(
+            "head.bias".into(),
+            vec![cfg.classes],
+            Kind::Vector,
+        ));
         out
     }
 
@@ -218,16 +267,43 @@ impl TensorInfo {
 }
 
 fn bn_layout(out: &mut Vec<TensorInfo>, name: &str, c: usize) {
-    out.push(TensorInfo::new(format!("{name}.weight"), vec![c], Kind::Vector));
-    out.push(TensorInfo::new(format!("{name}.bias"), vec![c], Kind::Vector));
-    out.push(TensorInfo::new(format!("{name}.running_mean"), vec![c], Kind::RunningStat));
-    out.push(TensorInfo::new(format!("{name}.running_var"), vec![c], Kind::RunningStat));
+    out.push(TensorInfo::new(
+        format!("{name}.weight"),
+        vec![c],
+        Kind::Vector,
+    ));
+    out.push(TensorInfo::new(
+        format!("{name}.bias"),
+        vec![c],
+        Kind::Vector,
+    ));
+    out.push(TensorInfo::new(
+        format!("{name}.running_mean"),
+        vec![c],
+        Kind::RunningStat,
+    ));
+    out.push(TensorInfo::new(
+        format!("{name}.running_var"),
+        vec![c],
+        Kind::RunningStat,
+    ));
 }
 
 impl Block {
     fn tensors(&self) -> [&Vec<f32>; 10] {
         let (a, b) = (&self.bn1, &self.bn2);
-        [&self.conv1, &a.weight, &a.bias, &a.running_mean, &a.running_var, &self.conv2, &b.weight, &b.bias, &b.running_mean, &b.running_var]
+        [
+            &self.conv1,
+            &a.weight,
+            &a.bias,
+            &a.running_mean,
+            &a.running_var,
+            &self.conv2,
+            &b.weight,
+            &b.bias,
+            &b.running_mean,
+            &b.running_var,
+        ]
     }
 
     fn tensors_mut(&mut self) -> [&mut Vec<f32>; 10] {

@@ -21,7 +21,18 @@ pub enum Op {
     Other,
 }
 
-const NAMES: [&str; 10] = ["conv forward", "conv data grad", "conv weight grad", "bn+relu forward", "bn+relu backward", "max-pool", "upconv+concat", "head", "loss", "other"];
+const NAMES: [&str; 10] = [
+    "conv forward",
+    "conv data grad",
+    "conv weight grad",
+    "bn+relu forward",
+    "bn+relu backward",
+    "max-pool",
+    "upconv+concat",
+    "head",
+    "loss",
+    "other",
+];
 
 static TOTALS: [AtomicU64; 10] = [const { AtomicU64::new(0) }; 10];
 

@@ -2,7 +2,15 @@
 //! path, CUDA) is tested against. Slow on purpose: loops written straight from the definition.
 
 /// 3x3 convolution, padding 1, NCHW input `n x cin x h x w`, OIHW weights, NCHW output.
-pub fn conv3x3_nchw(x: &[f64], n: usize, cin: usize, h: usize, w: usize, wt: &[f64], cout: usize) -> Vec<f64> {
+pub fn conv3x3_nchw(
+    x: &[f64],
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    wt: &[f64],
+    cout: usize,
+) -> Vec<f64> {
     let mut out = vec![0.0; n * cout * h * w];
     for b in 0..n {
         for co in 0..cout {
@@ -12,9 +20,11 @@ pub fn conv3x3_nchw(x: &[f64], n: usize, cin: usize, h: usize, w: usize, wt: &[f
                     for ci in 0..cin {
                         for ky in 0..3 {
                             for kx in 0..3 {
-                                let (yy, xs) = (y as isize + ky as isize - 1, xx as isize + kx as isize - 1);
+                                let (yy, xs) =
+                                    (y as isize + ky as isize - 1, xx as isize + kx as isize - 1);
                                 if yy >= 0 && yy < h as isize && xs >= 0 && xs < w as isize {
-                                    s += x[((b * cin + ci) * h + yy as usize) * w + xs as usize] * wt[((co * cin + ci) * 3 + ky) * 3 + kx];
+                                    s += x[((b * cin + ci) * h + yy as usize) * w + xs as usize]
+                                        * wt[((co * cin + ci) * 3 + ky) * 3 + kx];
                                 }
                             }
                         }
@@ -48,7 +58,8 @@ pub fn conv3x3_backward_nchw(
                     for ci in 0..cin {
                         for ky in 0..3 {
                             for kx in 0..3 {
-                                let (yy, xs) = (y as isize + ky as isize - 1, xx as isize + kx as isize - 1);
+                                let (yy, xs) =
+                                    (y as isize + ky as isize - 1, xx as isize + kx as isize - 1);
                                 if yy >= 0 && yy < h as isize && xs >= 0 && xs < w as isize {
                                     let xi = ((b * cin + ci) * h + yy as usize) * w + xs as usize;
                                     let wi = ((co * cin + ci) * 3 + ky) * 3 + kx;
@@ -66,7 +77,15 @@ pub fn conv3x3_backward_nchw(
 }
 
 /// 2x2 stride-2 transposed convolution with bias: NCHW input, IOHW weights.
-pub fn upconv2x2_nchw(x: &[f64], n: usize, cin: usize, h: usize, w: usize, wt: &[f64], bias: &[f64]) -> Vec<f64> {
+pub fn upconv2x2_nchw(
+    x: &[f64],
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    wt: &[f64],
+    bias: &[f64],
+) -> Vec<f64> {
     let cout = bias.len();
     let (ho, wo) = (2 * h, 2 * w);
     let mut out = vec![0.0; n * cout * ho * wo];
@@ -76,7 +95,8 @@ pub fn upconv2x2_nchw(x: &[f64], n: usize, cin: usize, h: usize, w: usize, wt: &
                 for xx in 0..wo {
                     let mut s = bias[co];
                     for ci in 0..cin {
-                        s += x[((b * cin + ci) * h + y / 2) * w + xx / 2] * wt[((ci * cout + co) * 2 + y % 2) * 2 + xx % 2];
+                        s += x[((b * cin + ci) * h + y / 2) * w + xx / 2]
+                            * wt[((ci * cout + co) * 2 + y % 2) * 2 + xx % 2];
                     }
                     out[((b * cout + co) * ho + y) * wo + xx] = s;
                 }

@@ -16,17 +16,35 @@ pub struct Tensor {
 impl Tensor {
     /// A zero-filled tensor.
     pub fn zeros(n: usize, h: usize, w: usize, c: usize) -> Self {
-        Tensor { n, h, w, c, data: super::buffer::take_zeroed(n * h * w * c) }
+        Tensor {
+            n,
+            h,
+            w,
+            c,
+            data: super::buffer::take_zeroed(n * h * w * c),
+        }
     }
 
     /// A tensor whose contents are unspecified, for outputs that are completely overwritten
     /// (saves clearing a recycled buffer).
     pub fn uninit(n: usize, h: usize, w: usize, c: usize) -> Self {
-        Tensor { n, h, w, c, data: super::buffer::take_any(n * h * w * c) }
+        Tensor {
+            n,
+            h,
+            w,
+            c,
+            data: super::buffer::take_any(n * h * w * c),
+        }
     }
 
     /// Wraps NHWC data after checking its length.
-    pub fn from_nhwc(n: usize, h: usize, w: usize, c: usize, data: Vec<f32>) -> Result<Self, NnError> {
+    pub fn from_nhwc(
+        n: usize,
+        h: usize,
+        w: usize,
+        c: usize,
+        data: Vec<f32>,
+    ) -> Result<Self, NnError> {
         if data.len() != n * h * w * c {
             return Err(NnError::Shape(format!(
                 "{} values given for a {n}x{h}x{w}x{c} tensor ({} expected)",
@@ -40,7 +58,10 @@ impl Tensor {
     /// Converts NCHW data (PyTorch's layout) to NHWC.
     pub fn from_nchw(n: usize, c: usize, h: usize, w: usize, src: &[f32]) -> Result<Self, NnError> {
         if src.len() != n * c * h * w {
-            return Err(NnError::Shape(format!("{} values for NCHW {n}x{c}x{h}x{w}", src.len())));
+            return Err(NnError::Shape(format!(
+                "{} values for NCHW {n}x{c}x{h}x{w}",
+                src.len()
+            )));
         }
         let mut t = Tensor::zeros(n, h, w, c);
         for b in 0..n {

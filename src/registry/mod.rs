@@ -53,10 +53,16 @@ pub enum RegistryError {
 
 impl RegistryError {
     fn io(path: &Path, source: std::io::Error) -> Self {
-        RegistryError::Io { path: path.into(), source }
+        RegistryError::Io {
+            path: path.into(),
+            source,
+        }
     }
     fn corrupt(path: &Path, reason: String) -> Self {
-        RegistryError::Corrupt { path: path.into(), reason }
+        RegistryError::Corrupt {
+            path: path.into(),
+            reason,
+        }
     }
 }
 
@@ -86,17 +92,27 @@ impl Registry {
         std::fs::create_dir_all(&models).map_err(|e| RegistryError::io(&models, e))?;
         let path = root.join("registry.json");
         let state = match std::fs::read(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RegistryState { format: FORMAT.into(), ..Default::default() },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RegistryState {
+                format: FORMAT.into(),
+                ..Default::default()
+            },
             Err(e) => return Err(RegistryError::io(&path, e)),
             Ok(b) => {
-                let s: RegistryState = serde_json::from_slice(&b).map_err(|e| RegistryError::corrupt(&path, e.to_string()))?;
+                let s: RegistryState = serde_json::from_slice(&b)
+                    .map_err(|e| RegistryError::corrupt(&path, e.to_string()))?;
                 if s.format != FORMAT {
-                    return Err(RegistryError::corrupt(&path, format!("format {:?}, expected {FORMAT:?}", s.format)));
+                    return Err(RegistryError::corrupt(
+                        &path,
+                        format!("format {:?}, expected {FORMAT:?}", s.format),
+                    ));
                 }
                 s
             }
         };
-        Ok(Registry { root: root.to_path_buf(), state })
+        Ok(Registry {
+            root: root.to_path_buf(),
+            state,
+        })
     }
 
     /// The registry's folder.
@@ -125,7 +141,13 @@ impl Registry {
 
     /// Registers a model file (copied in); returns its manifest. A file already registered
     /// returns the existing manifest unchanged. `parent` must be a registered id.
-    pub fn add(&mut self, file: &Path, parent: Option<&str>, data: &str, note: &str) -> Result<Manifest, RegistryError> {
+    pub fn add(
+        &mut self,
+        file: &Path,
+        parent: Option<&str>,
+        data: &str,
+        note: &str,
+    ) -> Result<Manifest, RegistryError> {
         let bytes = std::fs::read(file).map_err(|e| RegistryError::io(file, e))?;
         let model = Model::from_bytes(&bytes, file)?;
         if let Some(p) = parent {
@@ -143,7 +165,11 @@ impl Registry {
             id: id.clone(),
             sha256: sha,
             parent: parent.map(str::to_string),
-            data: if data.is_empty() { model.extra.get("train_data").cloned().unwrap_or_default() } else { data.into() },
+            data: if data.is_empty() {
+                model.extra.get("train_data").cloned().unwrap_or_default()
+            } else {
+                data.into()
+            },
             recipe: model.extra.get("recipe").cloned().unwrap_or_default(),
             note: note.into(),
             registered_at: manifest::now(),
@@ -160,7 +186,9 @@ impl Registry {
         }
         let path = self.dir(id).join("manifest.json");
         let bytes = match std::fs::read(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(RegistryError::Unknown(id.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RegistryError::Unknown(id.into()))
+            }
             r => r.map_err(|e| RegistryError::io(&path, e))?,
         };
         serde_json::from_slice(&bytes).map_err(|e| RegistryError::corrupt(&path, e.to_string()))
@@ -186,19 +214,31 @@ impl Registry {
         let path = self.model_path(id);
         let bytes = std::fs::read(&path).map_err(|e| RegistryError::io(&path, e))?;
         if hex(&Sha256::digest(&bytes)) != m.sha256 {
-            return Err(RegistryError::corrupt(&path, "content does not match the registered SHA-256".into()));
+            return Err(RegistryError::corrupt(
+                &path,
+                "content does not match the registered SHA-256".into(),
+            ));
         }
         Ok(Model::from_bytes(&bytes, &path)?)
     }
 
     /// The site's held-out split, drawn on first use with `fraction` and persisted; patients
     /// not seen before are assigned and saved, patients already assigned never move.
-    pub fn held_out_split<'a>(&self, site: &str, fraction: f64, patients: impl IntoIterator<Item = &'a str>) -> Result<HeldOutSplit, RegistryError> {
+    pub fn held_out_split<'a>(
+        &self,
+        site: &str,
+        fraction: f64,
+        patients: impl IntoIterator<Item = &'a str>,
+    ) -> Result<HeldOutSplit, RegistryError> {
         let path = self.root.join("split.json");
         let mut split = match HeldOutSplit::load(&path)? {
             Some(s) => {
                 if s.site != site {
-                    return Err(RegistryError::Invalid(format!("{} belongs to site {:?}, not {site:?}", path.display(), s.site)));
+                    return Err(RegistryError::Invalid(format!(
+                        "{} belongs to site {:?}, not {site:?}",
+                        path.display(),
+                        s.site
+                    )));
                 }
                 s
             }
@@ -206,7 +246,8 @@ impl Registry {
         };
         let new = split.assign(patients);
         if new > 0 || !path.exists() {
-            let json = serde_json::to_vec_pretty(&split).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+            let json = serde_json::to_vec_pretty(&split)
+                .map_err(|e| RegistryError::Invalid(e.to_string()))?;
             write_atomic(&path, &json)?;
         }
         Ok(split)
@@ -223,10 +264,14 @@ impl Registry {
         evaluate: &mut dyn FnMut(&Model) -> Result<Validation, RegistryError>,
     ) -> Result<Decision, RegistryError> {
         if !(margin.is_finite() && margin >= 0.0) {
-            return Err(RegistryError::Invalid(format!("margin {margin} must be a non-negative number")));
+            return Err(RegistryError::Invalid(format!(
+                "margin {margin} must be a non-negative number"
+            )));
         }
         if self.current() == Some(candidate) {
-            return Err(RegistryError::Invalid(format!("{candidate} is already the current model")));
+            return Err(RegistryError::Invalid(format!(
+                "{candidate} is already the current model"
+            )));
         }
         let cand_val = self.validate(candidate, evaluate)?;
         let incumbent = match self.state.current.clone() {
@@ -237,12 +282,24 @@ impl Registry {
             None => None,
         };
         let (promoted, reason) = match &incumbent {
-            _ if !cand_val.score.is_finite() => (false, "the candidate's score is not a number".to_string()),
-            None => (true, "no current model".to_string()),
-            Some((id, v)) if cand_val.score > v.score + margin => {
-                (true, format!("score {:.4} beats {id}'s {:.4} by more than {margin}", cand_val.score, v.score))
+            _ if !cand_val.score.is_finite() => {
+                (false, "the candidate's score is not a number".to_string())
             }
-            Some((id, v)) => (false, format!("score {:.4} does not beat {id}'s {:.4} by more than {margin}", cand_val.score, v.score)),
+            None => (true, "no current model".to_string()),
+            Some((id, v)) if cand_val.score > v.score + margin => (
+                true,
+                format!(
+                    "score {:.4} beats {id}'s {:.4} by more than {margin}",
+                    cand_val.score, v.score
+                ),
+            ),
+            Some((id, v)) => (
+                false,
+                format!(
+                    "score {:.4} does not beat {id}'s {:.4} by more than {margin}",
+                    cand_val.score, v.score
+                ),
+            ),
         };
         if promoted {
             self.state.events.push(Event {
@@ -256,7 +313,14 @@ impl Registry {
             self.state.current = Some(candidate.into());
             self.save_state()?;
         }
-        Ok(Decision { promoted, candidate: candidate.into(), candidate_validation: cand_val, incumbent, margin, reason })
+        Ok(Decision {
+            promoted,
+            candidate: candidate.into(),
+            candidate_validation: cand_val,
+            incumbent,
+            margin,
+            reason,
+        })
     }
 
     /// Makes `to` current, or (with `None`) the model that was current before the current one
@@ -268,14 +332,20 @@ impl Registry {
                 id.to_string()
             }
             None => {
-                let cur = self.state.current.clone().ok_or_else(|| RegistryError::Invalid("no current model to roll back".into()))?;
+                let cur = self.state.current.clone().ok_or_else(|| {
+                    RegistryError::Invalid("no current model to roll back".into())
+                })?;
                 self.state
                     .events
                     .iter()
                     .rev()
                     .find(|e| e.id == cur && e.action == "promote")
                     .and_then(|e| e.previous.clone())
-                    .ok_or_else(|| RegistryError::Invalid(format!("{cur} has no earlier model to roll back to")))?
+                    .ok_or_else(|| {
+                        RegistryError::Invalid(format!(
+                            "{cur} has no earlier model to roll back to"
+                        ))
+                    })?
             }
         };
         self.state.events.push(Event {
@@ -291,7 +361,11 @@ impl Registry {
         Ok(target)
     }
 
-    fn validate(&self, id: &str, evaluate: &mut dyn FnMut(&Model) -> Result<Validation, RegistryError>) -> Result<Validation, RegistryError> {
+    fn validate(
+        &self,
+        id: &str,
+        evaluate: &mut dyn FnMut(&Model) -> Result<Validation, RegistryError>,
+    ) -> Result<Validation, RegistryError> {
         let model = self.load(id)?;
         let v = evaluate(&model)?;
         let mut m = self.manifest(id)?;
@@ -301,12 +375,14 @@ impl Registry {
     }
 
     fn save_manifest(&self, m: &Manifest) -> Result<(), RegistryError> {
-        let json = serde_json::to_vec_pretty(m).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(m).map_err(|e| RegistryError::Invalid(e.to_string()))?;
         write_atomic(&self.dir(&m.id).join("manifest.json"), &json)
     }
 
     fn save_state(&self) -> Result<(), RegistryError> {
-        let json = serde_json::to_vec_pretty(&self.state).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&self.state)
+            .map_err(|e| RegistryError::Invalid(e.to_string()))?;
         write_atomic(&self.root.join("registry.json"), &json)
     }
 }
@@ -321,7 +397,10 @@ pub fn content_id(model: &Model) -> String {
         "preprocess": model.preprocess,
     });
     h.update(describe.to_string().as_bytes());
-    for (info, t) in crate::nn::UNetParams::layout(&model.params.cfg).iter().zip(model.params.tensors()) {
+    for (info, t) in crate::nn::UNetParams::layout(&model.params.cfg)
+        .iter()
+        .zip(model.params.tensors())
+    {
         h.update(info.name.as_bytes());
         for v in t {
             h.update(v.to_le_bytes());
@@ -339,6 +418,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| RegistryError::io(&tmp, e))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| RegistryError::io(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| RegistryError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| RegistryError::io(path, e))
 }

@@ -28,9 +28,16 @@ impl HeldOutSplit {
     /// An empty split for `site` holding out `fraction` of the patients.
     pub fn new(site: &str, fraction: f64) -> Result<Self, RegistryError> {
         if !(fraction > 0.0 && fraction < 1.0) {
-            return Err(RegistryError::Invalid(format!("held-out fraction {fraction} must be between 0 and 1")));
+            return Err(RegistryError::Invalid(format!(
+                "held-out fraction {fraction} must be between 0 and 1"
+            )));
         }
-        Ok(HeldOutSplit { site: site.into(), fraction, validation: BTreeSet::new(), training: BTreeSet::new() })
+        Ok(HeldOutSplit {
+            site: site.into(),
+            fraction,
+            validation: BTreeSet::new(),
+            training: BTreeSet::new(),
+        })
     }
 
     /// Whether `patient` is held out (unknown patients are not).
@@ -68,7 +75,9 @@ impl HeldOutSplit {
         match std::fs::read(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(RegistryError::io(path, e)),
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| RegistryError::corrupt(path, e.to_string())),
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| RegistryError::corrupt(path, e.to_string())),
         }
     }
 }
@@ -84,7 +93,9 @@ mod tests {
         assert_eq!(s.assign(ids[..20].iter().map(String::as_str)), 20);
         let before = s.clone();
         assert_eq!(s.assign(ids.iter().map(String::as_str)), 20);
-        assert!(before.validation.is_subset(&s.validation) && before.training.is_subset(&s.training));
+        assert!(
+            before.validation.is_subset(&s.validation) && before.training.is_subset(&s.training)
+        );
         s.fraction = 0.9; // even a changed fraction does not re-draw
         assert_eq!(s.assign(ids.iter().map(String::as_str)), 0);
         let held = s.validation.len();

@@ -25,11 +25,17 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn fs(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        StoreError::Fs { path: path.into(), source }
+        StoreError::Fs {
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        StoreError::Corrupt { path: path.into(), reason: reason.into() }
+        StoreError::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 }
 

@@ -76,17 +76,26 @@ impl FrameStore {
     /// Starts writing a new store in `dir` (created if missing) for frames prepared with `p`
     /// and masks with `classes` classes. Nothing under the final names changes until
     /// [`FrameStoreWriter::finish`].
-    pub fn create(dir: &Path, p: &Preprocess, classes: usize) -> Result<FrameStoreWriter, StoreError> {
+    pub fn create(
+        dir: &Path,
+        p: &Preprocess,
+        classes: usize,
+    ) -> Result<FrameStoreWriter, StoreError> {
         if p.size == 0 || classes == 0 || classes > 256 {
             return Err(StoreError::Frame {
                 path: dir.into(),
-                reason: format!("size {} and {classes} classes (need size >= 1, 1..=256 classes)", p.size),
+                reason: format!(
+                    "size {} and {classes} classes (need size >= 1, 1..=256 classes)",
+                    p.size
+                ),
             });
         }
         std::fs::create_dir_all(dir).map_err(|e| StoreError::fs(dir, e))?;
         let open = |name: &str| -> Result<BufWriter<File>, StoreError> {
             let path = dir.join(tmp_name(name));
-            File::create(&path).map(|f| BufWriter::with_capacity(1 << 20, f)).map_err(|e| StoreError::fs(path, e))
+            File::create(&path)
+                .map(|f| BufWriter::with_capacity(1 << 20, f))
+                .map_err(|e| StoreError::fs(path, e))
         };
         Ok(FrameStoreWriter {
             dir: dir.to_path_buf(),
@@ -109,7 +118,10 @@ impl FrameStore {
     /// Opens the store in `dir`, checking that its files are complete and agree with the index.
     pub fn open(dir: &Path) -> Result<FrameStore, StoreError> {
         if cfg!(target_endian = "big") {
-            return Err(StoreError::corrupt(dir, "frame stores are little-endian; this host is big-endian"));
+            return Err(StoreError::corrupt(
+                dir,
+                "frame stores are little-endian; this host is big-endian",
+            ));
         }
         let index_path = dir.join(INDEX);
         let text = match std::fs::read_to_string(&index_path) {
@@ -134,11 +146,19 @@ impl FrameStore {
         }
         if let Some(m) = &masks {
             if let Some(pos) = m.iter().position(|&c| c as usize >= index.classes) {
-                let reason = format!("mask value {} at byte {pos} is not one of {} classes", m[pos], index.classes);
+                let reason = format!(
+                    "mask value {} at byte {pos} is not one of {} classes",
+                    m[pos], index.classes
+                );
                 return Err(StoreError::corrupt(dir.join(MASKS), reason));
             }
         }
-        Ok(FrameStore { dir: dir.to_path_buf(), index, images, masks })
+        Ok(FrameStore {
+            dir: dir.to_path_buf(),
+            index,
+            images,
+            masks,
+        })
     }
 
     /// Number of frames.
@@ -214,9 +234,16 @@ impl FrameStoreWriter {
     /// Appends one prepared frame: `image` and `mask` are `size * size` on the model grid.
     pub fn push(&mut self, image: &[f32], mask: &[u8], meta: FrameMeta) -> Result<(), StoreError> {
         let n = self.index.preprocess.size * self.index.preprocess.size;
-        let bad = |reason: String| StoreError::Frame { path: self.dir.clone(), reason };
+        let bad = |reason: String| StoreError::Frame {
+            path: self.dir.clone(),
+            reason,
+        };
         if image.len() != n || mask.len() != n {
-            return Err(bad(format!("image {} and mask {} values, the store needs {n} each", image.len(), mask.len())));
+            return Err(bad(format!(
+                "image {} and mask {} values, the store needs {n} each",
+                image.len(),
+                mask.len()
+            )));
         }
         if meta.labelled.len() != self.index.classes {
             return Err(bad(format!(
@@ -226,18 +253,26 @@ impl FrameStoreWriter {
             )));
         }
         if let Some(&c) = mask.iter().find(|&&c| c as usize >= self.index.classes) {
-            return Err(bad(format!("mask value {c} with {} classes", self.index.classes)));
+            return Err(bad(format!(
+                "mask value {c} with {} classes",
+                self.index.classes
+            )));
         }
         if image.iter().any(|v| !v.is_finite()) {
             return Err(bad("image holds a non-finite value".into()));
         }
         self.scratch.clear();
-        self.scratch.extend(image.iter().flat_map(|v| v.to_le_bytes()));
+        self.scratch
+            .extend(image.iter().flat_map(|v| v.to_le_bytes()));
         let (Some(images), Some(masks)) = (self.images.as_mut(), self.masks.as_mut()) else {
             return Err(bad("writer already finished".into()));
         };
-        images.write_all(&self.scratch).map_err(|e| StoreError::fs(self.dir.join(tmp_name(IMAGES)), e))?;
-        masks.write_all(mask).map_err(|e| StoreError::fs(self.dir.join(tmp_name(MASKS)), e))?;
+        images
+            .write_all(&self.scratch)
+            .map_err(|e| StoreError::fs(self.dir.join(tmp_name(IMAGES)), e))?;
+        masks
+            .write_all(mask)
+            .map_err(|e| StoreError::fs(self.dir.join(tmp_name(MASKS)), e))?;
         self.index.images_bytes += self.scratch.len() as u64;
         self.index.masks_bytes += mask.len() as u64;
         self.index.frames.push(meta);
@@ -260,21 +295,29 @@ impl FrameStoreWriter {
         for (name, w) in [(IMAGES, self.images.take()), (MASKS, self.masks.take())] {
             let path = dir.join(tmp_name(name));
             let file = w
-                .ok_or_else(|| StoreError::Frame { path: dir.clone(), reason: "writer already finished".into() })?
+                .ok_or_else(|| StoreError::Frame {
+                    path: dir.clone(),
+                    reason: "writer already finished".into(),
+                })?
                 .into_inner()
                 .map_err(|e| StoreError::fs(&path, e.into_error()))?;
             file.sync_all().map_err(|e| StoreError::fs(&path, e))?;
         }
         let index_tmp = dir.join(tmp_name(INDEX));
-        let json = serde_json::to_vec_pretty(&self.index)
-            .map_err(|e| StoreError::Frame { path: dir.clone(), reason: format!("index not serialisable: {e}") })?;
+        let json = serde_json::to_vec_pretty(&self.index).map_err(|e| StoreError::Frame {
+            path: dir.clone(),
+            reason: format!("index not serialisable: {e}"),
+        })?;
         write_synced(&index_tmp, &json)?;
         match std::fs::remove_file(dir.join(INDEX)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(StoreError::fs(dir.join(INDEX), e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StoreError::fs(dir.join(INDEX), e))
+            }
             _ => {}
         }
         let rename = |name: &str| {
-            std::fs::rename(dir.join(tmp_name(name)), dir.join(name)).map_err(|e| StoreError::fs(dir.join(name), e))
+            std::fs::rename(dir.join(tmp_name(name)), dir.join(name))
+                .map_err(|e| StoreError::fs(dir.join(name), e))
         };
         rename(IMAGES)?;
         rename(MASKS)?;
@@ -309,7 +352,13 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 /// Makes renames in `dir` durable (a no-op where directories cannot be opened, e.g. Windows).
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     match File::open(dir) {
-        Ok(d) => d.sync_all().or_else(|e| if cfg!(unix) { Err(StoreError::fs(dir, e)) } else { Ok(()) }),
+        Ok(d) => d.sync_all().or_else(|e| {
+            if cfg!(unix) {
+                Err(StoreError::fs(dir, e))
+            } else {
+                Ok(())
+            }
+        }),
         Err(_) if !cfg!(unix) => Ok(()),
         Err(e) => Err(StoreError::fs(dir, e)),
     }
@@ -319,17 +368,32 @@ fn check_index(path: &Path, ix: &StoreIndex) -> Result<(), StoreError> {
     if ix.format != FORMAT || ix.version != VERSION {
         return Err(StoreError::corrupt(
             path,
-            format!("format {:?} version {} (expected {FORMAT:?} {VERSION})", ix.format, ix.version),
+            format!(
+                "format {:?} version {} (expected {FORMAT:?} {VERSION})",
+                ix.format, ix.version
+            ),
         ));
     }
     let size = ix.preprocess.size;
     if size == 0 || size > 1 << 14 || ix.classes == 0 || ix.classes > 256 {
-        return Err(StoreError::corrupt(path, format!("size {size} with {} classes", ix.classes)));
-    }
-    if let Some((i, f)) = ix.frames.iter().enumerate().find(|(_, f)| f.labelled.len() != ix.classes) {
         return Err(StoreError::corrupt(
             path,
-            format!("frame {i} has {} labelled flags for {} classes", f.labelled.len(), ix.classes),
+            format!("size {size} with {} classes", ix.classes),
+        ));
+    }
+    if let Some((i, f)) = ix
+        .frames
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.labelled.len() != ix.classes)
+    {
+        return Err(StoreError::corrupt(
+            path,
+            format!(
+                "frame {i} has {} labelled flags for {} classes",
+                f.labelled.len(),
+                ix.classes
+            ),
         ));
     }
     Ok(())
@@ -346,8 +410,15 @@ fn map_file(path: &Path, expected: u64, recorded: u64) -> Result<Option<Mmap>, S
     let file = File::open(path).map_err(|e| StoreError::fs(path, e))?;
     let len = file.metadata().map_err(|e| StoreError::fs(path, e))?.len();
     if len != expected {
-        let what = if len < expected { "truncated" } else { "longer than its index says" };
-        return Err(StoreError::corrupt(path, format!("{what}: {len} bytes, expected {expected}")));
+        let what = if len < expected {
+            "truncated"
+        } else {
+            "longer than its index says"
+        };
+        return Err(StoreError::corrupt(
+            path,
+            format!("{what}: {len} bytes, expected {expected}"),
+        ));
     }
     if len == 0 {
         return Ok(None);

@@ -64,14 +64,22 @@ pub fn import_acdc_with(
 ) -> Result<ImportSummary, ImportError> {
     let patients = acdc::scan(root)?;
     if patients.is_empty() {
-        return Err(ImportError::Empty { path: root.into(), reason: "no patientNNN folders found".into() });
+        return Err(ImportError::Empty {
+            path: root.into(),
+            reason: "no patientNNN folders found".into(),
+        });
     }
     let mut writer = FrameStore::create(out, p, CLASSES)?;
-    let mut summary = ImportSummary { patients: patients.len(), ..Default::default() };
+    let mut summary = ImportSummary {
+        patients: patients.len(),
+        ..Default::default()
+    };
     let mut done = 0;
     for batch in patients.chunks(BATCH) {
-        let prepared: Vec<Result<(usize, Vec<Prepared>), ImportError>> =
-            batch.par_iter().map(|pt| prepare_patient(pt, p, transform)).collect();
+        let prepared: Vec<Result<(usize, Vec<Prepared>), ImportError>> = batch
+            .par_iter()
+            .map(|pt| prepare_patient(pt, p, transform))
+            .collect();
         for (pt, result) in batch.iter().zip(prepared) {
             let (volumes, frames) = result?;
             summary.volumes += volumes;
@@ -85,18 +93,27 @@ pub fn import_acdc_with(
         }
     }
     if summary.frames == 0 {
-        return Err(ImportError::Empty { path: root.into(), reason: "no labelled ED/ES volume found".into() });
+        return Err(ImportError::Empty {
+            path: root.into(),
+            reason: "no labelled ED/ES volume found".into(),
+        });
     }
     writer.finish()?;
     Ok(summary)
 }
 
 /// All frames of one patient's labelled ED/ES volumes, and how many volumes that was.
-fn prepare_patient(pt: &AcdcPatient, p: &Preprocess, transform: Option<&SliceTransform<'_>>) -> Result<(usize, Vec<Prepared>), ImportError> {
+fn prepare_patient(
+    pt: &AcdcPatient,
+    p: &Preprocess,
+    transform: Option<&SliceTransform<'_>>,
+) -> Result<(usize, Vec<Prepared>), ImportError> {
     let mut out = Vec::new();
     let mut volumes = 0;
     for frame in pt.frames.iter().filter(|f| f.phase != Phase::Other) {
-        let Some(labels_path) = &frame.labels else { continue };
+        let Some(labels_path) = &frame.labels else {
+            continue;
+        };
         let image = read_volume(&frame.image)?;
         let labels = read_volume(labels_path)?;
         check_same_grid(&image, &labels, labels_path)?;
@@ -118,21 +135,34 @@ fn prepare_volume(
 ) -> Result<(), ImportError> {
     let [w, h, nz, _] = image.dims;
     let spacing = [image.spacing[0], image.spacing[1]];
-    let image_err = |source| ImportError::Image { path: frame.image.clone(), source };
+    let image_err = |source| ImportError::Image {
+        path: frame.image.clone(),
+        source,
+    };
     for z in 0..nz {
         let data = image
             .slice(z, 0)
-            .ok_or_else(|| ImportError::Mismatch { path: frame.image.clone(), reason: format!("slice {z} missing") })?
+            .ok_or_else(|| ImportError::Mismatch {
+                path: frame.image.clone(),
+                reason: format!("slice {z} missing"),
+            })?
             .to_vec();
-        let mut slice = Slice2D { width: w, height: h, spacing, data };
+        let mut slice = Slice2D {
+            width: w,
+            height: h,
+            spacing,
+            data,
+        };
         if let Some(t) = transform {
             t(&pt.id, z, frame.frame, &mut slice);
         }
         let (img, _) = prepare_image(&slice, p).map_err(image_err)?;
-        let lab = labels.get(z * w * h..(z + 1) * w * h).ok_or_else(|| ImportError::Mismatch {
-            path: frame.image.clone(),
-            reason: format!("labels for slice {z} missing"),
-        })?;
+        let lab = labels
+            .get(z * w * h..(z + 1) * w * h)
+            .ok_or_else(|| ImportError::Mismatch {
+                path: frame.image.clone(),
+                reason: format!("labels for slice {z} missing"),
+            })?;
         let mask = prepare_labels(lab, w, h, spacing, p).map_err(image_err)?;
         let meta = FrameMeta {
             patient_id: pt.id.clone(),
@@ -144,19 +174,32 @@ fn prepare_volume(
             source: frame.image.display().to_string(),
             native_spacing: spacing,
         };
-        out.push(Prepared { image: img, mask, meta });
+        out.push(Prepared {
+            image: img,
+            mask,
+            meta,
+        });
     }
     Ok(())
 }
 
 /// Images and labels must share dimensions and in-plane spacing, and be single-phase volumes.
 fn check_same_grid(image: &Volume, labels: &Volume, labels_path: &Path) -> Result<(), ImportError> {
-    let mismatch = |reason: String| ImportError::Mismatch { path: labels_path.into(), reason };
+    let mismatch = |reason: String| ImportError::Mismatch {
+        path: labels_path.into(),
+        reason,
+    };
     if image.dims != labels.dims {
-        return Err(mismatch(format!("labels are {:?} but the image is {:?}", labels.dims, image.dims)));
+        return Err(mismatch(format!(
+            "labels are {:?} but the image is {:?}",
+            labels.dims, image.dims
+        )));
     }
     if image.dims[3] != 1 {
-        return Err(mismatch(format!("expected a single-phase volume, got {} phases", image.dims[3])));
+        return Err(mismatch(format!(
+            "expected a single-phase volume, got {} phases",
+            image.dims[3]
+        )));
     }
     let close = |a: f32, b: f32| (a - b).abs() <= 1e-3 * a.abs().max(b.abs());
     if !(0..3).all(|i| close(image.spacing[i], labels.spacing[i])) {
@@ -181,7 +224,13 @@ fn map_labels(labels: &Volume, path: &Path) -> Result<Vec<u8>, ImportError> {
                     reason: format!("label voxel value {v} is not a class index"),
                 });
             }
-            acdc::acdc_to_cineseg(raw as u8).map_err(|e| IoError::Label { path: path.into(), value: e.0 }.into())
+            acdc::acdc_to_cineseg(raw as u8).map_err(|e| {
+                IoError::Label {
+                    path: path.into(),
+                    value: e.0,
+                }
+                .into()
+            })
         })
         .collect()
 }

@@ -17,7 +17,9 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// FNV-1a, 64-bit, over `bytes`.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(FNV_OFFSET, |h, &b| (h ^ b as u64).wrapping_mul(FNV_PRIME))
+    bytes
+        .iter()
+        .fold(FNV_OFFSET, |h, &b| (h ^ b as u64).wrapping_mul(FNV_PRIME))
 }
 
 /// SplitMix64's output function: spreads every input bit over every output bit.
@@ -54,21 +56,31 @@ mod tests {
         let ids: Vec<String> = (1..=100).map(|i| format!("patient{i:03}")).collect();
         for &f in &[0.1, 0.2, 0.3] {
             let n = ids.iter().filter(|id| is_validation(id, f)).count();
-            assert!((n as f64 - 100.0 * f).abs() <= 8.0, "fraction {f}: {n} of 100");
+            assert!(
+                (n as f64 - 100.0 * f).abs() <= 8.0,
+                "fraction {f}: {n} of 100"
+            );
             let again = ids.iter().filter(|id| is_validation(id, f)).count();
             assert_eq!(n, again);
         }
         // Nested: a larger fraction keeps every patient the smaller one had.
-        assert!(ids.iter().all(|id| !is_validation(id, 0.1) || is_validation(id, 0.2)));
-        assert!(!ids.iter().any(|id| is_validation(id, 0.0)) && ids.iter().all(|id| is_validation(id, 1.0)));
+        assert!(ids
+            .iter()
+            .all(|id| !is_validation(id, 0.1) || is_validation(id, 0.2)));
+        assert!(
+            !ids.iter().any(|id| is_validation(id, 0.0))
+                && ids.iter().all(|id| is_validation(id, 1.0))
+        );
         assert!(!is_validation("patient001", f64::NAN));
     }
 
     #[test]
     fn positions_are_pinned() {
         // Recorded when the split was fixed; if this fails the split has changed.
-        let got: Vec<u64> =
-            ["patient001", "patient041", "SCD0000101"].iter().map(|id| (split_position(id) * 1e6) as u64).collect();
+        let got: Vec<u64> = ["patient001", "patient041", "SCD0000101"]
+            .iter()
+            .map(|id| (split_position(id) * 1e6) as u64)
+            .collect();
         assert_eq!(got, PINNED.to_vec());
     }
 

@@ -33,7 +33,12 @@ impl AdamW {
 
     /// One update of every trainable tensor for which `trainable(name)` holds. Running
     /// statistics are never touched.
-    pub fn update(&mut self, params: &mut UNetParams, grads: &UNetParams, trainable: &dyn Fn(&str) -> bool) {
+    pub fn update(
+        &mut self,
+        params: &mut UNetParams,
+        grads: &UNetParams,
+        trainable: &dyn Fn(&str) -> bool,
+    ) {
         self.step += 1;
         let t = self.step as i32;
         let bc1 = 1.0 - self.beta1.powi(t);
@@ -41,12 +46,20 @@ impl AdamW {
         let step_size = self.lr / bc1;
         let layout = UNetParams::layout(&params.cfg);
         let (b1, b2, eps, lr, wd) = (self.beta1, self.beta2, self.eps, self.lr, self.weight_decay);
-        let iter = layout.iter().zip(params.tensors_mut()).zip(grads.tensors()).zip(self.m.tensors_mut().into_iter().zip(self.v.tensors_mut()));
+        let iter = layout
+            .iter()
+            .zip(params.tensors_mut())
+            .zip(grads.tensors())
+            .zip(self.m.tensors_mut().into_iter().zip(self.v.tensors_mut()));
         for (((info, p), g), (m, v)) in iter {
             if info.kind == Kind::RunningStat || !trainable(&info.name) {
                 continue;
             }
-            let decay = if info.kind == Kind::Weight4d { 1.0 - lr * wd } else { 1.0 };
+            let decay = if info.kind == Kind::Weight4d {
+                1.0 - lr * wd
+            } else {
+                1.0
+            };
             for i in 0..p.len() {
                 let gi = g[i] as f64;
                 let mi = b1 * m[i] as f64 + (1.0 - b1) * gi;

@@ -63,11 +63,17 @@ pub fn adapt_batchnorm(
         return Err(TrainError::Data("no target images to adapt to".into()));
     }
     if let Some(bad) = idx.iter().find(|&&i| i >= src.len()) {
-        return Err(TrainError::Data(format!("image index {bad} outside {} images", src.len())));
+        return Err(TrainError::Data(format!(
+            "image index {bad} outside {} images",
+            src.len()
+        )));
     }
     let cfg = model.config().clone();
     cfg.check_input(src.size(), src.size(), 1)?;
-    let stats: Vec<bool> = UNetParams::layout(&cfg).iter().map(|t| t.kind == Kind::RunningStat).collect();
+    let stats: Vec<bool> = UNetParams::layout(&cfg)
+        .iter()
+        .map(|t| t.kind == Kind::RunningStat)
+        .collect();
     let mut out = model.clone();
     let mut unlabelled = vec![false; cfg.classes];
     unlabelled[0] = true;
@@ -76,13 +82,22 @@ pub fn adapt_batchnorm(
     let mut batches = 0usize;
     for chunk in idx.chunks(opts.batch.max(1)) {
         let x = plain_batch(src, chunk);
-        let target = Target { labels: vec![0; chunk.len() * px], labelled: vec![unlabelled.clone(); chunk.len()] };
+        let target = Target {
+            labels: vec![0; chunk.len() * px],
+            labelled: vec![unlabelled.clone(); chunk.len()],
+        };
         let mut work = out.params.clone();
         backend.train_step(&mut work, &x, &target)?;
         seen += chunk.len();
         batches += 1;
         let w = chunk.len() as f64 / (MOMENTUM * seen as f64);
-        for ((c, r), is_stat) in out.params.tensors_mut().into_iter().zip(work.tensors()).zip(&stats) {
+        for ((c, r), is_stat) in out
+            .params
+            .tensors_mut()
+            .into_iter()
+            .zip(work.tensors())
+            .zip(&stats)
+        {
             if !*is_stat {
                 continue;
             }
@@ -91,11 +106,22 @@ pub fn adapt_batchnorm(
             }
         }
     }
-    if out.params.tensors().iter().zip(&stats).any(|(t, s)| *s && t.iter().any(|v| !v.is_finite())) {
-        return Err(TrainError::Data("adapted statistics are not finite: check the target images".into()));
+    if out
+        .params
+        .tensors()
+        .iter()
+        .zip(&stats)
+        .any(|(t, s)| *s && t.iter().any(|v| !v.is_finite()))
+    {
+        return Err(TrainError::Data(
+            "adapted statistics are not finite: check the target images".into(),
+        ));
     }
     let report = compare(&model.params, &out.params, idx.len(), batches);
-    out.extra.insert("adaptation".into(), serde_json::to_string(&report).unwrap_or_default());
+    out.extra.insert(
+        "adaptation".into(),
+        serde_json::to_string(&report).unwrap_or_default(),
+    );
     Ok((out, report))
 }
 
@@ -109,15 +135,27 @@ fn compare(before: &UNetParams, after: &UNetParams, images: usize, batches: usiz
             continue;
         }
         // running_var follows running_mean in the layout.
-        let (Some(m0), Some(m1), Some(v0), Some(v1)) = (b.get(i), a.get(i), b.get(i + 1), a.get(i + 1)) else { continue };
+        let (Some(m0), Some(m1), Some(v0), Some(v1)) =
+            (b.get(i), a.get(i), b.get(i + 1), a.get(i + 1))
+        else {
+            continue;
+        };
         layers += 1;
         for c in 0..m0.len() {
             let sd = (v0[c] as f64).max(1e-12).sqrt();
             shift += (m1[c] as f64 - m0[c] as f64).abs() / sd;
-            logvar += ((v1[c] as f64).max(1e-12) / (v0[c] as f64).max(1e-12)).ln().abs();
+            logvar += ((v1[c] as f64).max(1e-12) / (v0[c] as f64).max(1e-12))
+                .ln()
+                .abs();
             n += 1;
         }
     }
     let n = n.max(1) as f64;
-    AdaptReport { images, batches, layers, mean_shift_sd: shift / n, log_var_change: logvar / n }
+    AdaptReport {
+        images,
+        batches,
+        layers,
+        mean_shift_sd: shift / n,
+        log_var_change: logvar / n,
+    }
 }

@@ -36,7 +36,9 @@ pub struct CheckpointDir {
 impl CheckpointDir {
     /// Checkpoints under `out/checkpoint`.
     pub fn new(out: &Path) -> Self {
-        CheckpointDir { dir: out.join("checkpoint") }
+        CheckpointDir {
+            dir: out.join("checkpoint"),
+        }
     }
     fn model(&self) -> PathBuf {
         self.dir.join("model.safetensors")
@@ -60,7 +62,8 @@ impl CheckpointDir {
         model.save(&self.model(), StoreAs::F32)?;
         let bytes = optimizer_bytes(opt).map_err(TrainError::Checkpoint)?;
         write_atomic(&self.optim(), &bytes)?;
-        let json = serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
         write_atomic(&self.state(), &json)
     }
 
@@ -71,16 +74,21 @@ impl CheckpointDir {
             return Ok(None);
         }
         let bytes = std::fs::read(self.state()).map_err(|e| TrainError::io(&self.state(), e))?;
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", self.state().display())))
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", self.state().display())))
     }
 
     /// Loads a checkpoint written by [`save`](Self::save).
     pub fn load(&self) -> Result<(Model, AdamW, LoopState), TrainError> {
-        let state: LoopState = serde_json::from_slice(&std::fs::read(self.state()).map_err(|e| TrainError::io(&self.state(), e))?)
-            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", self.state().display())))?;
+        let state: LoopState = serde_json::from_slice(
+            &std::fs::read(self.state()).map_err(|e| TrainError::io(&self.state(), e))?,
+        )
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", self.state().display())))?;
         let model = Model::load(&self.model())?;
         let bytes = std::fs::read(self.optim()).map_err(|e| TrainError::io(&self.optim(), e))?;
-        let opt = optimizer_from_bytes(&bytes, &model.params).map_err(|e| TrainError::Checkpoint(format!("{}: {e}", self.optim().display())))?;
+        let opt = optimizer_from_bytes(&bytes, &model.params)
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", self.optim().display())))?;
         Ok((model, opt, state))
     }
 }
@@ -98,14 +106,25 @@ fn optimizer_bytes(opt: &AdamW) -> Result<Vec<u8>, String> {
         .zip(opt.m.tensors().into_iter().zip(opt.v.tensors()))
         .flat_map(|(info, (m, v))| {
             [
-                (format!("m.{}", info.name), info.shape.clone(), bytemuck::cast_slice::<f32, u8>(m).to_vec()),
-                (format!("v.{}", info.name), info.shape.clone(), bytemuck::cast_slice::<f32, u8>(v).to_vec()),
+                (
+                    format!("m.{}", info.name),
+                    info.shape.clone(),
+                    bytemuck::cast_slice::<f32, u8>(m).to_vec(),
+                ),
+                (
+                    format!("v.{}", info.name),
+                    info.shape.clone(),
+                    bytemuck::cast_slice::<f32, u8>(v).to_vec(),
+                ),
             ]
         })
         .collect();
     let mut views = Vec::new();
     for (name, shape, b) in &blobs {
-        views.push((name.clone(), TensorView::new(Dtype::F32, shape.clone(), b).map_err(|e| e.to_string())?));
+        views.push((
+            name.clone(),
+            TensorView::new(Dtype::F32, shape.clone(), b).map_err(|e| e.to_string())?,
+        ));
     }
     let meta = [
         ("step".to_string(), opt.step.to_string()),
@@ -120,18 +139,31 @@ fn optimizer_bytes(opt: &AdamW) -> Result<Vec<u8>, String> {
 fn optimizer_from_bytes(bytes: &[u8], params: &UNetParams) -> Result<AdamW, String> {
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
     let meta = header.metadata().clone().unwrap_or_default();
-    let num = |k: &str| meta.get(k).and_then(|v| v.parse::<f64>().ok()).ok_or(format!("missing {k}"));
+    let num = |k: &str| {
+        meta.get(k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or(format!("missing {k}"))
+    };
     let mut opt = AdamW::new(params, num("lr")?, num("weight_decay")?);
     opt.step = num("step")? as u64;
     let st = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
     let layout = UNetParams::layout(&params.cfg);
     for (prefix, target) in [("m", &mut opt.m), ("v", &mut opt.v)] {
         for (info, dst) in layout.iter().zip(target.tensors_mut()) {
-            let t = st.tensor(&format!("{prefix}.{}", info.name)).map_err(|e| e.to_string())?;
+            let t = st
+                .tensor(&format!("{prefix}.{}", info.name))
+                .map_err(|e| e.to_string())?;
             if t.dtype() != Dtype::F32 || t.shape() != info.shape.as_slice() {
-                return Err(format!("{prefix}.{} has the wrong dtype or shape", info.name));
+                return Err(format!(
+                    "{prefix}.{} has the wrong dtype or shape",
+                    info.name
+                ));
             }
-            *dst = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            *dst = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
         }
     }
     Ok(opt)

@@ -61,21 +61,51 @@ impl FrameSource for MemoryFrames {
 /// Seed of one sample's augmentation: a function of the run seed, the step and the position,
 /// so results do not depend on thread scheduling or on where a run was resumed.
 pub fn sample_seed(seed: u64, step: u64, slot: usize) -> u64 {
-    seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (slot as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+    seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (slot as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
 }
 
 /// Builds an augmented batch (NHWC input and targets) from frame indices.
-pub fn make_batch(src: &dyn FrameSource, idx: &[usize], aug: &AugmentConfig, seed: u64, step: u64) -> (Tensor, Target) {
+pub fn make_batch(
+    src: &dyn FrameSource,
+    idx: &[usize],
+    aug: &AugmentConfig,
+    seed: u64,
+    step: u64,
+) -> (Tensor, Target) {
     let size = src.size();
     let px = size * size;
     let mut img = vec![0.0f32; idx.len() * px];
     let mut lab = vec![0u8; idx.len() * px];
-    img.par_chunks_mut(px).zip(lab.par_chunks_mut(px)).enumerate().for_each(|(slot, (oi, om))| {
-        let mut rng = Rng::new(sample_seed(seed, step, slot));
-        augment(src.image(idx[slot]), src.mask(idx[slot]), size, aug, &mut rng, oi, om);
-    });
+    img.par_chunks_mut(px)
+        .zip(lab.par_chunks_mut(px))
+        .enumerate()
+        .for_each(|(slot, (oi, om))| {
+            let mut rng = Rng::new(sample_seed(seed, step, slot));
+            augment(
+                src.image(idx[slot]),
+                src.mask(idx[slot]),
+                size,
+                aug,
+                &mut rng,
+                oi,
+                om,
+            );
+        });
     let labelled = idx.iter().map(|i| src.labelled(*i)).collect();
-    (Tensor { n: idx.len(), h: size, w: size, c: 1, data: img }, Target { labels: lab, labelled })
+    (
+        Tensor {
+            n: idx.len(),
+            h: size,
+            w: size,
+            c: 1,
+            data: img,
+        },
+        Target {
+            labels: lab,
+            labelled,
+        },
+    )
 }
 
 /// Copies frames without augmentation (validation, inference on stored frames).
@@ -85,7 +115,13 @@ pub fn plain_batch(src: &dyn FrameSource, idx: &[usize]) -> Tensor {
     for i in idx {
         data.extend_from_slice(src.image(*i));
     }
-    Tensor { n: idx.len(), h: size, w: size, c: 1, data }
+    Tensor {
+        n: idx.len(),
+        h: size,
+        w: size,
+        c: 1,
+        data,
+    }
 }
 
 impl FrameSource for crate::store::FrameStore {

@@ -84,7 +84,10 @@ impl Default for Sim7T {
 impl Sim7T {
     /// The default domain with another seed.
     pub fn with_seed(seed: u64) -> Self {
-        Sim7T { seed, ..Default::default() }
+        Sim7T {
+            seed,
+            ..Default::default()
+        }
     }
 
     /// Rejects parameters that would produce non-finite or meaningless images.
@@ -120,7 +123,11 @@ impl Sim7T {
         let (_, p99) = percentile_window(&s.data, 1.0, 99.0);
         let scale = if p99 > 0.0 { p99 as f64 } else { 1.0 };
         // 1. contrast.
-        let mut u: Vec<f64> = s.data.iter().map(|v| (*v as f64 / scale).max(0.0).powf(self.gamma)).collect();
+        let mut u: Vec<f64> = s
+            .data
+            .iter()
+            .map(|v| (*v as f64 / scale).max(0.0).powf(self.gamma))
+            .collect();
         // 2. sharpen.
         if self.sharpen > 0.0 {
             let blur = binomial_blur(&u, w, h);
@@ -137,17 +144,30 @@ impl Sim7T {
         let (dx, dy) = (angle.cos(), angle.sin());
         let (rx, ry) = (rx_angle.cos(), rx_angle.sin());
         let (sx, sy) = (s.spacing[0] as f64, s.spacing[1] as f64);
-        let half = 0.5 * ((w as f64 * sx).powi(2) + (h as f64 * sy).powi(2)).sqrt().max(1e-6);
+        let half = 0.5
+            * ((w as f64 * sx).powi(2) + (h as f64 * sy).powi(2))
+                .sqrt()
+                .max(1e-6);
         let alpha = self.flip_deg.to_radians();
         let s0 = self.gre(alpha);
         let two_sigma2 = 2.0 * self.centre_sigma_mm * self.centre_sigma_mm;
         // 5. noise, per slice.
-        let mut noise = Rng::new(pid ^ (z as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (frame as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F));
+        let mut noise = Rng::new(
+            pid ^ (z as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ (frame as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F),
+        );
         for y in 0..h {
             for x in 0..w {
-                let (mx, my) = ((x as f64 + 0.5 - w as f64 / 2.0) * sx, (y as f64 + 0.5 - h as f64 / 2.0) * sy);
+                let (mx, my) = (
+                    (x as f64 + 0.5 - w as f64 / 2.0) * sx,
+                    (y as f64 + 0.5 - h as f64 / 2.0) * sy,
+                );
                 let centre = 1.0 + self.centre_gain * (-(mx * mx + my * my) / two_sigma2).exp();
-                let wave = 1.0 + self.amplitude * (std::f64::consts::TAU * (mx * dx + my * dy) / self.wavelength_mm + phase).sin();
+                let wave = 1.0
+                    + self.amplitude
+                        * (std::f64::consts::TAU * (mx * dx + my * dy) / self.wavelength_mm
+                            + phase)
+                            .sin();
                 let b1 = centre * wave / (1.0 + self.centre_gain);
                 let tx = self.gre(alpha * b1) / s0;
                 let t = ((mx * rx + my * ry) / half).clamp(-1.0, 1.0) * 0.5 + 0.5;
@@ -204,7 +224,12 @@ mod tests {
                 }
             })
             .collect();
-        Slice2D { width: w, height: h, spacing: [1.5, 1.5], data }
+        Slice2D {
+            width: w,
+            height: h,
+            spacing: [1.5, 1.5],
+            data,
+        }
     }
 
     #[test]
@@ -223,7 +248,14 @@ mod tests {
 
     #[test]
     fn lowers_contrast_and_darkens_bands() {
-        let sim = Sim7T { noise: 0.0, sharpen: 0.0, amplitude: 0.0, receive_falloff: 0.0, centre_gain: 0.0, ..Sim7T::default() };
+        let sim = Sim7T {
+            noise: 0.0,
+            sharpen: 0.0,
+            amplitude: 0.0,
+            receive_falloff: 0.0,
+            centre_gain: 0.0,
+            ..Sim7T::default()
+        };
         let mut s = disc();
         sim.apply("p", 0, 0, &mut s);
         let at = |s: &Slice2D, x: usize, y: usize| s.data[y * s.width + x];
@@ -231,12 +263,32 @@ mod tests {
         let ratio = at(&s, 32, 24) / at(&s, 42, 24);
         assert!(ratio < 2.2 && ratio > 1.2, "{ratio}");
         // A strong standing wave makes some pixels of uniform tissue much darker than others.
-        let banded = Sim7T { noise: 0.0, sharpen: 0.0, gamma: 1.0, amplitude: 0.9, receive_falloff: 0.0, ..Sim7T::default() };
-        let mut flat = Slice2D { width: 64, height: 64, spacing: [2.0, 2.0], data: vec![100.0; 64 * 64] };
+        let banded = Sim7T {
+            noise: 0.0,
+            sharpen: 0.0,
+            gamma: 1.0,
+            amplitude: 0.9,
+            receive_falloff: 0.0,
+            ..Sim7T::default()
+        };
+        let mut flat = Slice2D {
+            width: 64,
+            height: 64,
+            spacing: [2.0, 2.0],
+            data: vec![100.0; 64 * 64],
+        };
         banded.apply("p", 0, 0, &mut flat);
-        let (lo, hi) = flat.data.iter().fold((f32::MAX, 0.0f32), |(l, h), v| (l.min(*v), h.max(*v)));
+        let (lo, hi) = flat
+            .data
+            .iter()
+            .fold((f32::MAX, 0.0f32), |(l, h), v| (l.min(*v), h.max(*v)));
         assert!(lo < 0.3 * hi, "darkest {lo}, brightest {hi}");
-        assert!(Sim7T { amplitude: 1.5, ..Sim7T::default() }.check().is_err());
+        assert!(Sim7T {
+            amplitude: 1.5,
+            ..Sim7T::default()
+        }
+        .check()
+        .is_err());
         assert!(Sim7T::default().check().is_ok());
     }
 }

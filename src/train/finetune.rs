@@ -54,8 +54,16 @@ impl FinetuneRecipe {
     pub fn paper() -> Self {
         FinetuneRecipe {
             phases: vec![
-                PhaseRecipe { epochs: 10, lr: 1e-4, trainable: Trainable::FrozenEncoder },
-                PhaseRecipe { epochs: 10, lr: 1e-5, trainable: Trainable::All },
+                PhaseRecipe {
+                    epochs: 10,
+                    lr: 1e-4,
+                    trainable: Trainable::FrozenEncoder,
+                },
+                PhaseRecipe {
+                    epochs: 10,
+                    lr: 1e-5,
+                    trainable: Trainable::All,
+                },
             ],
             batch: 8,
             weight_decay: 1e-4,
@@ -72,11 +80,20 @@ impl FinetuneRecipe {
         if self.phases.is_empty() || self.phases.iter().all(|p| p.epochs == 0) {
             return Err(TrainError::Data("the recipe has no epoch to run".into()));
         }
-        if let Some(p) = self.phases.iter().find(|p| !(p.lr.is_finite() && p.lr > 0.0)) {
-            return Err(TrainError::Data(format!("learning rate {} is not a positive number", p.lr)));
+        if let Some(p) = self
+            .phases
+            .iter()
+            .find(|p| !(p.lr.is_finite() && p.lr > 0.0))
+        {
+            return Err(TrainError::Data(format!(
+                "learning rate {} is not a positive number",
+                p.lr
+            )));
         }
         if self.batch == 0 || self.images_per_epoch == Some(0) {
-            return Err(TrainError::Data("batch and images per epoch must be at least 1".into()));
+            return Err(TrainError::Data(
+                "batch and images per epoch must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -144,7 +161,10 @@ pub struct FinetuneSummary {
 impl FinetuneSummary {
     /// Validation Dice per epoch across all phases, for learning curves.
     pub fn curve(&self) -> Vec<super::EpochReport> {
-        self.phases.iter().flat_map(|p| p.history.iter().cloned()).collect()
+        self.phases
+            .iter()
+            .flat_map(|p| p.history.iter().cloned())
+            .collect()
     }
 }
 
@@ -188,7 +208,12 @@ pub fn finetune(
     let started = Instant::now();
     let mut ran_here = false;
     let mut last_phase = 0;
-    for (k, phase) in recipe.phases.iter().enumerate().filter(|(_, p)| p.epochs > 0) {
+    for (k, phase) in recipe
+        .phases
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.epochs > 0)
+    {
         // The loop's budget counts a phase's training time over all resumes; this call's
         // budget is for this call, so each phase gets its earlier time plus what is left.
         let left = budget.map(|b| b.as_secs_f64() - started.elapsed().as_secs_f64());
@@ -197,7 +222,8 @@ pub fn finetune(
             break;
         }
         let before = CheckpointDir::new(&phase_dir(run_dir, k + 1)).load_state()?;
-        let (earlier_seconds, earlier_epochs) = before.map_or((0.0, 0), |s| (s.seconds, s.epochs_done));
+        let (earlier_seconds, earlier_epochs) =
+            before.map_or((0.0, 0), |s| (s.seconds, s.epochs_done));
         let left = left.map(|l| Duration::from_secs_f64(earlier_seconds + l.max(0.0)));
         let mut opts = TrainOptions::new(phase_dir(run_dir, k + 1));
         opts.epochs = phase.epochs;
@@ -212,7 +238,9 @@ pub fn finetune(
         opts.trainable = phase.trainable;
         opts.budget = left;
         std::fs::create_dir_all(&opts.out_dir).map_err(|e| TrainError::io(&opts.out_dir, e))?;
-        let s = train(backend, &mut model, src, train_idx, val_idx, &opts, progress)?;
+        let s = train(
+            backend, &mut model, src, train_idx, val_idx, &opts, progress,
+        )?;
         last_phase = k + 1;
         ran_here |= s.epochs_done > earlier_epochs;
         let stopped = s.stopped_by_budget;
@@ -233,7 +261,9 @@ pub fn finetune(
     let kept = if val_idx.is_empty() || recipe.keep_last {
         summary.kept_phase = last_phase;
         summary.kept_epoch = summary.phases.last().map_or(0, |p| p.epochs_done);
-        summary.kept_score = summary.phases.last().map_or(-1.0, |p| p.history.last().map_or(-1.0, |r| mean_dice(&r.val_dice)));
+        summary.kept_score = summary.phases.last().map_or(-1.0, |p| {
+            p.history.last().map_or(-1.0, |r| mean_dice(&r.val_dice))
+        });
         model
     } else {
         Model::load(&phase_dir(run_dir, summary.kept_phase).join("best.safetensors"))?
@@ -243,7 +273,10 @@ pub fn finetune(
 
 /// Frame indices of `src` split by patient: `(training, held out)`, where `held_out(patient)`
 /// decides (the fixed split by patient id, or a registry's persisted split).
-pub fn split_by_patient(src: &dyn FrameSource, held_out: impl Fn(&str) -> bool) -> (Vec<usize>, Vec<usize>) {
+pub fn split_by_patient(
+    src: &dyn FrameSource,
+    held_out: impl Fn(&str) -> bool,
+) -> (Vec<usize>, Vec<usize>) {
     (0..src.len()).partition(|&i| !held_out(src.patient(i)))
 }
 
@@ -255,9 +288,15 @@ pub fn parse_classes(list: &str, names: &[String]) -> Result<Vec<bool>, TrainErr
         *bg = true;
     }
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let pos = names.iter().position(|n| n.eq_ignore_ascii_case(item)).ok_or_else(|| {
-            TrainError::Data(format!("unknown class {item:?} (the model's classes are {})", names.join(", ")))
-        })?;
+        let pos = names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(item))
+            .ok_or_else(|| {
+                TrainError::Data(format!(
+                    "unknown class {item:?} (the model's classes are {})",
+                    names.join(", ")
+                ))
+            })?;
         drawn[pos] = true;
     }
     Ok(drawn)

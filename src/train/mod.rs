@@ -39,7 +39,10 @@ pub enum TrainError {
 impl TrainError {
     /// An I/O error on a named path.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        TrainError::Io { path: path.into(), source }
+        TrainError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

@@ -15,12 +15,22 @@ pub struct Schedule {
 impl Schedule {
     /// A schedule with 5 % warm-up decaying to 1 % of the peak.
     pub fn cosine(peak: f64, total_steps: u64) -> Self {
-        Schedule { peak, total_steps: total_steps.max(1), warmup_steps: (total_steps / 20).max(1), final_fraction: 0.01 }
+        Schedule {
+            peak,
+            total_steps: total_steps.max(1),
+            warmup_steps: (total_steps / 20).max(1),
+            final_fraction: 0.01,
+        }
     }
 
     /// A flat schedule (fine-tuning phases with a fixed rate).
     pub fn constant(lr: f64, total_steps: u64) -> Self {
-        Schedule { peak: lr, total_steps: total_steps.max(1), warmup_steps: 0, final_fraction: 1.0 }
+        Schedule {
+            peak: lr,
+            total_steps: total_steps.max(1),
+            warmup_steps: 0,
+            final_fraction: 1.0,
+        }
     }
 
     /// Learning rate at `step` (0-based).

@@ -50,7 +50,9 @@ impl FromStr for Subset {
             None if s == "ed-es" || s == "edes" => Ok(Subset::EdEs),
             Some(("patients", n)) => Ok(Subset::Patients(count(n)?)),
             Some(("random", n)) => Ok(Subset::Random(count(n)?)),
-            _ => Err(format!("unknown subset {s:?} (use all, ed-es, patients:N or random:N)")),
+            _ => Err(format!(
+                "unknown subset {s:?} (use all, ed-es, patients:N or random:N)"
+            )),
         }
     }
 }
@@ -81,29 +83,55 @@ pub fn store_tags(store: &FrameStore) -> Vec<FrameTag> {
     store
         .frames()
         .iter()
-        .map(|m| FrameTag { patient: m.patient_id.clone(), slice: m.slice, phase_index: m.phase_index, phase: m.phase })
+        .map(|m| FrameTag {
+            patient: m.patient_id.clone(),
+            slice: m.slice,
+            phase_index: m.phase_index,
+            phase: m.phase,
+        })
         .collect()
 }
 
 /// The ED and ES frames among `candidates`, per patient from the tags when any of the
 /// patient's frames is tagged ED or ES, otherwise from the LV area (see the module docs).
 /// A patient with a single phase contributes that phase. Returned in candidate order.
-pub fn ed_es_frames(src: &dyn FrameSource, tags: &[FrameTag], candidates: &[usize]) -> Result<Vec<usize>, TrainError> {
+pub fn ed_es_frames(
+    src: &dyn FrameSource,
+    tags: &[FrameTag],
+    candidates: &[usize],
+) -> Result<Vec<usize>, TrainError> {
     check_tags(src, tags, candidates)?;
     let mut by_patient: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for &i in candidates {
-        by_patient.entry(tags[i].patient.as_str()).or_default().push(i);
+        by_patient
+            .entry(tags[i].patient.as_str())
+            .or_default()
+            .push(i);
     }
     let mut keep = BTreeSet::new();
     for frames in by_patient.values() {
         if frames.iter().any(|&i| tags[i].phase != Phase::Other) {
-            keep.extend(frames.iter().copied().filter(|&i| tags[i].phase != Phase::Other));
+            keep.extend(
+                frames
+                    .iter()
+                    .copied()
+                    .filter(|&i| tags[i].phase != Phase::Other),
+            );
             continue;
         }
         let (ed, es) = extreme_phases(src, tags, frames);
-        keep.extend(frames.iter().copied().filter(|&i| tags[i].phase_index == ed || tags[i].phase_index == es));
+        keep.extend(
+            frames
+                .iter()
+                .copied()
+                .filter(|&i| tags[i].phase_index == ed || tags[i].phase_index == es),
+        );
     }
-    Ok(candidates.iter().copied().filter(|i| keep.contains(i)).collect())
+    Ok(candidates
+        .iter()
+        .copied()
+        .filter(|i| keep.contains(i))
+        .collect())
 }
 
 /// (ED, ES) phase indices of one patient's frames: largest and smallest LV area over the
@@ -112,31 +140,68 @@ fn extreme_phases(src: &dyn FrameSource, tags: &[FrameTag], frames: &[usize]) ->
     let lv_drawn = |i: usize| src.labelled(i).get(LV_CLASS).copied().unwrap_or(false);
     let mut slices_of: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
     for &i in frames.iter().filter(|&&i| lv_drawn(i)) {
-        slices_of.entry(tags[i].phase_index).or_default().insert(tags[i].slice);
+        slices_of
+            .entry(tags[i].phase_index)
+            .or_default()
+            .insert(tags[i].slice);
     }
     let Some(first) = slices_of.values().next() else {
         // No LV drawn anywhere: fall back to the first phase for both.
-        let p = frames.iter().map(|&i| tags[i].phase_index).min().unwrap_or(0);
+        let p = frames
+            .iter()
+            .map(|&i| tags[i].phase_index)
+            .min()
+            .unwrap_or(0);
         return (p, p);
     };
-    let common: BTreeSet<usize> = slices_of.values().fold(first.clone(), |acc, s| acc.intersection(s).copied().collect());
+    let common: BTreeSet<usize> = slices_of.values().fold(first.clone(), |acc, s| {
+        acc.intersection(s).copied().collect()
+    });
     let mut area: BTreeMap<usize, usize> = slices_of.keys().map(|p| (*p, 0)).collect();
     for &i in frames.iter().filter(|&&i| lv_drawn(i)) {
         if common.is_empty() || common.contains(&tags[i].slice) {
-            let n = src.mask(i).iter().filter(|&&c| c as usize == LV_CLASS).count();
+            let n = src
+                .mask(i)
+                .iter()
+                .filter(|&&c| c as usize == LV_CLASS)
+                .count();
             *area.entry(tags[i].phase_index).or_default() += n;
         }
     }
     // Ties go to the earlier phase, so the choice does not depend on map internals.
-    let ed = area.iter().fold((0, None::<usize>), |b, (p, a)| if b.1.is_none_or(|x| *a > x) { (*p, Some(*a)) } else { b }).0;
-    let es = area.iter().fold((0, None::<usize>), |b, (p, a)| if b.1.is_none_or(|x| *a < x) { (*p, Some(*a)) } else { b }).0;
+    let ed = area
+        .iter()
+        .fold((0, None::<usize>), |b, (p, a)| {
+            if b.1.is_none_or(|x| *a > x) {
+                (*p, Some(*a))
+            } else {
+                b
+            }
+        })
+        .0;
+    let es = area
+        .iter()
+        .fold((0, None::<usize>), |b, (p, a)| {
+            if b.1.is_none_or(|x| *a < x) {
+                (*p, Some(*a))
+            } else {
+                b
+            }
+        })
+        .0;
     (ed, es)
 }
 
 /// Frames of `subset` among `candidates`, deterministic for a seed, in candidate order.
 /// Asking for more patients or frames than exist is an error rather than a silent shortfall,
 /// because the experiment's rows compare subsets of stated sizes.
-pub fn select(src: &dyn FrameSource, tags: &[FrameTag], candidates: &[usize], subset: &Subset, seed: u64) -> Result<Vec<usize>, TrainError> {
+pub fn select(
+    src: &dyn FrameSource,
+    tags: &[FrameTag],
+    candidates: &[usize],
+    subset: &Subset,
+    seed: u64,
+) -> Result<Vec<usize>, TrainError> {
     check_tags(src, tags, candidates)?;
     let picked = match subset {
         Subset::All => candidates.to_vec(),
@@ -149,34 +214,61 @@ pub fn select(src: &dyn FrameSource, tags: &[FrameTag], candidates: &[usize], su
                 }
             }
             if *n > patients.len() {
-                return Err(TrainError::Data(format!("{n} patients asked for, {} available", patients.len())));
+                return Err(TrainError::Data(format!(
+                    "{n} patients asked for, {} available",
+                    patients.len()
+                )));
             }
             Rng::new(seed ^ 0x5041_5449_454E_5453).shuffle(&mut patients);
             let chosen: BTreeSet<&str> = patients[..*n].iter().copied().collect();
-            candidates.iter().copied().filter(|&i| chosen.contains(tags[i].patient.as_str())).collect()
+            candidates
+                .iter()
+                .copied()
+                .filter(|&i| chosen.contains(tags[i].patient.as_str()))
+                .collect()
         }
         Subset::Random(n) => {
             if *n > candidates.len() {
-                return Err(TrainError::Data(format!("{n} frames asked for, {} available", candidates.len())));
+                return Err(TrainError::Data(format!(
+                    "{n} frames asked for, {} available",
+                    candidates.len()
+                )));
             }
             let mut order = candidates.to_vec();
             Rng::new(seed ^ 0x5241_4E44_4F4D).shuffle(&mut order);
             let chosen: BTreeSet<usize> = order[..*n].iter().copied().collect();
-            candidates.iter().copied().filter(|i| chosen.contains(i)).collect()
+            candidates
+                .iter()
+                .copied()
+                .filter(|i| chosen.contains(i))
+                .collect()
         }
     };
     if picked.is_empty() {
-        return Err(TrainError::Data(format!("subset {subset} selected no frame")));
+        return Err(TrainError::Data(format!(
+            "subset {subset} selected no frame"
+        )));
     }
     Ok(picked)
 }
 
-fn check_tags(src: &dyn FrameSource, tags: &[FrameTag], candidates: &[usize]) -> Result<(), TrainError> {
+fn check_tags(
+    src: &dyn FrameSource,
+    tags: &[FrameTag],
+    candidates: &[usize],
+) -> Result<(), TrainError> {
     if tags.len() != src.len() {
-        return Err(TrainError::Data(format!("{} frame tags for {} frames", tags.len(), src.len())));
+        return Err(TrainError::Data(format!(
+            "{} frame tags for {} frames",
+            tags.len(),
+            src.len()
+        )));
     }
     if let Some(bad) = candidates.iter().find(|&&i| i >= src.len()) {
-        return Err(TrainError::Data(format!("frame index {bad} outside {} frames", src.len())));
+        return Err(TrainError::Data(format!(
+            "frame index {bad} outside {} frames",
+            src.len()
+        )));
     }
     Ok(())
 }
@@ -188,7 +280,10 @@ mod tests {
 
     /// Two patients, 3 phases x 2 slices; LV area grows with `area(phase)`.
     fn cine(area: impl Fn(usize) -> usize, tagged: bool) -> (MemoryFrames, Vec<FrameTag>) {
-        let mut f = MemoryFrames { size: 8, ..Default::default() };
+        let mut f = MemoryFrames {
+            size: 8,
+            ..Default::default()
+        };
         let mut tags = Vec::new();
         for p in ["a", "b"] {
             for phase in 0..3 {
@@ -204,7 +299,12 @@ mod tests {
                         (true, 1) => Phase::Es,
                         _ => Phase::Other,
                     };
-                    tags.push(FrameTag { patient: p.into(), slice, phase_index: phase, phase: ph });
+                    tags.push(FrameTag {
+                        patient: p.into(),
+                        slice,
+                        phase_index: phase,
+                        phase: ph,
+                    });
                 }
             }
         }
@@ -246,7 +346,9 @@ mod tests {
         let cand: Vec<usize> = (0..f.images.len()).filter(|i| i % 2 == 0).collect();
         let one = select(&f, &tags, &cand, &Subset::Patients(1), 7).unwrap();
         assert_eq!(one.len(), 3);
-        assert!(one.iter().all(|i| cand.contains(i) && tags[*i].patient == tags[one[0]].patient));
+        assert!(one
+            .iter()
+            .all(|i| cand.contains(i) && tags[*i].patient == tags[one[0]].patient));
         let r = select(&f, &tags, &cand, &Subset::Random(4), 7).unwrap();
         assert_eq!(r, select(&f, &tags, &cand, &Subset::Random(4), 7).unwrap());
         assert_eq!(r.len(), 4);

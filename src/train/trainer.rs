@@ -107,7 +107,13 @@ pub struct TrainSummary {
 }
 
 /// Validation Dice per class over `idx` (intersections and sums pooled over all frames).
-pub fn validate(backend: &mut dyn Backend, model: &Model, src: &dyn FrameSource, idx: &[usize], batch: usize) -> Result<Vec<f64>, TrainError> {
+pub fn validate(
+    backend: &mut dyn Backend,
+    model: &Model,
+    src: &dyn FrameSource,
+    idx: &[usize],
+    batch: usize,
+) -> Result<Vec<f64>, TrainError> {
     let k = model.config().classes;
     backend.load_inference(&model.params)?;
     let (mut inter, mut sum) = (vec![0.0f64; k], vec![0.0f64; k]);
@@ -129,11 +135,24 @@ pub fn validate(backend: &mut dyn Backend, model: &Model, src: &dyn FrameSource,
             }
         }
     }
-    Ok((0..k).map(|c| if c == 0 || sum[c] == 0.0 { f64::NAN } else { 2.0 * inter[c] / sum[c] }).collect())
+    Ok((0..k)
+        .map(|c| {
+            if c == 0 || sum[c] == 0.0 {
+                f64::NAN
+            } else {
+                2.0 * inter[c] / sum[c]
+            }
+        })
+        .collect())
 }
 
 fn mean_foreground(d: &[f64]) -> f64 {
-    let v: Vec<f64> = d.iter().skip(1).copied().filter(|x| x.is_finite()).collect();
+    let v: Vec<f64> = d
+        .iter()
+        .skip(1)
+        .copied()
+        .filter(|x| x.is_finite())
+        .collect();
     if v.is_empty() {
         0.0
     } else {
@@ -156,7 +175,11 @@ pub fn train(
         return Err(TrainError::Data("no training frames".into()));
     }
     if src.size() % model.config().size_multiple() != 0 {
-        return Err(TrainError::Data(format!("frame size {} is not divisible by {}", src.size(), model.config().size_multiple())));
+        return Err(TrainError::Data(format!(
+            "frame size {} is not divisible by {}",
+            src.size(),
+            model.config().size_multiple()
+        )));
     }
     let batch = opts.batch.max(1);
     let per_epoch = opts.images_per_epoch.unwrap_or(train_idx.len()).max(1);
@@ -179,7 +202,11 @@ pub fn train(
         log::info!("resuming after epoch {} (step {})", s.epochs_done, s.step);
         (o, s)
     } else {
-        let s = LoopState { best_score: -1.0, options: opts.fingerprint(), ..Default::default() };
+        let s = LoopState {
+            best_score: -1.0,
+            options: opts.fingerprint(),
+            ..Default::default()
+        };
         (AdamW::new(&model.params, opts.lr, opts.weight_decay), s)
     };
     let started = Instant::now();
@@ -203,17 +230,30 @@ pub fn train(
             let (x, target) = make_batch(src, idx, &opts.augment, opts.seed, state.step);
             let out = backend.train_step(&mut model.params, &x, &target)?;
             if !out.loss.is_finite() {
-                return Err(TrainError::Diverged { epoch, step: state.step });
+                return Err(TrainError::Diverged {
+                    epoch,
+                    step: state.step,
+                });
             }
             opt.lr = schedule.lr(state.step);
             let trainable = opts.trainable;
             opt.update(&mut model.params, &out.grads, &|n| trainable.allows(n));
             state.step += 1;
             loss_sum += out.loss * idx.len() as f64;
-            progress.step(epoch, s + 1, steps_per_epoch as usize, out.loss, idx.len() as f64 / ts.elapsed().as_secs_f64());
+            progress.step(
+                epoch,
+                s + 1,
+                steps_per_epoch as usize,
+                out.loss,
+                idx.len() as f64 / ts.elapsed().as_secs_f64(),
+            );
         }
         let train_seconds = t0.elapsed().as_secs_f64();
-        let dice = if val_idx.is_empty() { vec![] } else { validate(backend, model, src, val_idx, batch)? };
+        let dice = if val_idx.is_empty() {
+            vec![]
+        } else {
+            validate(backend, model, src, val_idx, batch)?
+        };
         let score = mean_foreground(&dice);
         let report = EpochReport {
             epoch: epoch + 1,
@@ -248,7 +288,8 @@ pub fn train(
         stopped_by_budget,
         history: state.history.clone(),
     };
-    let json = serde_json::to_vec_pretty(&summary).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+    let json =
+        serde_json::to_vec_pretty(&summary).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
     let hist = opts.out_dir.join("history.json");
     std::fs::write(&hist, json).map_err(|e| TrainError::io(&hist, e))?;
     Ok(summary)

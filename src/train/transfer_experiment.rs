@@ -76,23 +76,37 @@ impl Arms {
 
     /// A comma-separated choice among [`ARM_NAMES`] (the base row always runs).
     pub fn parse(list: &str, ed_es: usize) -> Result<Self, TrainError> {
-        let wanted: Vec<&str> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        let wanted: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
         if let Some(bad) = wanted.iter().find(|w| !ARM_NAMES.contains(w)) {
-            return Err(TrainError::Data(format!("unknown arm {bad:?} (use {})", ARM_NAMES.join(", "))));
+            return Err(TrainError::Data(format!(
+                "unknown arm {bad:?} (use {})",
+                ARM_NAMES.join(", ")
+            )));
         }
         let mut arms = Arms::paper(ed_es);
-        arms.subsets.retain(|(name, _)| wanted.contains(&name.as_str()));
+        arms.subsets
+            .retain(|(name, _)| wanted.contains(&name.as_str()));
         arms.bn_adapt = wanted.contains(&"bn-adapt");
         Ok(arms)
     }
 }
 
 fn dice_of(d: &[f64]) -> Vec<Option<f64>> {
-    d.iter().enumerate().map(|(c, v)| (c > 0 && v.is_finite()).then_some(*v)).collect()
+    d.iter()
+        .enumerate()
+        .map(|(c, v)| (c > 0 && v.is_finite()).then_some(*v))
+        .collect()
 }
 
 fn patients(src: &dyn FrameSource, idx: &[usize]) -> usize {
-    idx.iter().map(|&i| src.patient(i)).collect::<std::collections::BTreeSet<_>>().len()
+    idx.iter()
+        .map(|&i| src.patient(i))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
 }
 
 /// Runs the experiment. `train_idx` are the frames fine-tuning may use, `test_idx` the test
@@ -111,12 +125,21 @@ pub fn run_transfer(
     work_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<TransferTable, TrainError> {
-    let train_patients: std::collections::BTreeSet<&str> = train_idx.iter().map(|&i| src.patient(i)).collect();
-    if let Some(&i) = test_idx.iter().find(|&&i| train_patients.contains(src.patient(i))) {
-        return Err(TrainError::Data(format!("test patient {} is also in the training frames", src.patient(i))));
+    let train_patients: std::collections::BTreeSet<&str> =
+        train_idx.iter().map(|&i| src.patient(i)).collect();
+    if let Some(&i) = test_idx
+        .iter()
+        .find(|&&i| train_patients.contains(src.patient(i)))
+    {
+        return Err(TrainError::Data(format!(
+            "test patient {} is also in the training frames",
+            src.patient(i)
+        )));
     }
     if test_idx.is_empty() || train_idx.is_empty() {
-        return Err(TrainError::Data("the experiment needs training and test frames".into()));
+        return Err(TrainError::Data(
+            "the experiment needs training and test frames".into(),
+        ));
     }
     let arms = match arms {
         Some(a) => a,
@@ -130,7 +153,14 @@ pub fn run_transfer(
 
     let t0 = Instant::now();
     let d = validate(backend, base, src, test_idx, batch)?;
-    rows.push(ArmResult { name: "base".into(), description: "base model, no target data".into(), frames: 0, dice: dice_of(&d), curve: vec![], seconds: t0.elapsed().as_secs_f64() });
+    rows.push(ArmResult {
+        name: "base".into(),
+        description: "base model, no target data".into(),
+        frames: 0,
+        dice: dice_of(&d),
+        curve: vec![],
+        seconds: t0.elapsed().as_secs_f64(),
+    });
 
     // Frames of the arms already trained: an arm whose selection is identical to an earlier
     // one (on ACDC or Sunnybrook, where only ED and ES are labelled, "ed-es" = "all") would
@@ -144,13 +174,26 @@ pub fn run_transfer(
             log::info!("experiment arm {name}: {subset} selects exactly the frames of arm {same}; not trained again");
             let mut r = rows[*row].clone();
             r.name = name.clone();
-            r.description = format!("fine-tuned on {subset}: the same {} frames as `{same}`, same result", idx.len());
+            r.description = format!(
+                "fine-tuned on {subset}: the same {} frames as `{same}`, same result",
+                idx.len()
+            );
             r.seconds = 0.0;
             rows.push(r);
             continue;
         }
         log::info!("experiment arm {name}: {subset}, {} frames", idx.len());
-        let (model, summary) = finetune(backend, base, src, &idx, test_idx, &recipe, &work_dir.join(name), None, progress)?;
+        let (model, summary) = finetune(
+            backend,
+            base,
+            src,
+            &idx,
+            test_idx,
+            &recipe,
+            &work_dir.join(name),
+            None,
+            progress,
+        )?;
         let model = model.ok_or_else(|| TrainError::Data(format!("arm {name} did not finish")))?;
         let d = validate(backend, &model, src, test_idx, batch)?;
         let curve = summary
@@ -158,11 +201,22 @@ pub fn run_transfer(
             .iter()
             .map(|r| {
                 let v: Vec<f64> = r.val_dice.iter().flatten().copied().collect();
-                if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+                if v.is_empty() {
+                    f64::NAN
+                } else {
+                    v.iter().sum::<f64>() / v.len() as f64
+                }
             })
             .collect();
         trained.push((name.clone(), idx.clone(), rows.len()));
-        rows.push(ArmResult { name: name.clone(), description: format!("fine-tuned on {subset}"), frames: idx.len(), dice: dice_of(&d), curve, seconds: t0.elapsed().as_secs_f64() });
+        rows.push(ArmResult {
+            name: name.clone(),
+            description: format!("fine-tuned on {subset}"),
+            frames: idx.len(),
+            dice: dice_of(&d),
+            curve,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
     }
 
     if arms.bn_adapt {
@@ -192,7 +246,13 @@ pub fn run_transfer(
 
 /// The table as Markdown (Dice per foreground class, frames, time), numbered like the plot.
 pub fn markdown(t: &TransferTable) -> String {
-    let classes: Vec<usize> = (1..t.class_names.len()).filter(|&c| t.rows.iter().any(|r| r.dice.get(c).copied().flatten().is_some())).collect();
+    let classes: Vec<usize> = (1..t.class_names.len())
+        .filter(|&c| {
+            t.rows
+                .iter()
+                .any(|r| r.dice.get(c).copied().flatten().is_some())
+        })
+        .collect();
     let mut s = format!(
         "Target `{}`: {} training patients ({} frames), {} test patients ({} frames). Dice on the test patients; fine-tuned arms report their last epoch.\n\n",
         t.target, t.train_patients, t.train_frames, t.test_patients, t.test_frames
@@ -205,9 +265,20 @@ pub fn markdown(t: &TransferTable) -> String {
     s += &"---|".repeat(classes.len() + 1);
     s += "\n";
     for (k, r) in t.rows.iter().enumerate() {
-        s += &format!("| {} | {} ({}) | {} |", k + 1, r.name, r.description, r.frames);
+        s += &format!(
+            "| {} | {} ({}) | {} |",
+            k + 1,
+            r.name,
+            r.description,
+            r.frames
+        );
         for &c in &classes {
-            s += &r.dice.get(c).copied().flatten().map_or(" - |".to_string(), |v| format!(" {v:.3} |"));
+            s += &r
+                .dice
+                .get(c)
+                .copied()
+                .flatten()
+                .map_or(" - |".to_string(), |v| format!(" {v:.3} |"));
         }
         s += &format!(" {:.0} |\n", r.seconds);
     }

@@ -10,5 +10,8 @@ pub fn rel_l2(got: &[f32], want: &[f32]) -> (f64, f64) {
         dot += *g as f64 * *w as f64;
         ng += (*g as f64).powi(2);
     }
-    ((e / n.max(1e-300)).sqrt(), dot / (n.sqrt() * ng.sqrt()).max(1e-300))
+    (
+        (e / n.max(1e-300)).sqrt(),
+        dot / (n.sqrt() * ng.sqrt()).max(1e-300),
+    )
 }

@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 
 /// Whether dcmtk's tools are installed; prints why a test skips when not.
 pub fn have_dcmtk() -> bool {
-    let ok = Command::new("echoscu").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new("echoscu")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !ok {
         println!("skipped: dcmtk (echoscu, storescu, storescp) is not installed");
     }
@@ -39,14 +43,22 @@ pub fn tiny_model(dir: &Path) -> PathBuf {
         size: 32,
         normalisation: Normalisation::default(),
     };
-    Model::new(UNetParams::init(&UNetConfig::new(4, 2), 1).expect("params"), Some(pre))
-        .save(&p, StoreAs::F32)
-        .expect("save model");
+    Model::new(
+        UNetParams::init(&UNetConfig::new(4, 2), 1).expect("params"),
+        Some(pre),
+    )
+    .save(&p, StoreAs::F32)
+    .expect("save model");
     p
 }
 
 /// Writes a synthetic short-axis cine (`slices` x `phases`, 40x40 px, 1.5 mm) as MR files.
-pub fn synthetic_series(dir: &Path, series_uid: &str, slices: usize, phases: usize) -> Vec<PathBuf> {
+pub fn synthetic_series(
+    dir: &Path,
+    series_uid: &str,
+    slices: usize,
+    phases: usize,
+) -> Vec<PathBuf> {
     synthetic_series_of(dir, series_uid, "PID-SECRET-42", slices, phases)
 }
 
@@ -57,7 +69,13 @@ pub fn synthetic_lv_radius(phase: usize, phases: usize) -> f32 {
 }
 
 /// [`synthetic_series`] for patient `patient_id`.
-pub fn synthetic_series_of(dir: &Path, series_uid: &str, patient_id: &str, slices: usize, phases: usize) -> Vec<PathBuf> {
+pub fn synthetic_series_of(
+    dir: &Path,
+    series_uid: &str,
+    patient_id: &str,
+    slices: usize,
+    phases: usize,
+) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).expect("series dir");
     let mut out = Vec::new();
     let (rows, cols) = (40usize, 40usize);
@@ -82,30 +100,86 @@ pub fn synthetic_series_of(dir: &Path, series_uid: &str, patient_id: &str, slice
             }
             let el = |t, vr, v: PrimitiveValue| DataElement::new(t, vr, v);
             let obj = InMemDicomObject::from_element_iter([
-                el(tags::SOP_CLASS_UID, VR::UI, PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.4")),
-                el(tags::SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from(sop.as_str())),
+                el(
+                    tags::SOP_CLASS_UID,
+                    VR::UI,
+                    PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.4"),
+                ),
+                el(
+                    tags::SOP_INSTANCE_UID,
+                    VR::UI,
+                    PrimitiveValue::from(sop.as_str()),
+                ),
                 el(tags::MODALITY, VR::CS, PrimitiveValue::from("MR")),
-                el(tags::PATIENT_NAME, VR::PN, PrimitiveValue::from("Secret^Patient")),
+                el(
+                    tags::PATIENT_NAME,
+                    VR::PN,
+                    PrimitiveValue::from("Secret^Patient"),
+                ),
                 el(tags::PATIENT_ID, VR::LO, PrimitiveValue::from(patient_id)),
-                el(tags::STUDY_INSTANCE_UID, VR::UI, PrimitiveValue::from(format!("{series_uid}.99").as_str())),
-                el(tags::SERIES_INSTANCE_UID, VR::UI, PrimitiveValue::from(series_uid)),
+                el(
+                    tags::STUDY_INSTANCE_UID,
+                    VR::UI,
+                    PrimitiveValue::from(format!("{series_uid}.99").as_str()),
+                ),
+                el(
+                    tags::SERIES_INSTANCE_UID,
+                    VR::UI,
+                    PrimitiveValue::from(series_uid),
+                ),
                 el(tags::SERIES_NUMBER, VR::IS, PrimitiveValue::from("7")),
-                el(tags::FRAME_OF_REFERENCE_UID, VR::UI, PrimitiveValue::from(format!("{series_uid}.98").as_str())),
-                el(tags::INSTANCE_NUMBER, VR::IS, PrimitiveValue::from(n.to_string())),
-                el(tags::IMAGE_POSITION_PATIENT, VR::DS, PrimitiveValue::from(format!("-30\\-30\\{}", s * 8))),
-                el(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, PrimitiveValue::from("1\\0\\0\\0\\1\\0")),
-                el(tags::PIXEL_SPACING, VR::DS, PrimitiveValue::from("1.5\\1.5")),
+                el(
+                    tags::FRAME_OF_REFERENCE_UID,
+                    VR::UI,
+                    PrimitiveValue::from(format!("{series_uid}.98").as_str()),
+                ),
+                el(
+                    tags::INSTANCE_NUMBER,
+                    VR::IS,
+                    PrimitiveValue::from(n.to_string()),
+                ),
+                el(
+                    tags::IMAGE_POSITION_PATIENT,
+                    VR::DS,
+                    PrimitiveValue::from(format!("-30\\-30\\{}", s * 8)),
+                ),
+                el(
+                    tags::IMAGE_ORIENTATION_PATIENT,
+                    VR::DS,
+                    PrimitiveValue::from("1\\0\\0\\0\\1\\0"),
+                ),
+                el(
+                    tags::PIXEL_SPACING,
+                    VR::DS,
+                    PrimitiveValue::from("1.5\\1.5"),
+                ),
                 el(tags::SLICE_THICKNESS, VR::DS, PrimitiveValue::from("8")),
-                el(tags::TRIGGER_TIME, VR::DS, PrimitiveValue::from(format!("{}", p * 40))),
-                el(tags::CARDIAC_NUMBER_OF_IMAGES, VR::IS, PrimitiveValue::from(phases.to_string())),
+                el(
+                    tags::TRIGGER_TIME,
+                    VR::DS,
+                    PrimitiveValue::from(format!("{}", p * 40)),
+                ),
+                el(
+                    tags::CARDIAC_NUMBER_OF_IMAGES,
+                    VR::IS,
+                    PrimitiveValue::from(phases.to_string()),
+                ),
                 el(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
-                el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, PrimitiveValue::from("MONOCHROME2")),
+                el(
+                    tags::PHOTOMETRIC_INTERPRETATION,
+                    VR::CS,
+                    PrimitiveValue::from("MONOCHROME2"),
+                ),
                 el(tags::ROWS, VR::US, PrimitiveValue::from(rows as u16)),
                 el(tags::COLUMNS, VR::US, PrimitiveValue::from(cols as u16)),
                 el(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
                 el(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16)),
                 el(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16)),
-                el(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16)),
+                el(
+                    tags::PIXEL_REPRESENTATION,
+                    VR::US,
+                    PrimitiveValue::from(0u16),
+                ),
                 el(tags::PIXEL_DATA, VR::OW, PrimitiveValue::from(px)),
             ]);
             let meta = FileMetaTableBuilder::new()
@@ -113,7 +187,10 @@ pub fn synthetic_series_of(dir: &Path, series_uid: &str, patient_id: &str, slice
                 .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.4")
                 .media_storage_sop_instance_uid(sop.as_str());
             let path = dir.join(format!("{n}.dcm"));
-            obj.with_meta(meta).expect("with meta").write_to_file(&path).expect("write dcm");
+            obj.with_meta(meta)
+                .expect("with meta")
+                .write_to_file(&path)
+                .expect("write dcm");
             out.push(path);
         }
     }
@@ -145,11 +222,15 @@ impl Served {
         }
         let config = root.join("cineseg.toml");
         // server defaults for tests, unless `extra` sets the key itself
-        let defaults: String = ["min_free_percent = 0.0", "min_free_gb = 0.0", "idle_timeout_s = 10"]
-            .iter()
-            .filter(|l| !extra.contains(l.split(' ').next().unwrap_or("")))
-            .map(|l| format!("{l}\n"))
-            .collect();
+        let defaults: String = [
+            "min_free_percent = 0.0",
+            "min_free_gb = 0.0",
+            "idle_timeout_s = 10",
+        ]
+        .iter()
+        .filter(|l| !extra.contains(l.split(' ').next().unwrap_or("")))
+        .map(|l| format!("{l}\n"))
+        .collect();
         let text = format!(
             "[server]\nae_title = \"CINESEG\"\nlisten = \"127.0.0.1:{port}\"\n{defaults}{extra}\n\
 [spool]\ndir = \"{s}\"\nsettle_ms = 300\nseries_idle_s = 5\n{spool_extra}\n\
@@ -158,7 +239,10 @@ impl Served {
 [logging]\nhealth_interval_s = 1\n",
             s = root.join("state").display(),
             m = model.display(),
-            t = std::env::var("CINESEG_TEST_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(1),
+            t = std::env::var("CINESEG_TEST_THREADS")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(1),
             o = root.join("results").display()
         );
         std::fs::write(&config, text).expect("config");
@@ -189,7 +273,11 @@ impl Served {
             if let Ok(Some(st)) = s.child.try_wait() {
                 panic!("cineseg serve exited ({st}); log:\n{}", s.log_text());
             }
-            assert!(Instant::now() < deadline, "daemon did not listen; log:\n{}", s.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not listen; log:\n{}",
+                s.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         s
@@ -259,12 +347,18 @@ pub fn storescp(port: u16, dir: &Path, extra: &[&str]) -> Child {
 
 /// Files in a folder.
 pub fn count(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.filter_map(Result::ok).count()).unwrap_or(0)
+    std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).count())
+        .unwrap_or(0)
 }
 
 /// Runs a command with a time limit (killed past it).
 pub fn run_limited(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn tool");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tool");
     let deadline = Instant::now() + limit;
     loop {
         if let Ok(Some(_)) = child.try_wait() {
@@ -282,7 +376,14 @@ pub fn run_limited(cmd: &mut Command, limit: Duration) -> Output {
 /// `storescu` to the daemon.
 pub fn storescu(port: u16, calling: &str, files: &[PathBuf]) -> Output {
     let mut c = Command::new("storescu");
-    c.args(["-aet", calling, "-aec", "CINESEG", "127.0.0.1", &port.to_string()]);
+    c.args([
+        "-aet",
+        calling,
+        "-aec",
+        "CINESEG",
+        "127.0.0.1",
+        &port.to_string(),
+    ]);
     c.args(files);
     run_limited(&mut c, Duration::from_secs(120))
 }
@@ -290,7 +391,14 @@ pub fn storescu(port: u16, calling: &str, files: &[PathBuf]) -> Output {
 /// `echoscu` to the daemon.
 pub fn echoscu(port: u16, calling: &str) -> Output {
     run_limited(
-        Command::new("echoscu").args(["-aet", calling, "-aec", "CINESEG", "127.0.0.1", &port.to_string()]),
+        Command::new("echoscu").args([
+            "-aet",
+            calling,
+            "-aec",
+            "CINESEG",
+            "127.0.0.1",
+            &port.to_string(),
+        ]),
         Duration::from_secs(20),
     )
 }

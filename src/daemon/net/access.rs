@@ -4,7 +4,8 @@
 
 use dicom_ul::association::server::AccessControl;
 use dicom_ul::pdu::{
-    AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason, AssociationRJServiceUserReason, AssociationRJSource, UserIdentity,
+    AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
+    AssociationRJServiceUserReason, AssociationRJSource, UserIdentity,
 };
 use dicom_ul::Pdu;
 use std::io::{Read, Write};
@@ -21,7 +22,13 @@ pub struct AeAllowList {
 }
 
 impl AccessControl for AeAllowList {
-    fn check_access(&self, this_ae_title: &str, calling: &str, called: &str, _user: Option<&UserIdentity>) -> Result<(), AssociationRJServiceUserReason> {
+    fn check_access(
+        &self,
+        this_ae_title: &str,
+        calling: &str,
+        called: &str,
+        _user: Option<&UserIdentity>,
+    ) -> Result<(), AssociationRJServiceUserReason> {
         let calling = calling.trim();
         let called = called.trim();
         if !self.calling.is_empty() && !self.calling.iter().any(|a| a.trim() == calling) {
@@ -59,11 +66,18 @@ pub fn refuse(mut stream: TcpStream, why: Refusal) {
     if stream.read_exact(&mut head).is_ok() && head[0] == 0x01 {
         let len = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as u64;
         // discard the request body, at most 64 KiB (a real A-ASSOCIATE-RQ is far smaller)
-        let _ = std::io::copy(&mut (&mut stream).take(len.min(65536)), &mut std::io::sink());
+        let _ = std::io::copy(
+            &mut (&mut stream).take(len.min(65536)),
+            &mut std::io::sink(),
+        );
     }
     let reason = match why {
-        Refusal::TooManyAssociations => AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
-        Refusal::DiskNearlyFull => AssociationRJServiceProviderPresentationReason::TemporaryCongestion,
+        Refusal::TooManyAssociations => {
+            AssociationRJServiceProviderPresentationReason::LocalLimitExceeded
+        }
+        Refusal::DiskNearlyFull => {
+            AssociationRJServiceProviderPresentationReason::TemporaryCongestion
+        }
     };
     let pdu = Pdu::AssociationRJ(AssociationRJ {
         result: AssociationRJResult::Transient,
@@ -95,7 +109,9 @@ mod tests {
             calling: vec!["SCANNER".into()],
             called: vec!["CINESEG".into(), "ALIAS".into()],
         };
-        assert!(strict.check_access("CINESEG", "SCANNER ", "ALIAS", None).is_ok());
+        assert!(strict
+            .check_access("CINESEG", "SCANNER ", "ALIAS", None)
+            .is_ok());
         assert_eq!(
             strict.check_access("CINESEG", "INTRUDER", "CINESEG", None),
             Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized)

@@ -87,24 +87,44 @@ fn encode(elements: Vec<DataElement<InMemDicomObject>>) -> Result<Vec<u8>, Daemo
 }
 
 /// A C-STORE-RSP or C-ECHO-RSP (`response_field`) for request `rq` with `status`.
-pub fn response(rq: &Command, response_field: u16, status_code: u16) -> Result<Vec<u8>, DaemonError> {
+pub fn response(
+    rq: &Command,
+    response_field: u16,
+    status_code: u16,
+) -> Result<Vec<u8>, DaemonError> {
     let mut el = vec![
         DataElement::new(COMMAND_FIELD, VR::US, PrimitiveValue::from(response_field)),
-        DataElement::new(MESSAGE_ID_RESPONDED, VR::US, PrimitiveValue::from(rq.message_id)),
+        DataElement::new(
+            MESSAGE_ID_RESPONDED,
+            VR::US,
+            PrimitiveValue::from(rq.message_id),
+        ),
         DataElement::new(DATA_SET_TYPE, VR::US, PrimitiveValue::from(NO_DATA_SET)),
         DataElement::new(STATUS, VR::US, PrimitiveValue::from(status_code)),
     ];
     if !rq.sop_class.is_empty() {
-        el.push(DataElement::new(AFFECTED_SOP_CLASS, VR::UI, uid_value(&rq.sop_class)));
+        el.push(DataElement::new(
+            AFFECTED_SOP_CLASS,
+            VR::UI,
+            uid_value(&rq.sop_class),
+        ));
     }
     if !rq.sop_instance.is_empty() {
-        el.push(DataElement::new(AFFECTED_SOP_INSTANCE, VR::UI, uid_value(&rq.sop_instance)));
+        el.push(DataElement::new(
+            AFFECTED_SOP_INSTANCE,
+            VR::UI,
+            uid_value(&rq.sop_instance),
+        ));
     }
     encode(el)
 }
 
 /// A C-STORE-RQ for one instance, followed by its data set.
-pub fn store_request(message_id: u16, sop_class: &str, sop_instance: &str) -> Result<Vec<u8>, DaemonError> {
+pub fn store_request(
+    message_id: u16,
+    sop_class: &str,
+    sop_instance: &str,
+) -> Result<Vec<u8>, DaemonError> {
     encode(vec![
         DataElement::new(AFFECTED_SOP_CLASS, VR::UI, uid_value(sop_class)),
         DataElement::new(COMMAND_FIELD, VR::US, PrimitiveValue::from(C_STORE_RQ)),
@@ -127,15 +147,23 @@ pub fn parse(bytes: &[u8]) -> Result<Command, DaemonError> {
             .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
             .unwrap_or_default()
     };
-    let field = int(COMMAND_FIELD).ok_or_else(|| DaemonError::Net("command set without CommandField".into()))?;
+    let field = int(COMMAND_FIELD)
+        .ok_or_else(|| DaemonError::Net("command set without CommandField".into()))?;
     let is_response = field & 0x8000 != 0;
-    let message_id = if is_response { int(MESSAGE_ID_RESPONDED) } else { int(MESSAGE_ID) }.unwrap_or(0);
+    let message_id = if is_response {
+        int(MESSAGE_ID_RESPONDED)
+    } else {
+        int(MESSAGE_ID)
+    }
+    .unwrap_or(0);
     Ok(Command {
         field,
         message_id,
         sop_class: text(AFFECTED_SOP_CLASS),
         sop_instance: text(AFFECTED_SOP_INSTANCE),
-        has_data_set: int(DATA_SET_TYPE).map(|v| v != NO_DATA_SET).unwrap_or(false),
+        has_data_set: int(DATA_SET_TYPE)
+            .map(|v| v != NO_DATA_SET)
+            .unwrap_or(false),
         status: int(STATUS),
     })
 }
@@ -148,11 +176,18 @@ mod tests {
     fn store_request_and_response_round_trip() {
         let rq_bytes = store_request(7, "1.2.840.10008.5.1.4.1.1.4", "1.2.3.45").expect("encode");
         let rq = parse(&rq_bytes).expect("parse");
-        assert_eq!((rq.field, rq.message_id, rq.has_data_set), (C_STORE_RQ, 7, true));
+        assert_eq!(
+            (rq.field, rq.message_id, rq.has_data_set),
+            (C_STORE_RQ, 7, true)
+        );
         assert_eq!(rq.sop_instance, "1.2.3.45");
         assert_eq!(rq.sop_class, "1.2.840.10008.5.1.4.1.1.4");
-        let rsp = parse(&response(&rq, C_STORE_RSP, status::OUT_OF_RESOURCES).expect("encode")).expect("parse");
-        assert_eq!((rsp.field, rsp.message_id, rsp.has_data_set), (C_STORE_RSP, 7, false));
+        let rsp = parse(&response(&rq, C_STORE_RSP, status::OUT_OF_RESOURCES).expect("encode"))
+            .expect("parse");
+        assert_eq!(
+            (rsp.field, rsp.message_id, rsp.has_data_set),
+            (C_STORE_RSP, 7, false)
+        );
         assert_eq!(rsp.status, Some(status::OUT_OF_RESOURCES));
         assert_eq!(rsp.sop_instance, "1.2.3.45");
     }

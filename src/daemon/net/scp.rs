@@ -65,8 +65,13 @@ impl ScpHandle {
 
 impl Scp {
     /// Binds `cfg.listen`; instances go to `spool`, whose file system is watched for space.
-    pub fn bind(cfg: &ServerConfig, spool: Arc<Spool>, spool_dir: PathBuf) -> Result<Scp, DaemonError> {
-        let listener = TcpListener::bind(&cfg.listen).map_err(|e| DaemonError::Net(format!("cannot listen on {}: {e}", cfg.listen)))?;
+    pub fn bind(
+        cfg: &ServerConfig,
+        spool: Arc<Spool>,
+        spool_dir: PathBuf,
+    ) -> Result<Scp, DaemonError> {
+        let listener = TcpListener::bind(&cfg.listen)
+            .map_err(|e| DaemonError::Net(format!("cannot listen on {}: {e}", cfg.listen)))?;
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
             spool,
@@ -82,7 +87,9 @@ impl Scp {
 
     /// The address actually bound (port 0 in the config picks a free one).
     pub fn local_addr(&self) -> Result<SocketAddr, DaemonError> {
-        self.listener.local_addr().map_err(|e| DaemonError::Net(e.to_string()))
+        self.listener
+            .local_addr()
+            .map_err(|e| DaemonError::Net(e.to_string()))
     }
 
     /// A handle to stop the server from another thread.
@@ -96,7 +103,10 @@ impl Scp {
     /// Accepts associations until stopped.
     pub fn serve(self) {
         let sh = self.shared.clone();
-        std::thread::Builder::new().name("scp-watchdog".into()).spawn(move || watchdog(&sh)).ok();
+        std::thread::Builder::new()
+            .name("scp-watchdog".into())
+            .spawn(move || watchdog(&sh))
+            .ok();
         for conn in self.listener.incoming() {
             if self.shared.stop.load(Ordering::SeqCst) {
                 break;
@@ -108,7 +118,10 @@ impl Scp {
                     continue;
                 }
             };
-            let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            let peer = stream
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
             let sh = self.shared.clone();
             let refusal = if sh.active.load(Ordering::SeqCst) >= sh.cfg.max_associations {
                 Some(Refusal::TooManyAssociations)
@@ -153,7 +166,9 @@ impl Scp {
 
 fn disk_nearly_full(sh: &Shared) -> bool {
     match free_space(&sh.spool_dir) {
-        Ok((frac, bytes)) => frac * 100.0 < sh.cfg.min_free_percent || (bytes as f64) < sh.cfg.min_free_gb * 1e9,
+        Ok((frac, bytes)) => {
+            frac * 100.0 < sh.cfg.min_free_percent || (bytes as f64) < sh.cfg.min_free_gb * 1e9
+        }
         Err(e) => {
             log::error!("cannot check free space: {e}");
             true
@@ -175,7 +190,9 @@ fn watchdog(sh: &Shared) {
     }
 }
 
-fn options(cfg: &ServerConfig) -> ServerAssociationOptions<'_, AeAllowList, dicom_ul::association::server::DefaultNegotiation> {
+fn options(
+    cfg: &ServerConfig,
+) -> ServerAssociationOptions<'_, AeAllowList, dicom_ul::association::server::DefaultNegotiation> {
     let idle = Duration::from_secs(cfg.idle_timeout_s);
     let mut o = ServerAssociationOptions::new()
         .ae_access_control(AeAllowList {
@@ -267,7 +284,13 @@ fn serve_association(sh: &Shared, stream: TcpStream, peer: &str) {
     }
 }
 
-fn respond(assoc: &mut ServerAssociation<TcpStream>, pc_id: u8, cmd: &Command, field: u16, code: u16) -> Result<(), DaemonError> {
+fn respond(
+    assoc: &mut ServerAssociation<TcpStream>,
+    pc_id: u8,
+    cmd: &Command,
+    field: u16,
+    code: u16,
+) -> Result<(), DaemonError> {
     let bytes = dimse::response(cmd, field, code)?;
     let pdu = Pdu::PData {
         data: vec![PDataValue {
@@ -277,7 +300,9 @@ fn respond(assoc: &mut ServerAssociation<TcpStream>, pc_id: u8, cmd: &Command, f
             data: bytes,
         }],
     };
-    assoc.send(&pdu).map_err(|e| DaemonError::Net(format!("sending a response: {e}")))
+    assoc
+        .send(&pdu)
+        .map_err(|e| DaemonError::Net(format!("sending a response: {e}")))
 }
 
 /// Handles one PDV; returns the spool outcome when an instance finished.
@@ -291,11 +316,15 @@ fn on_pdv<'s>(
     match pdv.value_type {
         PDataValueType::Command => {
             if current.is_some() {
-                return Err(DaemonError::Net("command fragment while a data set was expected".into()));
+                return Err(DaemonError::Net(
+                    "command fragment while a data set was expected".into(),
+                ));
             }
             cmd_buf.extend_from_slice(&pdv.data);
             if cmd_buf.len() > MAX_COMMAND_BYTES {
-                return Err(DaemonError::Net(format!("command set over {MAX_COMMAND_BYTES} bytes")));
+                return Err(DaemonError::Net(format!(
+                    "command set over {MAX_COMMAND_BYTES} bytes"
+                )));
             }
             if !pdv.is_last {
                 return Ok(None);
@@ -305,9 +334,13 @@ fn on_pdv<'s>(
             Ok(None)
         }
         PDataValueType::Data => {
-            let t = current.as_mut().ok_or_else(|| DaemonError::Net("data fragment without a command".into()))?;
+            let t = current
+                .as_mut()
+                .ok_or_else(|| DaemonError::Net("data fragment without a command".into()))?;
             if t.pc_id != pdv.presentation_context_id {
-                return Err(DaemonError::Net("data fragment on another presentation context".into()));
+                return Err(DaemonError::Net(
+                    "data fragment on another presentation context".into(),
+                ));
             }
             if let Some(inc) = t.incoming.as_mut() {
                 if let Err(e) = inc.write(&pdv.data) {
@@ -319,7 +352,9 @@ fn on_pdv<'s>(
             if !pdv.is_last {
                 return Ok(None);
             }
-            let Some(t) = current.take() else { return Ok(None) };
+            let Some(t) = current.take() else {
+                return Ok(None);
+            };
             let (code, outcome) = match (t.refused, t.incoming) {
                 (Some(code), _) => (code, None),
                 (None, None) => (status::PROCESSING_FAILURE, None),
@@ -357,7 +392,13 @@ fn start_command<'s>(
         dimse::C_ECHO_RQ => respond(assoc, pc_id, &cmd, dimse::C_ECHO_RSP, status::SUCCESS),
         dimse::C_STORE_RQ => {
             if !cmd.has_data_set {
-                return respond(assoc, pc_id, &cmd, dimse::C_STORE_RSP, status::CANNOT_UNDERSTAND);
+                return respond(
+                    assoc,
+                    pc_id,
+                    &cmd,
+                    dimse::C_STORE_RSP,
+                    status::CANNOT_UNDERSTAND,
+                );
             }
             let mut t = Transfer {
                 cmd,
@@ -367,16 +408,25 @@ fn start_command<'s>(
             };
             match pc {
                 None => t.refused = Some(status::SOP_CLASS_NOT_SUPPORTED),
-                Some(_) if !is_storage_class(&t.cmd.sop_class) => t.refused = Some(status::SOP_CLASS_NOT_SUPPORTED),
-                Some(_) if t.cmd.sop_instance.is_empty() => t.refused = Some(status::CANNOT_UNDERSTAND),
+                Some(_) if !is_storage_class(&t.cmd.sop_class) => {
+                    t.refused = Some(status::SOP_CLASS_NOT_SUPPORTED)
+                }
+                Some(_) if t.cmd.sop_instance.is_empty() => {
+                    t.refused = Some(status::CANNOT_UNDERSTAND)
+                }
                 Some(_) if disk_nearly_full(sh) => t.refused = Some(status::OUT_OF_RESOURCES),
-                Some(pc) => match sh.spool.begin(&t.cmd.sop_instance, &t.cmd.sop_class, &pc.transfer_syntax) {
-                    Ok(inc) => t.incoming = Some(inc),
-                    Err(e) => {
-                        log::error!("cannot start receiving: {e}");
-                        t.refused = Some(status::OUT_OF_RESOURCES);
+                Some(pc) => {
+                    match sh
+                        .spool
+                        .begin(&t.cmd.sop_instance, &t.cmd.sop_class, &pc.transfer_syntax)
+                    {
+                        Ok(inc) => t.incoming = Some(inc),
+                        Err(e) => {
+                            log::error!("cannot start receiving: {e}");
+                            t.refused = Some(status::OUT_OF_RESOURCES);
+                        }
                     }
-                },
+                }
             }
             *current = Some(t);
             Ok(())

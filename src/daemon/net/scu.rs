@@ -51,8 +51,16 @@ pub fn send_files(peer: &Peer, files: &[PathBuf]) -> Vec<(PathBuf, Outcome)> {
     for f in files {
         match dicom_object::open_file(f) {
             Ok(obj) => {
-                let class = obj.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string();
-                let sop = obj.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_string();
+                let class = obj
+                    .meta()
+                    .media_storage_sop_class_uid()
+                    .trim_end_matches('\0')
+                    .to_string();
+                let sop = obj
+                    .meta()
+                    .media_storage_sop_instance_uid()
+                    .trim_end_matches('\0')
+                    .to_string();
                 items.push(Item {
                     path: f.clone(),
                     class,
@@ -60,7 +68,10 @@ pub fn send_files(peer: &Peer, files: &[PathBuf]) -> Vec<(PathBuf, Outcome)> {
                     obj,
                 });
             }
-            Err(e) => out.push((f.clone(), Outcome::Permanent(format!("unreadable result file: {e}")))),
+            Err(e) => out.push((
+                f.clone(),
+                Outcome::Permanent(format!("unreadable result file: {e}")),
+            )),
         }
     }
     if items.is_empty() {
@@ -81,7 +92,10 @@ pub fn send_files(peer: &Peer, files: &[PathBuf]) -> Vec<(PathBuf, Outcome)> {
     let mut assoc = match opts.establish(peer.address.as_str()) {
         Ok(a) => a,
         Err(e) => {
-            let msg = format!("association with {} ({}) failed: {e}", peer.called, peer.address);
+            let msg = format!(
+                "association with {} ({}) failed: {e}",
+                peer.called, peer.address
+            );
             let permanent = matches!(&e, dicom_ul::association::Error::Rejected { association_rj, .. } if association_rj.result == dicom_ul::pdu::AssociationRJResult::Permanent);
             for i in items {
                 out.push((
@@ -105,10 +119,19 @@ pub fn send_files(peer: &Peer, files: &[PathBuf]) -> Vec<(PathBuf, Outcome)> {
         let pc = assoc
             .presentation_contexts()
             .iter()
-            .find(|p| p.abstract_syntax.trim_end_matches('\0') == i.class && p.reason == PresentationContextResultReason::Acceptance)
+            .find(|p| {
+                p.abstract_syntax.trim_end_matches('\0') == i.class
+                    && p.reason == PresentationContextResultReason::Acceptance
+            })
             .cloned();
         let Some(pc) = pc else {
-            out.push((i.path, Outcome::Permanent(format!("{} does not accept SOP class {}", peer.called, i.class))));
+            out.push((
+                i.path,
+                Outcome::Permanent(format!(
+                    "{} does not accept SOP class {}",
+                    peer.called, i.class
+                )),
+            ));
             continue;
         };
         let result = (|| -> Result<u16, String> {
@@ -119,7 +142,8 @@ pub fn send_files(peer: &Peer, files: &[PathBuf]) -> Vec<(PathBuf, Outcome)> {
             i.obj
                 .write_dataset_with_ts(&mut data, ts)
                 .map_err(|e| format!("encoding {}: {e}", i.path.display()))?;
-            let cmd = dimse::store_request((n % 65535 + 1) as u16, &i.class, &i.sop).map_err(|e| e.to_string())?;
+            let cmd = dimse::store_request((n % 65535 + 1) as u16, &i.class, &i.sop)
+                .map_err(|e| e.to_string())?;
             assoc
                 .send(&Pdu::PData {
                     data: vec![PDataValue {
@@ -135,13 +159,18 @@ pub fn send_files(peer: &Peer, files: &[PathBuf]) -> Vec<(PathBuf, Outcome)> {
             w.finish().map_err(|e| format!("sending: {e}"))?;
             let mut cmd_bytes = Vec::new();
             loop {
-                match assoc.receive().map_err(|e| format!("waiting for the response: {e}"))? {
+                match assoc
+                    .receive()
+                    .map_err(|e| format!("waiting for the response: {e}"))?
+                {
                     Pdu::PData { data } => {
                         for v in data {
                             cmd_bytes.extend_from_slice(&v.data);
                             if v.is_last && v.value_type == PDataValueType::Command {
                                 let rsp = dimse::parse(&cmd_bytes).map_err(|e| e.to_string())?;
-                                return rsp.status.ok_or_else(|| "response without status".to_string());
+                                return rsp
+                                    .status
+                                    .ok_or_else(|| "response without status".to_string());
                             }
                         }
                     }
@@ -151,8 +180,13 @@ pub fn send_files(peer: &Peer, files: &[PathBuf]) -> Vec<(PathBuf, Outcome)> {
         })();
         match result {
             Ok(code) if status::is_stored(code) => out.push((i.path, Outcome::Stored)),
-            Ok(code) if status::is_transient(code) => out.push((i.path, Outcome::Transient(format!("status 0x{code:04X}")))),
-            Ok(code) => out.push((i.path, Outcome::Permanent(format!("rejected with status 0x{code:04X}")))),
+            Ok(code) if status::is_transient(code) => {
+                out.push((i.path, Outcome::Transient(format!("status 0x{code:04X}"))))
+            }
+            Ok(code) => out.push((
+                i.path,
+                Outcome::Permanent(format!("rejected with status 0x{code:04X}")),
+            )),
             Err(e) => {
                 broken = Some(e.clone());
                 out.push((i.path, Outcome::Transient(e)));

@@ -13,7 +13,8 @@ pub const SEGMENTATION: &str = "1.2.840.10008.5.1.4.1.1.66.4";
 pub const SECONDARY_CAPTURE: &str = "1.2.840.10008.5.1.4.1.1.7";
 
 /// Storage SOP classes accepted (SEG and SC too: corrected contours come back as SEG).
-pub const STORAGE_CLASSES: [&str; 4] = [MR_IMAGE, ENHANCED_MR_IMAGE, SEGMENTATION, SECONDARY_CAPTURE];
+pub const STORAGE_CLASSES: [&str; 4] =
+    [MR_IMAGE, ENHANCED_MR_IMAGE, SEGMENTATION, SECONDARY_CAPTURE];
 
 /// Implicit VR Little Endian, the default every peer supports.
 pub const IMPLICIT_LE: &str = "1.2.840.10008.1.2";

@@ -76,25 +76,39 @@ impl FinetuneConfig {
         self.window()?;
         self.subset()?;
         if !(self.held_out_fraction > 0.0 && self.held_out_fraction < 1.0) {
-            return Err(format!("finetune.held_out_fraction {} must be between 0 and 1", self.held_out_fraction));
+            return Err(format!(
+                "finetune.held_out_fraction {} must be between 0 and 1",
+                self.held_out_fraction
+            ));
         }
         if !(self.margin.is_finite() && self.margin >= 0.0) {
-            return Err(format!("finetune.margin {} must be a non-negative number", self.margin));
+            return Err(format!(
+                "finetune.margin {} must be a non-negative number",
+                self.margin
+            ));
         }
         if self.batch == 0 || self.check_interval_s == 0 || self.min_new_series == 0 {
-            return Err("finetune.batch, check_interval_s and min_new_series must be at least 1".into());
+            return Err(
+                "finetune.batch, check_interval_s and min_new_series must be at least 1".into(),
+            );
         }
-        self.recipe().check().map_err(|e| format!("finetune recipe: {e}"))
+        self.recipe()
+            .check()
+            .map_err(|e| format!("finetune recipe: {e}"))
     }
 
     /// The parsed time window.
     pub fn window(&self) -> Result<Window, String> {
-        self.window.parse::<Window>().map_err(|e| format!("finetune.window: {e}"))
+        self.window
+            .parse::<Window>()
+            .map_err(|e| format!("finetune.window: {e}"))
     }
 
     /// The parsed frame subset.
     pub fn subset(&self) -> Result<Subset, String> {
-        self.subset.parse::<Subset>().map_err(|e| format!("finetune.subset: {e}"))
+        self.subset
+            .parse::<Subset>()
+            .map_err(|e| format!("finetune.subset: {e}"))
     }
 
     /// The fine-tuning recipe these settings describe (the paper's by default). The last
@@ -103,8 +117,16 @@ impl FinetuneConfig {
     pub fn recipe(&self) -> FinetuneRecipe {
         let mut r = FinetuneRecipe::paper();
         r.phases = vec![
-            PhaseRecipe { epochs: self.epochs1, lr: self.lr1, trainable: Trainable::FrozenEncoder },
-            PhaseRecipe { epochs: self.epochs2, lr: self.lr2, trainable: Trainable::All },
+            PhaseRecipe {
+                epochs: self.epochs1,
+                lr: self.lr1,
+                trainable: Trainable::FrozenEncoder,
+            },
+            PhaseRecipe {
+                epochs: self.epochs2,
+                lr: self.lr2,
+                trainable: Trainable::All,
+            },
         ];
         r.batch = self.batch;
         r.images_per_epoch = self.images_per_epoch;

@@ -5,6 +5,7 @@
 
 use super::config::FinetuneConfig;
 use super::labels::LabelledSeries;
+use crate::daemon::queue::short_hash;
 use crate::nn::device::DeviceChoice;
 use crate::nn::weights::StoreAs;
 use crate::nn::{Model, Preprocess};
@@ -15,7 +16,6 @@ use crate::store::FrameStore;
 use crate::train::finetune::{finetune, split_by_patient};
 use crate::train::subset::{select, store_tags};
 use crate::train::trainer::NoProgress;
-use crate::daemon::queue::short_hash;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,21 +43,46 @@ pub enum NightOutcome {
 }
 
 /// Runs one night with at most `budget` of training time.
-pub fn run_night(plan: &NightPlan<'_>, labelled: &[LabelledSeries], budget: Duration) -> Result<NightOutcome, String> {
+pub fn run_night(
+    plan: &NightPlan<'_>,
+    labelled: &[LabelledSeries],
+    budget: Duration,
+) -> Result<NightOutcome, String> {
     let cfg = plan.cfg;
     let store_dir = plan.work_dir.join("data.store");
-    let mut writer = FrameStore::create(&store_dir, plan.preprocess, 4).map_err(|e| e.to_string())?;
+    let mut writer =
+        FrameStore::create(&store_dir, plan.preprocess, 4).map_err(|e| e.to_string())?;
     for s in labelled {
         // Patients by a hash of their ID: the split and the store never hold the ID itself.
-        let who = s.stack.ids.patient_id.clone().unwrap_or_else(|| s.label_file.clone());
-        push_labelled_stack(&mut writer, &short_hash(&who), "site", &s.stack, &s.masks, plan.preprocess, &unknown_phase).map_err(|e| e.to_string())?;
+        let who = s
+            .stack
+            .ids
+            .patient_id
+            .clone()
+            .unwrap_or_else(|| s.label_file.clone());
+        push_labelled_stack(
+            &mut writer,
+            &short_hash(&who),
+            "site",
+            &s.stack,
+            &s.masks,
+            plan.preprocess,
+            &unknown_phase,
+        )
+        .map_err(|e| e.to_string())?;
     }
     writer.finish().map_err(|e| e.to_string())?;
     let store = FrameStore::open(&store_dir).map_err(|e| e.to_string())?;
 
     let mut reg = Registry::open(&plan.registry_dir).map_err(|e| e.to_string())?;
-    let patients: Vec<&str> = store.frames().iter().map(|f| f.patient_id.as_str()).collect();
-    let split = reg.held_out_split(&cfg.site, cfg.held_out_fraction, patients).map_err(|e| e.to_string())?;
+    let patients: Vec<&str> = store
+        .frames()
+        .iter()
+        .map(|f| f.patient_id.as_str())
+        .collect();
+    let split = reg
+        .held_out_split(&cfg.site, cfg.held_out_fraction, patients)
+        .map_err(|e| e.to_string())?;
     let (train_idx, held) = split_by_patient(&store, |p| split.is_held_out(p));
     if train_idx.is_empty() || held.is_empty() {
         return Ok(NightOutcome::Skipped(format!(
@@ -67,43 +92,107 @@ pub fn run_night(plan: &NightPlan<'_>, labelled: &[LabelledSeries], budget: Dura
         )));
     }
     let subset = cfg.subset()?;
-    let train_idx = select(&store, &store_tags(&store), &train_idx, &subset, 0).map_err(|e| e.to_string())?;
+    let train_idx =
+        select(&store, &store_tags(&store), &train_idx, &subset, 0).map_err(|e| e.to_string())?;
 
-    let (mut backend, why) = crate::nn::device::select(plan.device, cfg.threads).map_err(|e| e.to_string())?;
-    log::info!("overnight fine-tuning on {} frames, {} held out, with {why}", train_idx.len(), held.len());
-    let mut evaluate = |m: &Model| held_out_validation(backend.as_mut(), m, &store, &held, cfg.batch);
+    let (mut backend, why) =
+        crate::nn::device::select(plan.device, cfg.threads).map_err(|e| e.to_string())?;
+    log::info!(
+        "overnight fine-tuning on {} frames, {} held out, with {why}",
+        train_idx.len(),
+        held.len()
+    );
+    let mut evaluate =
+        |m: &Model| held_out_validation(backend.as_mut(), m, &store, &held, cfg.batch);
     if reg.current().is_none() {
-        let first = reg.add(plan.serving_file, None, "initial serving model", "registered by the first overnight run").map_err(|e| e.to_string())?;
-        let d = reg.promote(&first.id, cfg.margin, &mut evaluate).map_err(|e| e.to_string())?;
-        log::info!("registry: serving model {} is the first version ({})", first.id, d.reason);
+        let first = reg
+            .add(
+                plan.serving_file,
+                None,
+                "initial serving model",
+                "registered by the first overnight run",
+            )
+            .map_err(|e| e.to_string())?;
+        let d = reg
+            .promote(&first.id, cfg.margin, &mut evaluate)
+            .map_err(|e| e.to_string())?;
+        log::info!(
+            "registry: serving model {} is the first version ({})",
+            first.id,
+            d.reason
+        );
     }
-    let base_id = reg.current().map(str::to_string).ok_or("the registry has no current model")?;
+    let base_id = reg
+        .current()
+        .map(str::to_string)
+        .ok_or("the registry has no current model")?;
     let base = reg.load(&base_id).map_err(|e| e.to_string())?;
 
     let mut files: Vec<&str> = labelled.iter().map(|s| s.label_file.as_str()).collect();
     files.sort_unstable();
-    let run_dir = plan.work_dir.join("runs").join(short_hash(&format!("{base_id}|{}|{}", files.join("|"), cfg.subset)));
+    let run_dir = plan.work_dir.join("runs").join(short_hash(&format!(
+        "{base_id}|{}|{}",
+        files.join("|"),
+        cfg.subset
+    )));
     let recipe = cfg.recipe();
-    let (model, summary) = finetune(backend.as_mut(), &base, &store, &train_idx, &[], &recipe, &run_dir, Some(budget), &NoProgress).map_err(|e| e.to_string())?;
+    let (model, summary) = finetune(
+        backend.as_mut(),
+        &base,
+        &store,
+        &train_idx,
+        &[],
+        &recipe,
+        &run_dir,
+        Some(budget),
+        &NoProgress,
+    )
+    .map_err(|e| e.to_string())?;
     let Some(model) = model else {
         log::info!("overnight fine-tuning stopped by the end of the window after {} phase(s); resumes next night", summary.phases.len());
         return Ok(NightOutcome::Unfinished);
     };
     let cand_file = run_dir.join("candidate.safetensors");
-    model.save(&cand_file, StoreAs::F32).map_err(|e| e.to_string())?;
-    let data = format!("{} labelled series, {} frames ({} held out)", labelled.len(), store.len(), held.len());
-    let cand = reg.add(&cand_file, Some(&base_id), &data, &format!("overnight fine-tuning, subset {}", cfg.subset)).map_err(|e| e.to_string())?;
+    model
+        .save(&cand_file, StoreAs::F32)
+        .map_err(|e| e.to_string())?;
+    let data = format!(
+        "{} labelled series, {} frames ({} held out)",
+        labelled.len(),
+        store.len(),
+        held.len()
+    );
+    let cand = reg
+        .add(
+            &cand_file,
+            Some(&base_id),
+            &data,
+            &format!("overnight fine-tuning, subset {}", cfg.subset),
+        )
+        .map_err(|e| e.to_string())?;
     if cand.id == base_id {
-        return Ok(NightOutcome::Skipped("fine-tuning left the model unchanged".into()));
+        return Ok(NightOutcome::Skipped(
+            "fine-tuning left the model unchanged".into(),
+        ));
     }
-    let mut evaluate = |m: &Model| held_out_validation(backend.as_mut(), m, &store, &held, cfg.batch);
-    let decision = reg.promote(&cand.id, cfg.margin, &mut evaluate).map_err(|e| e.to_string())?;
+    let mut evaluate =
+        |m: &Model| held_out_validation(backend.as_mut(), m, &store, &held, cfg.batch);
+    let decision = reg
+        .promote(&cand.id, cfg.margin, &mut evaluate)
+        .map_err(|e| e.to_string())?;
     let decision_file = plan.work_dir.join("last-decision.json");
     if let Ok(json) = serde_json::to_vec_pretty(&decision) {
         if let Err(e) = std::fs::write(&decision_file, json) {
             log::warn!("{}: {e}", decision_file.display());
         }
     }
-    let promoted = if decision.promoted { Some((reg.load(&cand.id).map_err(|e| e.to_string())?, cand.id.clone())) } else { None };
+    let promoted = if decision.promoted {
+        Some((
+            reg.load(&cand.id).map_err(|e| e.to_string())?,
+            cand.id.clone(),
+        ))
+    } else {
+        None
+    };
     Ok(NightOutcome::Judged(decision, promoted))
 }

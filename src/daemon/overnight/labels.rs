@@ -10,9 +10,9 @@
 
 use crate::daemon::queue::{short_hash, JobQueue, JobRecord, JobState};
 use crate::daemon::DaemonError;
+use crate::dicom::instance::read_capped;
 use crate::dicom::masks::LabelMasks;
 use crate::dicom::seg::read_seg;
-use crate::dicom::instance::read_capped;
 use crate::dicom::seg_refs::segmentation_reference;
 use crate::dicom::stack::load_files;
 use crate::dicom::{AssembleOptions, CineStack};
@@ -21,8 +21,13 @@ use std::path::{Path, PathBuf};
 /// Keeps the segmentations of `job` under `labels_dir` if its instances are segmentations;
 /// returns how many were kept, or `None` when the job holds images (to be segmented as usual).
 /// Each kept file is copied and fsync'd before the caller lets the spool discard the original.
-pub fn keep_if_segmentation(job: &JobRecord, objects: &Path, labels_dir: &Path) -> Result<Option<usize>, DaemonError> {
-    let seg_err = |e: crate::dicom::DicomError| DaemonError::Pipeline(format!("received segmentation: {e}"));
+pub fn keep_if_segmentation(
+    job: &JobRecord,
+    objects: &Path,
+    labels_dir: &Path,
+) -> Result<Option<usize>, DaemonError> {
+    let seg_err =
+        |e: crate::dicom::DicomError| DaemonError::Pipeline(format!("received segmentation: {e}"));
     let mut kept = 0;
     for (n, f) in job.files.iter().enumerate() {
         let src = objects.join(f);
@@ -32,14 +37,21 @@ pub fn keep_if_segmentation(job: &JobRecord, objects: &Path, labels_dir: &Path) 
             if n == 0 {
                 return Ok(None);
             }
-            log::warn!("job {}: {f} is not a segmentation but came in the same series as one; ignored", job.id);
+            log::warn!(
+                "job {}: {f} is not a segmentation but came in the same series as one; ignored",
+                job.id
+            );
             continue;
         };
         let dir = labels_dir.join(short_hash(&series));
         crate::daemon::fsio::ensure_dir(&dir)?;
         let uid_file = dir.join("series.txt");
         if !uid_file.exists() {
-            crate::daemon::fsio::write_atomic(&dir.join("series.txt.tmp"), &uid_file, series.as_bytes())?;
+            crate::daemon::fsio::write_atomic(
+                &dir.join("series.txt.tmp"),
+                &uid_file,
+                series.as_bytes(),
+            )?;
         }
         let dst = dir.join(format!("{:013}-{}-{n}.dcm", job.last_received_ms, job.id));
         crate::daemon::fsio::write_atomic(&dst.with_extension("tmp"), &dst, &bytes)?;
@@ -59,19 +71,28 @@ pub struct LabelledSeries {
 /// The newest SEG file of every labelled series (`<key>/<file>`), sorted: a cheap listing that
 /// tells whether new contours arrived without decoding anything.
 pub fn label_files(labels_dir: &Path) -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir(labels_dir) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(labels_dir) else {
+        return Vec::new();
+    };
     let mut out: Vec<String> = rd
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.is_dir())
-        .filter_map(|dir| newest_seg(&dir).and_then(|f| f.file_name().map(|n| n.to_string_lossy().to_string())))
+        .filter_map(|dir| {
+            newest_seg(&dir).and_then(|f| f.file_name().map(|n| n.to_string_lossy().to_string()))
+        })
         .collect();
     out.sort();
     out
 }
 
 fn newest_seg(dir: &Path) -> Option<PathBuf> {
-    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "dcm")).collect();
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
+        .collect();
     segs.sort();
     segs.pop()
 }
@@ -79,10 +100,20 @@ fn newest_seg(dir: &Path) -> Option<PathBuf> {
 /// Every labelled series whose images the spool still holds, with its newest SEG. Series
 /// whose images are gone (spool.keep_received off) or whose SEG does not fit them are logged
 /// and left out; they never stop the others.
-pub fn labelled_series(labels_dir: &Path, queue: &JobQueue, objects: &Path) -> Result<Vec<LabelledSeries>, DaemonError> {
+pub fn labelled_series(
+    labels_dir: &Path,
+    queue: &JobQueue,
+    objects: &Path,
+) -> Result<Vec<LabelledSeries>, DaemonError> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(labels_dir) else { return Ok(out) };
-    let mut dirs: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let Ok(rd) = std::fs::read_dir(labels_dir) else {
+        return Ok(out);
+    };
+    let mut dirs: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
     dirs.sort();
     let mut jobs = queue.list(JobState::Stored)?;
     jobs.extend(queue.list(JobState::Done)?);
@@ -92,12 +123,26 @@ pub fn labelled_series(labels_dir: &Path, queue: &JobQueue, objects: &Path) -> R
             log::warn!("{}: no series.txt; skipped", dir.display());
             continue;
         };
-        let Some(seg) = newest_seg(&dir) else { continue };
-        let Some(images) = jobs.iter().filter(|j| j.series_uid == series.trim()).max_by_key(|j| j.epoch) else {
-            log::warn!("{}: the images these contours were drawn on were never processed here; skipped", seg.display());
+        let Some(seg) = newest_seg(&dir) else {
             continue;
         };
-        let files: Vec<PathBuf> = images.files.iter().map(|f| objects.join(f)).filter(|p| p.exists()).collect();
+        let Some(images) = jobs
+            .iter()
+            .filter(|j| j.series_uid == series.trim())
+            .max_by_key(|j| j.epoch)
+        else {
+            log::warn!(
+                "{}: the images these contours were drawn on were never processed here; skipped",
+                seg.display()
+            );
+            continue;
+        };
+        let files: Vec<PathBuf> = images
+            .files
+            .iter()
+            .map(|f| objects.join(f))
+            .filter(|p| p.exists())
+            .collect();
         if files.len() < images.files.len() {
             log::warn!(
                 "{}: {} of the {} images of job {} are gone (set spool.keep_received = true to keep them for fine-tuning); skipped",
@@ -109,15 +154,30 @@ pub fn labelled_series(labels_dir: &Path, queue: &JobQueue, objects: &Path) -> R
             continue;
         }
         let stack = match load_files(&files, objects, &AssembleOptions::default()) {
-            Ok(scan) => scan.stacks.into_iter().max_by_key(|s| s.slices.iter().map(|sl| sl.frames.iter().flatten().count()).sum::<usize>()),
+            Ok(scan) => scan.stacks.into_iter().max_by_key(|s| {
+                s.slices
+                    .iter()
+                    .map(|sl| sl.frames.iter().flatten().count())
+                    .sum::<usize>()
+            }),
             Err(e) => {
-                log::warn!("job {}: images not readable for fine-tuning: {e}", images.id);
+                log::warn!(
+                    "job {}: images not readable for fine-tuning: {e}",
+                    images.id
+                );
                 continue;
             }
         };
         let Some(stack) = stack else { continue };
         match read_seg(&seg, &stack) {
-            Ok(masks) => out.push(LabelledSeries { label_file: seg.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(), stack, masks }),
+            Ok(masks) => out.push(LabelledSeries {
+                label_file: seg
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default(),
+                stack,
+                masks,
+            }),
             Err(e) => log::warn!("{e}; these contours are not used"),
         }
     }

@@ -55,12 +55,19 @@ struct NightState {
 
 impl NightState {
     fn load(path: &Path) -> NightState {
-        std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
     }
 
     fn save(&self, path: &Path) {
         let tmp = path.with_extension("tmp");
-        let res = serde_json::to_vec_pretty(self).map_err(|e| e.to_string()).and_then(|b| crate::daemon::fsio::write_atomic(&tmp, path, &b).map_err(|e| e.to_string()));
+        let res = serde_json::to_vec_pretty(self)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                crate::daemon::fsio::write_atomic(&tmp, path, &b).map_err(|e| e.to_string())
+            });
         if let Err(e) = res {
             log::error!("{}: {e}", path.display());
         }
@@ -82,18 +89,25 @@ pub struct OvernightSetup {
 impl OvernightSetup {
     /// The registry folder in use.
     pub fn registry_dir(cfg: &FinetuneConfig, spool_dir: &Path) -> PathBuf {
-        cfg.registry.clone().unwrap_or_else(|| spool_dir.join("registry"))
+        cfg.registry
+            .clone()
+            .unwrap_or_else(|| spool_dir.join("registry"))
     }
 
     /// Checks the window every `check_interval_s` until `stop`; runs at most one night's job per
     /// local date. Runs on the calling thread.
     pub fn run(self) {
-        let Ok(window) = self.cfg.window() else { return };
+        let Ok(window) = self.cfg.window() else {
+            return;
+        };
         let work_dir = self.spool_dir.join("finetune");
         let state_file = work_dir.join("state.json");
         let labels_dir = self.spool_dir.join("labels");
         let objects = self.spool_dir.join("objects");
-        log::info!("overnight fine-tuning: window {window} local time, registry {}", Self::registry_dir(&self.cfg, &self.spool_dir).display());
+        log::info!(
+            "overnight fine-tuning: window {window} local time, registry {}",
+            Self::registry_dir(&self.cfg, &self.spool_dir).display()
+        );
         let mut next_check = std::time::Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(200));
@@ -111,7 +125,10 @@ impl OvernightSetup {
             }
             // Cheap listing first: nothing is decoded until enough new contours are there.
             let files: BTreeSet<String> = labels::label_files(&labels_dir).into_iter().collect();
-            let new = files.iter().filter(|f| !state.trained_on.contains(*f)).count();
+            let new = files
+                .iter()
+                .filter(|f| !state.trained_on.contains(*f))
+                .count();
             if new < self.cfg.min_new_series || files == state.skipped_with {
                 continue;
             }
@@ -126,7 +143,10 @@ impl OvernightSetup {
                 log::error!("overnight fine-tuning: {e}");
                 continue;
             }
-            log::info!("overnight fine-tuning: {} labelled series ({new} new)", labelled.len());
+            log::info!(
+                "overnight fine-tuning: {} labelled series ({new} new)",
+                labelled.len()
+            );
             let plan = NightPlan {
                 work_dir: work_dir.clone(),
                 registry_dir: Self::registry_dir(&self.cfg, &self.spool_dir),
@@ -146,7 +166,12 @@ impl OvernightSetup {
                 }
                 Ok(NightOutcome::Unfinished) => false,
                 Ok(NightOutcome::Judged(d, promoted)) => {
-                    log::info!("overnight fine-tuning: candidate {} {}: {}", d.candidate, if d.promoted { "promoted" } else { "refused" }, d.reason);
+                    log::info!(
+                        "overnight fine-tuning: candidate {} {}: {}",
+                        d.candidate,
+                        if d.promoted { "promoted" } else { "refused" },
+                        d.reason
+                    );
                     if let Some((model, id)) = promoted {
                         self.slot.offer(model, format!("registry:{id}"));
                     }

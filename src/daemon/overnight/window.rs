@@ -17,15 +17,26 @@ impl FromStr for Window {
     /// Parses `HH:MM-HH:MM` (end `24:00` allowed).
     fn from_str(s: &str) -> Result<Self, String> {
         let minutes = |t: &str| -> Result<u32, String> {
-            let (h, m) = t.trim().split_once(':').ok_or_else(|| format!("{t:?} is not HH:MM"))?;
-            let (h, m): (u32, u32) = (h.parse().map_err(|_| format!("{t:?}: bad hour"))?, m.parse().map_err(|_| format!("{t:?}: bad minute"))?);
+            let (h, m) = t
+                .trim()
+                .split_once(':')
+                .ok_or_else(|| format!("{t:?} is not HH:MM"))?;
+            let (h, m): (u32, u32) = (
+                h.parse().map_err(|_| format!("{t:?}: bad hour"))?,
+                m.parse().map_err(|_| format!("{t:?}: bad minute"))?,
+            );
             if m >= 60 || h * 60 + m > DAY {
                 return Err(format!("{t:?} is not a time of day"));
             }
             Ok(h * 60 + m)
         };
-        let (a, b) = s.split_once('-').ok_or_else(|| format!("{s:?}: expected HH:MM-HH:MM"))?;
-        let w = Window { start: minutes(a)?, end: minutes(b)? };
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("{s:?}: expected HH:MM-HH:MM"))?;
+        let w = Window {
+            start: minutes(a)?,
+            end: minutes(b)?,
+        };
         if w.start == w.end || w.start == DAY {
             return Err(format!("{s:?} is an empty window"));
         }
@@ -35,7 +46,14 @@ impl FromStr for Window {
 
 impl fmt::Display for Window {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02}:{:02}-{:02}:{:02}", self.start / 60, self.start % 60, self.end / 60, self.end % 60)
+        write!(
+            f,
+            "{:02}:{:02}-{:02}:{:02}",
+            self.start / 60,
+            self.start % 60,
+            self.end / 60,
+            self.end % 60
+        )
     }
 }
 
@@ -61,7 +79,10 @@ impl Window {
 
 /// Local date (`YYYY-MM-DD`) and minute of day now, from the system's time zone.
 pub fn local_now() -> (String, u32) {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let t = secs as libc::time_t;
     // SAFETY: localtime_r writes only into `tm`, which lives on this stack frame; it is the
     // thread-safe variant.
@@ -71,7 +92,15 @@ pub fn local_now() -> (String, u32) {
         let days = secs / 86_400;
         return (format!("day-{days}"), ((secs % 86_400) / 60) as u32);
     }
-    (format!("{:04}-{:02}-{:02}", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday), (tm.tm_hour * 60 + tm.tm_min) as u32)
+    (
+        format!(
+            "{:04}-{:02}-{:02}",
+            tm.tm_year + 1900,
+            tm.tm_mon + 1,
+            tm.tm_mday
+        ),
+        (tm.tm_hour * 60 + tm.tm_min) as u32,
+    )
 }
 
 #[cfg(test)]
@@ -81,7 +110,12 @@ mod tests {
     #[test]
     fn windows_parse_and_wrap_midnight() {
         let w: Window = "23:30-02:00".parse().unwrap();
-        assert!(w.contains(23 * 60 + 45) && w.contains(60) && !w.contains(2 * 60) && !w.contains(12 * 60));
+        assert!(
+            w.contains(23 * 60 + 45)
+                && w.contains(60)
+                && !w.contains(2 * 60)
+                && !w.contains(12 * 60)
+        );
         assert_eq!(w.minutes_left(23 * 60 + 30), 150);
         let day: Window = "00:00-24:00".parse().unwrap();
         assert!(day.contains(0) && day.contains(DAY - 1));

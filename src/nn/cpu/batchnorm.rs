@@ -25,7 +25,12 @@ const BLOCK_ROWS: usize = 64;
 /// Per-channel sums over rows, computed in fixed static partitions (deterministic): each row's
 /// contributions are added by `f(row, acc)` into an f32 block accumulator (`width` values),
 /// flushed into f64 totals every [`BLOCK_ROWS`] rows.
-fn channel_sums(rows: usize, width: usize, threads: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f64> {
+fn channel_sums(
+    rows: usize,
+    width: usize,
+    threads: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) -> Vec<f64> {
     let parts = threads.max(1).min(rows.max(1));
     let partials: Vec<Vec<f64>> = (0..parts)
         .into_par_iter()
@@ -75,24 +80,38 @@ pub fn forward_train(x: &Tensor, bn: &mut BatchNorm, threads: usize) -> (Tensor,
         }
     });
     let var: Vec<f64> = sq.iter().map(|s| s / rows as f64).collect();
-    let invstd: Vec<f32> = var.iter().map(|v| (1.0 / (v + EPS).sqrt()) as f32).collect();
-    let unbias = if rows > 1 { rows as f64 / (rows as f64 - 1.0) } else { 1.0 };
+    let invstd: Vec<f32> = var
+        .iter()
+        .map(|v| (1.0 / (v + EPS).sqrt()) as f32)
+        .collect();
+    let unbias = if rows > 1 {
+        rows as f64 / (rows as f64 - 1.0)
+    } else {
+        1.0
+    };
     for ch in 0..c {
-        bn.running_mean[ch] = ((1.0 - MOMENTUM) * bn.running_mean[ch] as f64 + MOMENTUM * mean[ch]) as f32;
-        bn.running_var[ch] = ((1.0 - MOMENTUM) * bn.running_var[ch] as f64 + MOMENTUM * var[ch] * unbias) as f32;
+        bn.running_mean[ch] =
+            ((1.0 - MOMENTUM) * bn.running_mean[ch] as f64 + MOMENTUM * mean[ch]) as f32;
+        bn.running_var[ch] =
+            ((1.0 - MOMENTUM) * bn.running_var[ch] as f64 + MOMENTUM * var[ch] * unbias) as f32;
     }
     let mean: Vec<f32> = mean.iter().map(|m| *m as f32).collect();
     let scale: Vec<f32> = invstd.iter().zip(&bn.weight).map(|(i, g)| i * g).collect();
-    let shift: Vec<f32> = (0..c).map(|ch| bn.bias[ch] - mean[ch] * scale[ch]).collect();
+    let shift: Vec<f32> = (0..c)
+        .map(|ch| bn.bias[ch] - mean[ch] * scale[ch])
+        .collect();
     let mut y = Tensor::uninit(x.n, x.h, x.w, c);
     let chunk = c * 1024;
-    y.data.par_chunks_mut(chunk).zip(x.data.par_chunks(chunk)).for_each(|(yo, xi)| {
-        for (yr, xr) in yo.chunks_exact_mut(c).zip(xi.chunks_exact(c)) {
-            for ch in 0..c {
-                yr[ch] = (xr[ch] * scale[ch] + shift[ch]).max(0.0);
+    y.data
+        .par_chunks_mut(chunk)
+        .zip(x.data.par_chunks(chunk))
+        .for_each(|(yo, xi)| {
+            for (yr, xr) in yo.chunks_exact_mut(c).zip(xi.chunks_exact(c)) {
+                for ch in 0..c {
+                    yr[ch] = (xr[ch] * scale[ch] + shift[ch]).max(0.0);
+                }
             }
-        }
-    });
+        });
     (y, BnCache { mean, invstd })
 }
 
@@ -112,7 +131,11 @@ pub fn backward(
     let (mean, invstd) = (&cache.mean, &cache.invstd);
     // Sums of dz = dy * relu'(y) and of dz * xhat, per channel, in one pass.
     let sums = channel_sums(rows, 2 * c, threads, |r, acc| {
-        let (xr, yr, dr) = (&x.data[r * c..(r + 1) * c], &y.data[r * c..(r + 1) * c], &dy.data[r * c..(r + 1) * c]);
+        let (xr, yr, dr) = (
+            &x.data[r * c..(r + 1) * c],
+            &y.data[r * c..(r + 1) * c],
+            &dy.data[r * c..(r + 1) * c],
+        );
         let (a0, a1) = acc.split_at_mut(c);
         for ch in 0..c {
             let dz = if yr[ch] > 0.0 { dr[ch] } else { 0.0 };
@@ -131,7 +154,9 @@ pub fn backward(
     let inv_n = 1.0 / rows as f32;
     let k: Vec<f32> = (0..c).map(|ch| gamma[ch] * invstd[ch]).collect();
     let a: Vec<f32> = (0..c).map(|ch| k[ch] * sum_dz[ch] * inv_n).collect();
-    let b: Vec<f32> = (0..c).map(|ch| k[ch] * invstd[ch] * sum_dzx[ch] * inv_n).collect();
+    let b: Vec<f32> = (0..c)
+        .map(|ch| k[ch] * invstd[ch] * sum_dzx[ch] * inv_n)
+        .collect();
     let mut dx = Tensor::uninit(x.n, x.h, x.w, c);
     let chunk = c * 256;
     dx.data
@@ -139,7 +164,12 @@ pub fn backward(
         .zip(x.data.par_chunks(chunk))
         .zip(y.data.par_chunks(chunk).zip(dy.data.par_chunks(chunk)))
         .for_each(|((dxo, xi), (yi, di))| {
-            for (((dxr, xr), yr), dr) in dxo.chunks_exact_mut(c).zip(xi.chunks_exact(c)).zip(yi.chunks_exact(c)).zip(di.chunks_exact(c)) {
+            for (((dxr, xr), yr), dr) in dxo
+                .chunks_exact_mut(c)
+                .zip(xi.chunks_exact(c))
+                .zip(yi.chunks_exact(c))
+                .zip(di.chunks_exact(c))
+            {
                 for ch in 0..c {
                     let dz = if yr[ch] > 0.0 { dr[ch] } else { 0.0 };
                     dxr[ch] = k[ch] * dz - (a[ch] + (xr[ch] - mean[ch]) * b[ch]);

@@ -95,7 +95,12 @@ impl ConvWeights {
             Method::Im2col => pack(w_oihw, cin, cout),
             Method::Winograd => super::winograd::transform_weights(w_oihw, cin, cout),
         };
-        ConvWeights { cin, cout, method, data }
+        ConvWeights {
+            cin,
+            cout,
+            method,
+            data,
+        }
     }
 
     /// Prepares the data-gradient convolution of OIHW weights `cout x cin x 3 x 3`
@@ -111,11 +116,17 @@ impl ConvWeights {
 
     /// Convolution of `x`.
     pub fn apply(&self, x: &Tensor, epi: Epilogue<'_>, threads: usize) -> Tensor {
-        assert_eq!(x.c, self.cin, "conv3x3: input has {} channels, weights expect {}", x.c, self.cin);
+        assert_eq!(
+            x.c, self.cin,
+            "conv3x3: input has {} channels, weights expect {}",
+            x.c, self.cin
+        );
         let mut out = Tensor::uninit(x.n, x.h, x.w, self.cout);
         match self.method {
             Method::Im2col => forward_into(x, &self.data, self.cout, epi, threads, &mut out.data),
-            Method::Winograd => super::winograd::forward_into(x, &self.data, self.cout, epi, threads, &mut out.data),
+            Method::Winograd => {
+                super::winograd::forward_into(x, &self.data, self.cout, epi, threads, &mut out.data)
+            }
         }
         out
     }
@@ -175,17 +186,35 @@ fn apply_epilogue(out: &mut [f32], cout: usize, epi: Epilogue<'_>) {
 }
 
 /// Convolution of `x` (NHWC) with packed weights (see [`pack`]) into `cout` channels.
-pub fn forward(x: &Tensor, packed: &[f32], cout: usize, epi: Epilogue<'_>, threads: usize) -> Tensor {
+pub fn forward(
+    x: &Tensor,
+    packed: &[f32],
+    cout: usize,
+    epi: Epilogue<'_>,
+    threads: usize,
+) -> Tensor {
     let mut out = Tensor::uninit(x.n, x.h, x.w, cout);
     forward_into(x, packed, cout, epi, threads, &mut out.data);
     out
 }
 
 /// [`forward`] into a caller-provided `pixels x cout` buffer (overwritten).
-pub fn forward_into(x: &Tensor, packed: &[f32], cout: usize, epi: Epilogue<'_>, threads: usize, out: &mut [f32]) {
+pub fn forward_into(
+    x: &Tensor,
+    packed: &[f32],
+    cout: usize,
+    epi: Epilogue<'_>,
+    threads: usize,
+    out: &mut [f32],
+) {
     let k = 9 * x.c;
     let pixels = x.pixels();
-    assert_eq!(packed.len(), k * cout, "conv3x3: packed weights do not match {} -> {cout}", x.c);
+    assert_eq!(
+        packed.len(),
+        k * cout,
+        "conv3x3: packed weights do not match {} -> {cout}",
+        x.c
+    );
     assert_eq!(out.len(), pixels * cout);
     let rows = chunk_rows(pixels, k, threads);
     let wmat = MatRef::row_major(packed, k, cout);
@@ -198,7 +227,9 @@ pub fn forward_into(x: &Tensor, packed: &[f32], cout: usize, epi: Epilogue<'_>, 
         apply_epilogue(oc, cout, epi);
     };
     if pixels.div_ceil(rows) >= 2 && threads > 1 {
-        out.par_chunks_mut(rows * cout).enumerate().for_each_init(Scratch::new, |buf, (ci, oc)| run(ci, oc, buf, Par::Serial));
+        out.par_chunks_mut(rows * cout)
+            .enumerate()
+            .for_each_init(Scratch::new, |buf, (ci, oc)| run(ci, oc, buf, Par::Serial));
     } else {
         let mut buf = Scratch::new();
         for (ci, oc) in out.chunks_mut(rows * cout).enumerate() {
@@ -215,8 +246,18 @@ pub const WINOGRAD_WGRAD_MIN_TILES: usize = 512;
 /// Weight gradient in packed layout `[(tap * cin + ci) x cout]`, by Winograd where the channel
 /// counts and the number of tiles make it faster, else by im2col.
 pub fn backward_weights(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
-    let wino = method_for(x.c, dy.c) == Method::Winograd && super::winograd::tile_count(x.n, x.h, x.w) >= WINOGRAD_WGRAD_MIN_TILES;
-    backward_weights_with(if wino { Method::Winograd } else { Method::Im2col }, x, dy, threads)
+    let wino = method_for(x.c, dy.c) == Method::Winograd
+        && super::winograd::tile_count(x.n, x.h, x.w) >= WINOGRAD_WGRAD_MIN_TILES;
+    backward_weights_with(
+        if wino {
+            Method::Winograd
+        } else {
+            Method::Im2col
+        },
+        x,
+        dy,
+        threads,
+    )
 }
 
 /// Weight gradient by a given method (tests compare methods).

@@ -24,13 +24,23 @@ pub struct CpuBackend {
 impl CpuBackend {
     /// A backend on `threads` worker threads (0 = all cores).
     pub fn new(threads: usize) -> Result<Self, NnError> {
-        let threads = if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { threads };
+        let threads = if threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            threads
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("cineseg-cpu-{i}"))
             .build()
             .map_err(|e| NnError::Device(format!("cannot start {threads} CPU threads: {e}")))?;
-        Ok(CpuBackend { threads, pool, folded: None })
+        Ok(CpuBackend {
+            threads,
+            pool,
+            folded: None,
+        })
     }
 
     /// Worker threads in use.
@@ -56,13 +66,21 @@ impl Backend for CpuBackend {
     }
 
     fn infer(&mut self, x: &Tensor) -> Result<Tensor, NnError> {
-        let (cfg, m) = self.folded.as_ref().ok_or_else(|| NnError::Config("infer called before load_inference".into()))?;
+        let (cfg, m) = self
+            .folded
+            .as_ref()
+            .ok_or_else(|| NnError::Config("infer called before load_inference".into()))?;
         cfg.check_input(x.h, x.w, x.c)?;
         let t = self.threads;
         Ok(self.pool.install(|| unet::forward_eval(m, x, t)))
     }
 
-    fn train_step(&mut self, params: &mut UNetParams, x: &Tensor, target: &Target) -> Result<TrainOutput, NnError> {
+    fn train_step(
+        &mut self,
+        params: &mut UNetParams,
+        x: &Tensor,
+        target: &Target,
+    ) -> Result<TrainOutput, NnError> {
         params.cfg.check_input(x.h, x.w, x.c)?;
         if x.n < 1 {
             return Err(NnError::Shape("empty batch".into()));
@@ -74,7 +92,13 @@ impl Backend for CpuBackend {
             let (logits, cache) = unet::forward_train(params, x, t);
             let l = loss_and_grad(&logits, target)?;
             let grads = unet::backward(params, &cache, &l.dlogits, t);
-            Ok(TrainOutput { loss: l.loss, cross_entropy: l.cross_entropy, dice: l.dice, logits, grads })
+            Ok(TrainOutput {
+                loss: l.loss,
+                cross_entropy: l.cross_entropy,
+                dice: l.dice,
+                logits,
+                grads,
+            })
         })
     }
 }

@@ -3,8 +3,8 @@
 
 use super::{batchnorm, conv3x3, head, pool, upconv};
 use crate::nn::fold::FoldedUNet;
-use crate::nn::profile::{span, Op};
 use crate::nn::params::{Block, UNetParams};
+use crate::nn::profile::{span, Op};
 use crate::nn::Tensor;
 
 /// Forward state of one block, kept for its backward pass.
@@ -28,7 +28,11 @@ pub struct TrainCache {
 fn block_forward(b: &mut Block, input: Tensor, threads: usize) -> BlockCache {
     let z1 = {
         let _s = span(Op::ConvForward);
-        conv3x3::ConvWeights::new(&b.conv1, b.cin, b.cout).apply(&input, conv3x3::Epilogue::None, threads)
+        conv3x3::ConvWeights::new(&b.conv1, b.cin, b.cout).apply(
+            &input,
+            conv3x3::Epilogue::None,
+            threads,
+        )
     };
     let (a1, bn1) = {
         let _s = span(Op::BatchNormForward);
@@ -36,40 +40,95 @@ fn block_forward(b: &mut Block, input: Tensor, threads: usize) -> BlockCache {
     };
     let z2 = {
         let _s = span(Op::ConvForward);
-        conv3x3::ConvWeights::new(&b.conv2, b.cout, b.cout).apply(&a1, conv3x3::Epilogue::None, threads)
+        conv3x3::ConvWeights::new(&b.conv2, b.cout, b.cout).apply(
+            &a1,
+            conv3x3::Epilogue::None,
+            threads,
+        )
     };
     let (a2, bn2) = {
         let _s = span(Op::BatchNormForward);
         batchnorm::forward_train(&z2, &mut b.bn2, threads)
     };
-    BlockCache { input, z1, bn1, a1, z2, bn2, a2 }
+    BlockCache {
+        input,
+        z1,
+        bn1,
+        a1,
+        z2,
+        bn2,
+        a2,
+    }
 }
 
 /// Backward through one block; returns the gradient of its input (unless `need_dx` is false).
-fn block_backward(b: &Block, c: &BlockCache, da2: &Tensor, g: &mut Block, need_dx: bool, threads: usize) -> Option<Tensor> {
+fn block_backward(
+    b: &Block,
+    c: &BlockCache,
+    da2: &Tensor,
+    g: &mut Block,
+    need_dx: bool,
+    threads: usize,
+) -> Option<Tensor> {
     let dz2 = {
         let _s = span(Op::BatchNormBackward);
-        batchnorm::backward(da2, &c.z2, &c.a2, &b.bn2.weight, &c.bn2, &mut g.bn2.weight, &mut g.bn2.bias, threads)
+        batchnorm::backward(
+            da2,
+            &c.z2,
+            &c.a2,
+            &b.bn2.weight,
+            &c.bn2,
+            &mut g.bn2.weight,
+            &mut g.bn2.bias,
+            threads,
+        )
     };
     {
         let _s = span(Op::ConvWeightGrad);
-        conv3x3::unpack_add(&conv3x3::backward_weights(&c.a1, &dz2, threads), b.cout, b.cout, &mut g.conv2);
+        conv3x3::unpack_add(
+            &conv3x3::backward_weights(&c.a1, &dz2, threads),
+            b.cout,
+            b.cout,
+            &mut g.conv2,
+        );
     }
     let da1 = {
         let _s = span(Op::ConvDataGrad);
-        conv3x3::backward_data(&dz2, &conv3x3::ConvWeights::for_dgrad(&b.conv2, b.cout, b.cout), threads)
+        conv3x3::backward_data(
+            &dz2,
+            &conv3x3::ConvWeights::for_dgrad(&b.conv2, b.cout, b.cout),
+            threads,
+        )
     };
     let dz1 = {
         let _s = span(Op::BatchNormBackward);
-        batchnorm::backward(&da1, &c.z1, &c.a1, &b.bn1.weight, &c.bn1, &mut g.bn1.weight, &mut g.bn1.bias, threads)
+        batchnorm::backward(
+            &da1,
+            &c.z1,
+            &c.a1,
+            &b.bn1.weight,
+            &c.bn1,
+            &mut g.bn1.weight,
+            &mut g.bn1.bias,
+            threads,
+        )
     };
     {
         let _s = span(Op::ConvWeightGrad);
-        conv3x3::unpack_add(&conv3x3::backward_weights(&c.input, &dz1, threads), b.cin, b.cout, &mut g.conv1);
+        conv3x3::unpack_add(
+            &conv3x3::backward_weights(&c.input, &dz1, threads),
+            b.cin,
+            b.cout,
+            &mut g.conv1,
+        );
     }
     need_dx.then(|| {
         let _s = span(Op::ConvDataGrad);
-        conv3x3::backward_data(&dz1, &conv3x3::ConvWeights::for_dgrad(&b.conv1, b.cin, b.cout), threads)
+        conv3x3::backward_data(
+            &dz1,
+            &conv3x3::ConvWeights::for_dgrad(&b.conv1, b.cin, b.cout),
+            threads,
+        )
     })
 }
 
@@ -99,7 +158,13 @@ pub fn forward_train(p: &mut UNetParams, x: &Tensor, threads: usize) -> (Tensor,
         let skip = &enc[i].a2;
         let u = &p.up[i];
         let _s = span(Op::UpConv);
-        let cat = upconv::concat_upsampled(skip, below, &upconv::pack(&u.weight, u.cin, u.cout), &u.bias, threads);
+        let cat = upconv::concat_upsampled(
+            skip,
+            below,
+            &upconv::pack(&u.weight, u.cin, u.cout),
+            &u.bias,
+            threads,
+        );
         drop(_s);
         let c = block_forward(&mut p.dec[i], cat, threads);
         dec.push(c);
@@ -112,24 +177,49 @@ pub fn forward_train(p: &mut UNetParams, x: &Tensor, threads: usize) -> (Tensor,
 
 /// Backward pass from the logit gradient; returns all parameter gradients (running-statistic
 /// entries stay zero).
-pub fn backward(p: &UNetParams, cache: &TrainCache, dlogits: &Tensor, threads: usize) -> UNetParams {
+pub fn backward(
+    p: &UNetParams,
+    cache: &TrainCache,
+    dlogits: &Tensor,
+    threads: usize,
+) -> UNetParams {
     let depth = p.cfg.depth;
     let mut g = UNetParams::zeros(&p.cfg);
     let (enc, dec) = (&cache.enc, &cache.dec);
-    let mut dcur = head::backward(&dec[0].a2, &p.head_weight, dlogits, &mut g.head_weight, &mut g.head_bias, threads);
+    let mut dcur = head::backward(
+        &dec[0].a2,
+        &p.head_weight,
+        dlogits,
+        &mut g.head_weight,
+        &mut g.head_bias,
+        threads,
+    );
     let mut dskips: Vec<Option<Tensor>> = (0..depth).map(|_| None).collect();
     for i in 0..depth {
-        let dcat = block_backward(&p.dec[i], &dec[i], &dcur, &mut g.dec[i], true, threads).unwrap_or_else(|| Tensor::zeros(0, 0, 0, 0));
+        let dcat = block_backward(&p.dec[i], &dec[i], &dcur, &mut g.dec[i], true, threads)
+            .unwrap_or_else(|| Tensor::zeros(0, 0, 0, 0));
         let _s = span(Op::UpConv);
         let skip = &enc[i].a2;
         let mut dskip = Tensor::zeros(skip.n, skip.h, skip.w, skip.c);
         upconv::add_channels(&dcat, 0, &mut dskip);
         dskips[i] = Some(dskip);
-        let below = if i + 1 == depth { &enc[depth].a2 } else { &dec[i + 1].a2 };
+        let below = if i + 1 == depth {
+            &enc[depth].a2
+        } else {
+            &dec[i + 1].a2
+        };
         let u = &p.up[i];
         let packed = upconv::pack(&u.weight, u.cin, u.cout);
         let mut dpacked = vec![0.0; packed.len()];
-        dcur = upconv::backward(below, &packed, &dcat, skip.c, &mut dpacked, &mut g.up[i].bias, threads);
+        dcur = upconv::backward(
+            below,
+            &packed,
+            &dcat,
+            skip.c,
+            &mut dpacked,
+            &mut g.up[i].bias,
+            threads,
+        );
         upconv::unpack_add(&dpacked, u.cin, u.cout, &mut g.up[i].weight);
     }
     // dcur is now the gradient of the bottleneck output.

@@ -3,8 +3,8 @@
 //! goes with the concatenation.
 
 use crate::nn::gemm::{sgemm, MatRef, Par};
-use rayon::prelude::*;
 use crate::nn::Tensor;
+use rayon::prelude::*;
 
 /// Packs IOHW weights `cin x cout x 2 x 2` into `[cin x (tap * cout + co)]`, `tap = a * 2 + b`.
 pub fn pack(w_iohw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
@@ -21,28 +21,45 @@ pub fn pack(w_iohw: &[f32], cin: usize, cout: usize) -> Vec<f32> {
 
 /// Upsamples `x` (`cin` channels) into channels `offset..offset + cout` of `dst`, which is
 /// twice as large in each direction.
-pub fn forward_into(x: &Tensor, packed: &[f32], bias: &[f32], dst: &mut Tensor, offset: usize, threads: usize) {
+pub fn forward_into(
+    x: &Tensor,
+    packed: &[f32],
+    bias: &[f32],
+    dst: &mut Tensor,
+    offset: usize,
+    threads: usize,
+) {
     let cout = bias.len();
     let p = x.pixels();
     let mut tmp = crate::nn::buffer::Scratch::new();
     let tmp = tmp.resize(p * 4 * cout);
-    sgemm(MatRef::row_major(&x.data, p, x.c), MatRef::row_major(packed, x.c, 4 * cout), tmp, 4 * cout, false, Par::Threads(threads));
+    sgemm(
+        MatRef::row_major(&x.data, p, x.c),
+        MatRef::row_major(packed, x.c, 4 * cout),
+        tmp,
+        4 * cout,
+        false,
+        Par::Threads(threads),
+    );
     let (w, cd) = (x.w, dst.c);
     // One input row (y) of an image fills output rows 2y and 2y + 1: disjoint, so rows of
     // the output are scattered in parallel.
     let tmp: &[f32] = tmp;
-    dst.data.par_chunks_mut(2 * 2 * w * cd).enumerate().for_each(|(ny, out)| {
-        for xx in 0..w {
-            let row = &tmp[(ny * w + xx) * 4 * cout..(ny * w + xx + 1) * 4 * cout];
-            for tap in 0..4 {
-                let (a, b) = (tap / 2, tap % 2);
-                let d = (a * 2 * w + 2 * xx + b) * cd + offset;
-                for co in 0..cout {
-                    out[d + co] = row[tap * cout + co] + bias[co];
+    dst.data
+        .par_chunks_mut(2 * 2 * w * cd)
+        .enumerate()
+        .for_each(|(ny, out)| {
+            for xx in 0..w {
+                let row = &tmp[(ny * w + xx) * 4 * cout..(ny * w + xx + 1) * 4 * cout];
+                for tap in 0..4 {
+                    let (a, b) = (tap / 2, tap % 2);
+                    let d = (a * 2 * w + 2 * xx + b) * cd + offset;
+                    for co in 0..cout {
+                        out[d + co] = row[tap * cout + co] + bias[co];
+                    }
                 }
             }
-        }
-    });
+        });
 }
 
 /// Backward: from the gradient of the concatenation buffer `dcat` (channels `offset..`),
@@ -76,9 +93,23 @@ pub fn backward(
         *a += s as f32;
     }
     let gm = MatRef::row_major(g, p, 4 * cout);
-    sgemm(MatRef::row_major(&x.data, p, x.c).t(), gm, dpacked, 4 * cout, true, Par::Threads(threads));
+    sgemm(
+        MatRef::row_major(&x.data, p, x.c).t(),
+        gm,
+        dpacked,
+        4 * cout,
+        true,
+        Par::Threads(threads),
+    );
     let mut dx = Tensor::uninit(x.n, h, w, x.c);
-    sgemm(gm, MatRef::row_major(packed, x.c, 4 * cout).t(), &mut dx.data, x.c, false, Par::Threads(threads));
+    sgemm(
+        gm,
+        MatRef::row_major(packed, x.c, 4 * cout).t(),
+        &mut dx.data,
+        x.c,
+        false,
+        Par::Threads(threads),
+    );
     dx
 }
 
@@ -95,7 +126,13 @@ pub fn unpack_add(packed: &[f32], cin: usize, cout: usize, grad_iohw: &mut [f32]
 
 /// The decoder's input `[skip, up(below)]` in one buffer: the skip copied into the first
 /// channels, the transposed convolution written straight into the rest.
-pub fn concat_upsampled(skip: &Tensor, below: &Tensor, packed: &[f32], bias: &[f32], threads: usize) -> Tensor {
+pub fn concat_upsampled(
+    skip: &Tensor,
+    below: &Tensor,
+    packed: &[f32],
+    bias: &[f32],
+    threads: usize,
+) -> Tensor {
     let mut cat = Tensor::uninit(skip.n, skip.h, skip.w, skip.c + bias.len());
     copy_channels(skip, &mut cat, 0);
     forward_into(below, packed, bias, &mut cat, skip.c, threads);

@@ -119,7 +119,16 @@ fn transform_input(x: &Tensor, t0: usize, tc: usize, v: &mut [f32], scratch: &mu
 }
 
 /// Output transform of `m` (`[16][tc][cout]`) into the output rows, with the epilogue.
-fn transform_output(m: &[f32], t0: usize, tc: usize, n_h_w: (usize, usize), cout: usize, epi: Epilogue<'_>, out: &OutPtr, scratch: &mut Vec<f32>) {
+fn transform_output(
+    m: &[f32],
+    t0: usize,
+    tc: usize,
+    n_h_w: (usize, usize),
+    cout: usize,
+    epi: Epilogue<'_>,
+    out: &OutPtr,
+    scratch: &mut Vec<f32>,
+) {
     let (h, w) = n_h_w;
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
     scratch.resize(12 * cout, 0.0);
@@ -183,7 +192,10 @@ struct OutPtr {
 unsafe impl Sync for OutPtr {}
 impl OutPtr {
     fn new(s: &mut [f32]) -> Self {
-        OutPtr { ptr: s.as_mut_ptr(), len: s.len() }
+        OutPtr {
+            ptr: s.as_mut_ptr(),
+            len: s.len(),
+        }
     }
     /// Copies `src` to `start..start + src.len()`; the caller guarantees no concurrent writer
     /// of that range.
@@ -194,9 +206,20 @@ impl OutPtr {
 }
 
 /// 3x3 convolution (padding 1) of `x` with transformed weights `u` into `out` (`pixels x cout`).
-pub fn forward_into(x: &Tensor, u: &[f32], cout: usize, epi: Epilogue<'_>, threads: usize, out: &mut [f32]) {
+pub fn forward_into(
+    x: &Tensor,
+    u: &[f32],
+    cout: usize,
+    epi: Epilogue<'_>,
+    threads: usize,
+    out: &mut [f32],
+) {
     let c = x.c;
-    assert_eq!(u.len(), 16 * c * cout, "winograd: weights do not match {c} -> {cout}");
+    assert_eq!(
+        u.len(),
+        16 * c * cout,
+        "winograd: weights do not match {c} -> {cout}"
+    );
     assert_eq!(out.len(), x.pixels() * cout);
     let tiles = tile_count(x.n, x.h, x.w);
     let tc = chunk_tiles(c, cout);
@@ -211,12 +234,22 @@ pub fn forward_into(x: &Tensor, u: &[f32], cout: usize, epi: Epilogue<'_>, threa
         for k in 0..16 {
             let a = MatRef::row_major(&v[k * n * c..(k + 1) * n * c], n, c);
             let b = MatRef::row_major(&u[k * c * cout..(k + 1) * c * cout], c, cout);
-            sgemm(a, b, &mut m[k * n * cout..(k + 1) * n * cout], cout, false, par);
+            sgemm(
+                a,
+                b,
+                &mut m[k * n * cout..(k + 1) * n * cout],
+                cout,
+                false,
+                par,
+            );
         }
         transform_output(m, t0, n, (x.h, x.w), cout, epi, &dst, &mut bufs.2);
     };
     if nchunks >= 2 && threads > 1 {
-        (0..nchunks).into_par_iter().for_each_init(|| (Scratch::new(), Scratch::new(), Vec::new()), |b, ci| run(ci, b, Par::Serial));
+        (0..nchunks).into_par_iter().for_each_init(
+            || (Scratch::new(), Scratch::new(), Vec::new()),
+            |b, ci| run(ci, b, Par::Serial),
+        );
     } else {
         let mut b = (Scratch::new(), Scratch::new(), Vec::new());
         for ci in 0..nchunks {
@@ -258,7 +291,10 @@ fn transform_dy(dy: &Tensor, t0: usize, tc: usize, u: &mut [f32], scratch: &mut 
         }
         // Columns: (A g) A^T (4 x 4).
         for i in 0..4 {
-            let (a, b) = (&r[i * 2 * c..(i * 2 + 1) * c], &r[(i * 2 + 1) * c..(i * 2 + 2) * c]);
+            let (a, b) = (
+                &r[i * 2 * c..(i * 2 + 1) * c],
+                &r[(i * 2 + 1) * c..(i * 2 + 2) * c],
+            );
             let out = |k: usize| ((i * 4 + k) * tc + t) * c;
             let (o0, o1, o2, o3) = (out(0), out(1), out(2), out(3));
             for ch in 0..c {
@@ -277,7 +313,11 @@ fn transform_dy(dy: &Tensor, t0: usize, tc: usize, u: &mut [f32], scratch: &mut 
 /// chunks and are added in order, so results are repeatable for a thread count.
 pub fn backward_weights(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
     let (cin, cout) = (x.c, dy.c);
-    assert_eq!((x.n, x.h, x.w), (dy.n, dy.h, dy.w), "winograd wgrad: x and dy differ in size");
+    assert_eq!(
+        (x.n, x.h, x.w),
+        (dy.n, dy.h, dy.w),
+        "winograd wgrad: x and dy differ in size"
+    );
     let tiles = tile_count(x.n, x.h, x.w);
     let tc = chunk_tiles(cin, cout);
     let nchunks = tiles.div_ceil(tc);
@@ -294,14 +334,26 @@ pub fn backward_weights(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
             for k in 0..16 {
                 let a = MatRef::row_major(&v[k * n * cin..(k + 1) * n * cin], n, cin).t();
                 let b = MatRef::row_major(&u[k * n * cout..(k + 1) * n * cout], n, cout);
-                sgemm(a, b, &mut m[k * cin * cout..(k + 1) * cin * cout], cout, ci > first, par);
+                sgemm(
+                    a,
+                    b,
+                    &mut m[k * cin * cout..(k + 1) * cin * cout],
+                    cout,
+                    ci > first,
+                    par,
+                );
             }
         }
         m
     };
     let m = super::parallel::sum_over_chunks(nchunks, threads, accumulate);
     // dW = G^T M G per channel pair, G = [[1,0,0],[.5,.5,.5],[.5,-.5,.5],[0,0,1]].
-    let g = [[1.0f32, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
+    let g = [
+        [1.0f32, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0.0, 0.0, 1.0],
+    ];
     let mut out = vec![0.0f32; 9 * cin * cout];
     for ci in 0..cin {
         for co in 0..cout {

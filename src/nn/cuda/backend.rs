@@ -33,12 +33,17 @@ fn dev(what: &'static str) -> impl Fn(cudarc::driver::DriverError) -> NnError {
 }
 
 /// The trainer for `cfg` in `slot`, (re)created when the configuration changes.
-fn trainer_for<'a>(slot: &'a mut Option<GpuTrainer>, l: &Launcher, cfg: &crate::nn::UNetConfig) -> Result<&'a mut GpuTrainer, NnError> {
+fn trainer_for<'a>(
+    slot: &'a mut Option<GpuTrainer>,
+    l: &Launcher,
+    cfg: &crate::nn::UNetConfig,
+) -> Result<&'a mut GpuTrainer, NnError> {
     if slot.as_ref().is_none_or(|t| t.params.cfg != *cfg) {
         *slot = None; // free the old buffers first
         *slot = Some(GpuTrainer::new(l, cfg)?);
     }
-    slot.as_mut().ok_or_else(|| NnError::Device("trainer missing".into()))
+    slot.as_mut()
+        .ok_or_else(|| NnError::Device("trainer missing".into()))
 }
 
 impl CudaBackend {
@@ -50,15 +55,35 @@ impl CudaBackend {
         // SAFETY: every launch and copy of this backend goes to `gpu.stream`.
         unsafe { gpu.ctx.disable_event_tracking() };
         let kernels = Kernels::load(&gpu)?;
-        let sms = gpu.ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).unwrap_or(1).max(1) as usize;
-        let l = Launcher { stream: gpu.stream.clone(), kernels, sms };
-        let graphs = std::env::var("CINESEG_CUDA_GRAPHS").map(|v| v != "0").unwrap_or(true);
-        Ok(CudaBackend { gpu, l, weights: None, arena: Arena::default(), graphs, trainer: None })
+        let sms = gpu
+            .ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .unwrap_or(1)
+            .max(1) as usize;
+        let l = Launcher {
+            stream: gpu.stream.clone(),
+            kernels,
+            sms,
+        };
+        let graphs = std::env::var("CINESEG_CUDA_GRAPHS")
+            .map(|v| v != "0")
+            .unwrap_or(true);
+        Ok(CudaBackend {
+            gpu,
+            l,
+            weights: None,
+            arena: Arena::default(),
+            graphs,
+            trainer: None,
+        })
     }
 
     /// Waits for all queued work (for timing).
     pub fn synchronize(&self) -> Result<(), NnError> {
-        self.l.stream.synchronize().map_err(dev("synchronising the GPU"))
+        self.l
+            .stream
+            .synchronize()
+            .map_err(dev("synchronising the GPU"))
     }
 
     /// Forward on the device without copying the input or the logits (for benchmarks): the
@@ -74,14 +99,26 @@ impl CudaBackend {
     }
 
     /// One training step with AdamW on the GPU at learning rate `lr`.
-    pub fn adamw_step(&mut self, x: &Tensor, target: &Target, lr: f64, trainable: &dyn Fn(&str) -> bool) -> Result<StepReport, NnError> {
-        let t = self.trainer.as_mut().ok_or_else(|| NnError::Config("adamw_step before adamw_begin".into()))?;
+    pub fn adamw_step(
+        &mut self,
+        x: &Tensor,
+        target: &Target,
+        lr: f64,
+        trainable: &dyn Fn(&str) -> bool,
+    ) -> Result<StepReport, NnError> {
+        let t = self
+            .trainer
+            .as_mut()
+            .ok_or_else(|| NnError::Config("adamw_step before adamw_begin".into()))?;
         t.adamw_step(&self.l, x, target, lr, trainable)
     }
 
     /// The weights and running statistics of GPU-resident training.
     pub fn adamw_params(&self) -> Result<UNetParams, NnError> {
-        let t = self.trainer.as_ref().ok_or_else(|| NnError::Config("adamw_params before adamw_begin".into()))?;
+        let t = self
+            .trainer
+            .as_ref()
+            .ok_or_else(|| NnError::Config("adamw_params before adamw_begin".into()))?;
         t.adamw_params(&self.l)
     }
 
@@ -91,14 +128,18 @@ impl CudaBackend {
     }
 
     fn run_forward(&mut self, n: usize, h: usize, w: usize) -> Result<(), NnError> {
-        let wts = self.weights.as_ref().ok_or_else(|| NnError::Config("infer called before load_inference".into()))?;
+        let wts = self
+            .weights
+            .as_ref()
+            .ok_or_else(|| NnError::Config("infer called before load_inference".into()))?;
         let bufs = self.arena.get(&self.l.stream, &wts.cfg, n, h, w)?;
         if let Some(g) = &bufs.graph {
             return g.0.launch().map_err(dev("replaying the inference graph"));
         }
         if self.graphs {
             let s = &self.l.stream;
-            s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).map_err(dev("starting graph capture"))?;
+            s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+                .map_err(dev("starting graph capture"))?;
             let queued = enqueue_forward(&self.l, wts, bufs, n, h, w);
             let graph = s.end_capture(sys::CUgraphInstantiate_flags(0));
             queued?;
@@ -120,8 +161,20 @@ impl CudaBackend {
 
 impl Backend for CudaBackend {
     fn describe(&self) -> String {
-        let how: Vec<String> = self.l.kernels.how.iter().map(|(f, h)| format!("{f}:{h}")).collect();
-        format!("cuda ({}, sm_{}{}, fp16, kernels {})", self.gpu.name, self.gpu.cc.0, self.gpu.cc.1, how.join(" "))
+        let how: Vec<String> = self
+            .l
+            .kernels
+            .how
+            .iter()
+            .map(|(f, h)| format!("{f}:{h}"))
+            .collect();
+        format!(
+            "cuda ({}, sm_{}{}, fp16, kernels {})",
+            self.gpu.name,
+            self.gpu.cc.0,
+            self.gpu.cc.1,
+            how.join(" ")
+        )
     }
 
     fn load_inference(&mut self, params: &UNetParams) -> Result<(), NnError> {
@@ -132,21 +185,38 @@ impl Backend for CudaBackend {
     }
 
     fn infer(&mut self, x: &Tensor) -> Result<Tensor, NnError> {
-        let cfg = self.weights.as_ref().ok_or_else(|| NnError::Config("infer called before load_inference".into()))?.cfg.clone();
+        let cfg = self
+            .weights
+            .as_ref()
+            .ok_or_else(|| NnError::Config("infer called before load_inference".into()))?
+            .cfg
+            .clone();
         cfg.check_input(x.h, x.w, x.c)?;
         let (n, h, w) = (x.n, x.h, x.w);
         {
             let bufs = self.arena.get(&self.l.stream, &cfg, n, h, w)?;
             let hx: Vec<f16> = x.data.iter().map(|v| f16::from_f32(*v)).collect();
-            self.l.stream.memcpy_htod(&hx, &mut bufs.x).map_err(dev("uploading the input"))?;
+            self.l
+                .stream
+                .memcpy_htod(&hx, &mut bufs.x)
+                .map_err(dev("uploading the input"))?;
         }
         self.run_forward(n, h, w)?;
         let bufs = self.arena.get(&self.l.stream, &cfg, n, h, w)?;
-        let logits = self.l.stream.clone_dtoh(&bufs.logits).map_err(dev("downloading logits"))?;
+        let logits = self
+            .l
+            .stream
+            .clone_dtoh(&bufs.logits)
+            .map_err(dev("downloading logits"))?;
         Tensor::from_nhwc(n, h, w, cfg.classes, logits)
     }
 
-    fn train_step(&mut self, params: &mut UNetParams, x: &Tensor, target: &Target) -> Result<TrainOutput, NnError> {
+    fn train_step(
+        &mut self,
+        params: &mut UNetParams,
+        x: &Tensor,
+        target: &Target,
+    ) -> Result<TrainOutput, NnError> {
         trainer_for(&mut self.trainer, &self.l, &params.cfg)?.step(&self.l, params, x, target)
     }
 }

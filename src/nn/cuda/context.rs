@@ -30,16 +30,30 @@ pub fn open(ordinal: usize) -> Result<Gpu, String> {
     if !unsafe { cudarc::driver::sys::is_culib_present() } {
         return Err("the CUDA driver library (libcuda.so) is not installed".into());
     }
-    let count = CudaContext::device_count().map_err(|e| format!("the CUDA driver did not initialise ({e})"))?;
+    let count = CudaContext::device_count()
+        .map_err(|e| format!("the CUDA driver did not initialise ({e})"))?;
     if count <= ordinal as i32 {
         return Err(format!("no CUDA device {ordinal} ({count} found)"));
     }
-    let ctx = CudaContext::new(ordinal).map_err(|e| format!("cannot open CUDA device {ordinal}: {e}"))?;
+    let ctx =
+        CudaContext::new(ordinal).map_err(|e| format!("cannot open CUDA device {ordinal}: {e}"))?;
     let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
-    let cc = ctx.compute_capability().map_err(|e| format!("cannot query {name}: {e}"))?;
+    let cc = ctx
+        .compute_capability()
+        .map_err(|e| format!("cannot query {name}: {e}"))?;
     if cc.0 < 7 {
-        return Err(format!("{name} has compute capability {}.{}; the fp16 tensor-core kernels need 7.0 or newer", cc.0, cc.1));
+        return Err(format!(
+            "{name} has compute capability {}.{}; the fp16 tensor-core kernels need 7.0 or newer",
+            cc.0, cc.1
+        ));
     }
-    let stream = ctx.new_stream().map_err(|e| format!("cannot create a stream on {name}: {e}"))?;
-    Ok(Gpu { ctx, stream, name, cc })
+    let stream = ctx
+        .new_stream()
+        .map_err(|e| format!("cannot create a stream on {name}: {e}"))?;
+    Ok(Gpu {
+        ctx,
+        stream,
+        name,
+        cc,
+    })
 }

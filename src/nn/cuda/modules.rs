@@ -38,14 +38,42 @@ pub struct Kernels {
 
 /// Kernel names per file; a missing one is a load error, not a panic at first launch.
 const FUNCTIONS: &[(&str, &[&str])] = &[
-    ("adamw", &["grad_overflow", "adamw_step", "loss_scale_update"]),
-    ("batchnorm", &["bn_finalize", "bn_apply_relu", "bn_bwd_reduce", "bn_bwd_dx", "bn_param_grads"]),
+    (
+        "adamw",
+        &["grad_overflow", "adamw_step", "loss_scale_update"],
+    ),
+    (
+        "batchnorm",
+        &[
+            "bn_finalize",
+            "bn_apply_relu",
+            "bn_bwd_reduce",
+            "bn_bwd_dx",
+            "bn_param_grads",
+        ],
+    ),
     ("conv3x3", &["conv3x3_fwd", "conv3x3_wgrad", "conv3x3_pack"]),
     ("head", &["head_fwd", "head_bwd_data", "head_wgrad"]),
     ("loss", &["loss_fwd", "loss_finalize", "loss_bwd"]),
     ("pool", &["maxpool2_fwd", "maxpool2_bwd"]),
-    ("tensor", &["f32_to_f16", "f16_to_f32", "copy_channels", "channel_sums_f16"]),
-    ("upconv", &["upconv2_fwd", "upconv2_bwd_data", "upconv2_wgrad", "upconv2_pack"]),
+    (
+        "tensor",
+        &[
+            "f32_to_f16",
+            "f16_to_f32",
+            "copy_channels",
+            "channel_sums_f16",
+        ],
+    ),
+    (
+        "upconv",
+        &[
+            "upconv2_fwd",
+            "upconv2_bwd_data",
+            "upconv2_wgrad",
+            "upconv2_pack",
+        ],
+    ),
 ];
 
 fn load_one(gpu: &Gpu, img: &KernelImage) -> Result<(Arc<CudaModule>, &'static str), String> {
@@ -64,7 +92,11 @@ fn load_one(gpu: &Gpu, img: &KernelImage) -> Result<(Arc<CudaModule>, &'static s
     }
     if !nvrtc_present() {
         errors.push("nvrtc: libnvrtc.so is not installed".into());
-        return Err(format!("kernels/{}.cu could not be loaded ({})", img.name, errors.join("; ")));
+        return Err(format!(
+            "kernels/{}.cu could not be loaded ({})",
+            img.name,
+            errors.join("; ")
+        ));
     }
     let arch: &'static str = match gpu.cc {
         (8, 6) => "compute_86",
@@ -77,7 +109,12 @@ fn load_one(gpu: &Gpu, img: &KernelImage) -> Result<(Arc<CudaModule>, &'static s
     let mut include_paths = Vec::new();
     for var in ["CUDA_HOME", "CUDA_PATH"] {
         if let Some(h) = std::env::var_os(var) {
-            include_paths.push(std::path::Path::new(&h).join("include").display().to_string());
+            include_paths.push(
+                std::path::Path::new(&h)
+                    .join("include")
+                    .display()
+                    .to_string(),
+            );
         }
     }
     include_paths.push("/usr/local/cuda/include".into());
@@ -88,10 +125,18 @@ fn load_one(gpu: &Gpu, img: &KernelImage) -> Result<(Arc<CudaModule>, &'static s
         ..Default::default()
     };
     match cudarc::nvrtc::compile_ptx_with_opts(img.source, opts) {
-        Ok(ptx) => gpu.ctx.load_module(ptx).map(|m| (m, "nvrtc")).map_err(|e| format!("kernels/{}.cu: nvrtc output did not load: {e}", img.name)),
+        Ok(ptx) => gpu
+            .ctx
+            .load_module(ptx)
+            .map(|m| (m, "nvrtc"))
+            .map_err(|e| format!("kernels/{}.cu: nvrtc output did not load: {e}", img.name)),
         Err(e) => {
             errors.push(format!("nvrtc: {e}"));
-            Err(format!("kernels/{}.cu could not be loaded ({})", img.name, errors.join("; ")))
+            Err(format!(
+                "kernels/{}.cu could not be loaded ({})",
+                img.name,
+                errors.join("; ")
+            ))
         }
     }
 }
@@ -103,22 +148,33 @@ impl Kernels {
         let mut how = Vec::new();
         let mut modules = Vec::new();
         for (file, names) in FUNCTIONS {
-            let img = KERNEL_IMAGES.iter().find(|k| k.name == *file).ok_or_else(|| format!("kernels/{file}.cu is not embedded"))?;
+            let img = KERNEL_IMAGES
+                .iter()
+                .find(|k| k.name == *file)
+                .ok_or_else(|| format!("kernels/{file}.cu is not embedded"))?;
             let (module, h) = load_one(gpu, img)?;
             for name in *names {
-                let f = module.load_function(name).map_err(|e| format!("kernel {name} missing from kernels/{file}.cu: {e}"))?;
+                let f = module
+                    .load_function(name)
+                    .map_err(|e| format!("kernel {name} missing from kernels/{file}.cu: {e}"))?;
                 funcs.insert(*name, f);
             }
             how.push((*file, h));
             modules.push(module);
         }
-        Ok(Kernels { funcs, how, _modules: modules })
+        Ok(Kernels {
+            funcs,
+            how,
+            _modules: modules,
+        })
     }
 
     /// The function `name` (a name from the table above; anything else is a programming error
     /// reported as an error, not a panic).
     pub fn get(&self, name: &str) -> Result<&CudaFunction, String> {
-        self.funcs.get(name).ok_or_else(|| format!("kernel {name} not loaded"))
+        self.funcs
+            .get(name)
+            .ok_or_else(|| format!("kernel {name} not loaded"))
     }
 }
 
@@ -129,12 +185,26 @@ mod tests {
     #[test]
     fn every_kernel_file_is_embedded_and_listed() {
         for (file, names) in FUNCTIONS {
-            let img = KERNEL_IMAGES.iter().find(|k| k.name == *file).unwrap_or_else(|| panic!("{file} not embedded"));
-            assert!(!img.source.contains("#include \"common.cuh\""), "{file}: headers must be inlined for NVRTC");
+            let img = KERNEL_IMAGES
+                .iter()
+                .find(|k| k.name == *file)
+                .unwrap_or_else(|| panic!("{file} not embedded"));
+            assert!(
+                !img.source.contains("#include \"common.cuh\""),
+                "{file}: headers must be inlined for NVRTC"
+            );
             for n in *names {
-                assert!(img.source.contains(&format!("void {n}(")) || img.source.contains(&format!("{n}(")), "{file} lacks {n}");
+                assert!(
+                    img.source.contains(&format!("void {n}("))
+                        || img.source.contains(&format!("{n}(")),
+                    "{file} lacks {n}"
+                );
             }
         }
-        assert_eq!(KERNEL_IMAGES.len(), FUNCTIONS.len(), "a kernels/*.cu file is not in FUNCTIONS");
+        assert_eq!(
+            KERNEL_IMAGES.len(),
+            FUNCTIONS.len(),
+            "a kernels/*.cu file is not in FUNCTIONS"
+        );
     }
 }

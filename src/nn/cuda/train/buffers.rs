@@ -77,12 +77,23 @@ pub struct TrainBuffers {
 
 impl TrainBuffers {
     /// Allocates everything for a batch of `n` images of `h` x `w`.
-    pub fn new(dev: &dyn Device, cfg: &UNetConfig, n: usize, h: usize, w: usize) -> Result<Self, NnError> {
+    pub fn new(
+        dev: &dyn Device,
+        cfg: &UNetConfig,
+        n: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<Self, NnError> {
         let d = cfg.depth;
         let k = cfg.classes;
         let half = |len: usize| dev.alloc(2 * len);
         let block = |px: usize, c: usize, own_a2: bool| -> Result<BlockBufs, NnError> {
-            Ok(BlockBufs { z1: half(px * c)?, a1: half(px * c)?, z2: half(px * c)?, a2: if own_a2 { Some(half(px * c)?) } else { None } })
+            Ok(BlockBufs {
+                z1: half(px * c)?,
+                a1: half(px * c)?,
+                z2: half(px * c)?,
+                a2: if own_a2 { Some(half(px * c)?) } else { None },
+            })
         };
         let mut levels = Vec::with_capacity(d + 1);
         for l in 0..=d {
@@ -94,15 +105,31 @@ impl TrainBuffers {
                 c,
                 px,
                 enc: block(px, c, false)?,
-                dec: if inner { Some(block(px, c, true)?) } else { None },
+                dec: if inner {
+                    Some(block(px, c, true)?)
+                } else {
+                    None
+                },
                 cat: if inner { Some(half(px * 2 * c)?) } else { None },
-                pooled: if inner { Some(half(px_below * c)?) } else { None },
-                idx: if inner { Some(dev.alloc(px_below * c)?) } else { None },
+                pooled: if inner {
+                    Some(half(px_below * c)?)
+                } else {
+                    None
+                },
+                idx: if inner {
+                    Some(dev.alloc(px_below * c)?)
+                } else {
+                    None
+                },
                 ga: half(px * c)?,
                 gz: half(px * c)?,
                 ga1: half(px * c)?,
                 gcat: if inner { Some(half(px * 2 * c)?) } else { None },
-                gpooled: if inner { Some(half(px_below * c)?) } else { None },
+                gpooled: if inner {
+                    Some(half(px_below * c)?)
+                } else {
+                    None
+                },
             });
         }
         let mut bn = Vec::new();
@@ -141,7 +168,11 @@ impl TrainBuffers {
 
     /// Slot of encoder (`dec == false`) or decoder BatchNorm `j` (0 or 1) at level `l`.
     pub fn bn_slot(&self, depth: usize, dec: bool, l: usize, j: usize) -> BnSlot {
-        self.bn[if dec { 2 * (depth + 1) + 2 * l + j } else { 2 * l + j }]
+        self.bn[if dec {
+            2 * (depth + 1) + 2 * l + j
+        } else {
+            2 * l + j
+        }]
     }
 
     /// Bytes allocated (for logs and the memory estimate in the report).
@@ -150,7 +181,9 @@ impl TrainBuffers {
             .levels
             .iter()
             .map(|l| {
-                let blk = |b: &BlockBufs| b.z1.bytes() + b.a1.bytes() + b.z2.bytes() + b.a2.as_ref().map_or(0, Buf::bytes);
+                let blk = |b: &BlockBufs| {
+                    b.z1.bytes() + b.a1.bytes() + b.z2.bytes() + b.a2.as_ref().map_or(0, Buf::bytes)
+                };
                 let opt = |b: &Option<Buf>| b.as_ref().map_or(0, Buf::bytes);
                 blk(&l.enc)
                     + l.dec.as_ref().map_or(0, blk)
@@ -164,6 +197,11 @@ impl TrainBuffers {
                     + opt(&l.gpooled)
             })
             .sum();
-        lv + self.x.bytes() + self.bottom.bytes() + self.logits.bytes() + self.dlogits.bytes() + self.f64s.bytes() + self.f32s.bytes()
+        lv + self.x.bytes()
+            + self.bottom.bytes()
+            + self.logits.bytes()
+            + self.dlogits.bytes()
+            + self.f64s.bytes()
+            + self.f32s.bytes()
     }
 }

@@ -45,7 +45,11 @@ pub struct LossScale {
 
 impl Default for LossScale {
     fn default() -> Self {
-        LossScale { scale: 65536.0, good_steps: 0, interval: 2000 }
+        LossScale {
+            scale: 65536.0,
+            good_steps: 0,
+            interval: 2000,
+        }
     }
 }
 
@@ -79,7 +83,12 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-4 }
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-4,
+        }
     }
 }
 
@@ -117,7 +126,10 @@ fn check_batch(cfg: &UNetConfig, x: &Tensor, target: &Target) -> Result<(), NnEr
         return Err(NnError::Shape("empty batch".into()));
     }
     if cfg.classes > MAX_CLASSES {
-        return Err(NnError::Config(format!("{} classes; the GPU loss kernel handles at most {MAX_CLASSES}", cfg.classes)));
+        return Err(NnError::Config(format!(
+            "{} classes; the GPU loss kernel handles at most {MAX_CLASSES}",
+            cfg.classes
+        )));
     }
     target.check(x.n, x.h * x.w, cfg.classes)
 }
@@ -125,27 +137,50 @@ fn check_batch(cfg: &UNetConfig, x: &Tensor, target: &Target) -> Result<(), NnEr
 impl GpuTrainer {
     /// Allocates the parameter buffers for `cfg` (activation buffers come per batch shape).
     pub fn new(dev: &dyn Device, cfg: &UNetConfig) -> Result<Self, NnError> {
-        Ok(GpuTrainer { params: DevParams::new(dev, cfg)?, arena: Vec::new(), scale: LossScale::default(), adamw: None })
+        Ok(GpuTrainer {
+            params: DevParams::new(dev, cfg)?,
+            arena: Vec::new(),
+            scale: LossScale::default(),
+            adamw: None,
+        })
     }
 
     /// The buffers of this batch shape, allocated on first use. At most two shapes are kept
     /// (training buffers are large: ~1.3 GB at batch 32, 192x192, base 32).
-    fn buffers(&mut self, dev: &dyn Device, n: usize, h: usize, w: usize) -> Result<usize, NnError> {
+    fn buffers(
+        &mut self,
+        dev: &dyn Device,
+        n: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<usize, NnError> {
         if let Some(i) = self.arena.iter().position(|(k, _)| *k == (n, h, w)) {
             return Ok(i);
         }
         if self.arena.len() >= 2 {
             self.arena.remove(0);
         }
-        self.arena.push(((n, h, w), TrainBuffers::new(dev, &self.params.cfg, n, h, w)?));
+        self.arena.push((
+            (n, h, w),
+            TrainBuffers::new(dev, &self.params.cfg, n, h, w)?,
+        ));
         Ok(self.arena.len() - 1)
     }
 
     /// Uploads images and labels, returning the arena slot.
-    fn upload_batch(&mut self, dev: &dyn Device, x: &Tensor, target: &Target) -> Result<usize, NnError> {
+    fn upload_batch(
+        &mut self,
+        dev: &dyn Device,
+        x: &Tensor,
+        target: &Target,
+    ) -> Result<usize, NnError> {
         let slot = self.buffers(dev, x.n, x.h, x.w)?;
         let b = &self.arena[slot].1;
-        let xh: Vec<u16> = x.data.iter().map(|v| half::f16::from_f32(*v).to_bits()).collect();
+        let xh: Vec<u16> = x
+            .data
+            .iter()
+            .map(|v| half::f16::from_f32(*v).to_bits())
+            .collect();
         dev.upload(b.x.at::<u16>(0), bytemuck::cast_slice(&xh))?;
         dev.upload(b.labels.at::<u8>(0), &target.labels)?;
         let lab: Vec<u8> = target.labelled.iter().flatten().map(|l| *l as u8).collect();
@@ -188,7 +223,13 @@ impl GpuTrainer {
     /// One step for [`Backend::train_step`](crate::nn::Backend::train_step): gradients of the
     /// host's `params` on `x`, running statistics in `params` updated. Overflowing steps are
     /// repeated at half the scale (see the module doc).
-    pub fn step(&mut self, dev: &dyn Device, params: &mut UNetParams, x: &Tensor, target: &Target) -> Result<TrainOutput, NnError> {
+    pub fn step(
+        &mut self,
+        dev: &dyn Device,
+        params: &mut UNetParams,
+        x: &Tensor,
+        target: &Target,
+    ) -> Result<TrainOutput, NnError> {
         check_batch(&self.params.cfg, x, target)?;
         let k = self.params.cfg.classes;
         let slot = self.upload_batch(dev, x, target)?;
@@ -201,34 +242,68 @@ impl GpuTrainer {
             if !out[0].is_finite() {
                 // Diverged: report it (the trainer stops) without touching `params`.
                 let grads = UNetParams::zeros(&self.params.cfg);
-                return Ok(TrainOutput { loss: out[0], cross_entropy: out[1], dice, logits: self.logits(dev, slot)?, grads });
+                return Ok(TrainOutput {
+                    loss: out[0],
+                    cross_entropy: out[1],
+                    dice,
+                    logits: self.logits(dev, slot)?,
+                    grads,
+                });
             }
             if overflow {
                 if scale <= 1.0 {
-                    return Err(NnError::Device("fp16 gradients overflow even at loss scale 1".into()));
+                    return Err(NnError::Device(
+                        "fp16 gradients overflow even at loss scale 1".into(),
+                    ));
                 }
-                log::debug!("fp16 gradient overflow at loss scale {scale}; repeating the step at {}", scale / 2.0);
+                log::debug!(
+                    "fp16 gradient overflow at loss scale {scale}; repeating the step at {}",
+                    scale / 2.0
+                );
                 self.scale.update(true);
                 continue;
             }
             self.scale.update(false);
             let grads = self.params.download_grads(dev, scale)?;
             self.params.download_running(dev, params)?;
-            return Ok(TrainOutput { loss: out[0], cross_entropy: out[1], dice, logits: self.logits(dev, slot)?, grads });
+            return Ok(TrainOutput {
+                loss: out[0],
+                cross_entropy: out[1],
+                dice,
+                logits: self.logits(dev, slot)?,
+                grads,
+            });
         }
     }
 
     /// Starts device-resident training from `params` with fresh AdamW moments.
-    pub fn adamw_begin(&mut self, dev: &dyn Device, params: &UNetParams, cfg: AdamWConfig) -> Result<(), NnError> {
+    pub fn adamw_begin(
+        &mut self,
+        dev: &dyn Device,
+        params: &UNetParams,
+        cfg: AdamWConfig,
+    ) -> Result<(), NnError> {
         self.params.upload(dev, params)?;
         let bytes = 4 * self.params.total;
-        self.adamw = Some(AdamWState { cfg, step: 0, m: dev.alloc(bytes)?, v: dev.alloc(bytes)? });
+        self.adamw = Some(AdamWState {
+            cfg,
+            step: 0,
+            m: dev.alloc(bytes)?,
+            v: dev.alloc(bytes)?,
+        });
         Ok(())
     }
 
     /// One device-resident step at learning rate `lr`, updating the tensors for which
     /// `trainable(name)` holds (running statistics never).
-    pub fn adamw_step(&mut self, dev: &dyn Device, x: &Tensor, target: &Target, lr: f64, trainable: &dyn Fn(&str) -> bool) -> Result<StepReport, NnError> {
+    pub fn adamw_step(
+        &mut self,
+        dev: &dyn Device,
+        x: &Tensor,
+        target: &Target,
+        lr: f64,
+        trainable: &dyn Fn(&str) -> bool,
+    ) -> Result<StepReport, NnError> {
         check_batch(&self.params.cfg, x, target)?;
         if self.adamw.is_none() {
             return Err(NnError::Config("adamw_step before adamw_begin".into()));
@@ -236,7 +311,10 @@ impl GpuTrainer {
         let slot = self.upload_batch(dev, x, target)?;
         let scale = self.scale.scale;
         self.enqueue(dev, slot, scale)?;
-        let st = self.adamw.as_ref().ok_or_else(|| NnError::Config("adamw_step before adamw_begin".into()))?;
+        let st = self
+            .adamw
+            .as_ref()
+            .ok_or_else(|| NnError::Config("adamw_step before adamw_begin".into()))?;
         let t = (st.step + 1) as i32;
         let c = st.cfg;
         let (bc1, bc2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
@@ -245,7 +323,11 @@ impl GpuTrainer {
         for info in self.params.layout() {
             let len = info.len();
             if info.kind != Kind::RunningStat && trainable(&info.name) {
-                let decay = if info.kind == Kind::Weight4d { 1.0 - lr * c.weight_decay } else { 1.0 };
+                let decay = if info.kind == Kind::Weight4d {
+                    1.0 - lr * c.weight_decay
+                } else {
+                    1.0
+                };
                 let h = AdamWStep {
                     beta1: c.beta1 as f32,
                     beta2: c.beta2 as f32,
@@ -256,7 +338,15 @@ impl GpuTrainer {
                     inv_scale: 1.0 / scale,
                 };
                 let p = &self.params;
-                dev.adamw(p.p.at::<f32>(off), p.g.at::<f32>(off), st.m.at::<f32>(off), st.v.at::<f32>(off), len, h, flag)?;
+                dev.adamw(
+                    p.p.at::<f32>(off),
+                    p.g.at::<f32>(off),
+                    st.m.at::<f32>(off),
+                    st.v.at::<f32>(off),
+                    len,
+                    h,
+                    flag,
+                )?;
             }
             off += len;
         }
@@ -266,7 +356,13 @@ impl GpuTrainer {
             st.step += 1;
         }
         let k = self.params.cfg.classes;
-        Ok(StepReport { loss: out[0], cross_entropy: out[1], dice: out[2..2 + k].to_vec(), skipped: overflow, scale })
+        Ok(StepReport {
+            loss: out[0],
+            cross_entropy: out[1],
+            dice: out[2..2 + k].to_vec(),
+            skipped: overflow,
+            scale,
+        })
     }
 
     /// The device's weights and running statistics (e.g. to save a checkpoint).
@@ -286,7 +382,10 @@ mod tests {
 
     #[test]
     fn loss_scale_halves_on_overflow_and_grows_after_clean_interval() {
-        let mut s = LossScale { interval: 3, ..Default::default() };
+        let mut s = LossScale {
+            interval: 3,
+            ..Default::default()
+        };
         s.update(true);
         assert_eq!((s.scale, s.good_steps), (32768.0, 0));
         s.update(false);
@@ -294,10 +393,17 @@ mod tests {
         assert_eq!(s.scale, 32768.0, "not yet a full interval");
         s.update(false);
         assert_eq!((s.scale, s.good_steps), (65536.0, 0));
-        let mut low = LossScale { scale: 1.0, ..Default::default() };
+        let mut low = LossScale {
+            scale: 1.0,
+            ..Default::default()
+        };
         low.update(true);
         assert_eq!(low.scale, 1.0, "never below 1");
-        let mut high = LossScale { scale: LossScale::MAX, interval: 1, good_steps: 0 };
+        let mut high = LossScale {
+            scale: LossScale::MAX,
+            interval: 1,
+            good_steps: 0,
+        };
         high.update(false);
         assert_eq!(high.scale, LossScale::MAX, "never above the maximum");
     }

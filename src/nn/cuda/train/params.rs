@@ -48,12 +48,23 @@ impl DevParams {
             offsets.push(total);
             total += t.len();
         }
-        let index = layout.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        let index = layout
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
         let mut packed = HashMap::new();
-        for t in layout.iter().filter(|t| t.kind == Kind::Weight4d && t.name != "head.weight") {
+        for t in layout
+            .iter()
+            .filter(|t| t.kind == Kind::Weight4d && t.name != "head.weight")
+        {
             let is_conv = t.shape.get(2) == Some(&3);
             let fwd = dev.alloc(2 * t.len())?;
-            let dgrad = if is_conv { Some(dev.alloc(2 * t.len())?) } else { None };
+            let dgrad = if is_conv {
+                Some(dev.alloc(2 * t.len())?)
+            } else {
+                None
+            };
             packed.insert(t.name.clone(), Packed { fwd, dgrad });
         }
         Ok(DevParams {
@@ -75,7 +86,10 @@ impl DevParams {
 
     /// Offset of tensor `name` in the flat buffers.
     pub fn offset(&self, name: &str) -> Result<usize, NnError> {
-        self.index.get(name).map(|i| self.offsets[*i]).ok_or_else(|| missing(name))
+        self.index
+            .get(name)
+            .map(|i| self.offsets[*i])
+            .ok_or_else(|| missing(name))
     }
 
     /// Device address of the master tensor `name`.
@@ -90,25 +104,40 @@ impl DevParams {
 
     /// fp16 forward weights of the layer whose weight tensor is `name`.
     pub fn fwd(&self, name: &str) -> Result<u64, NnError> {
-        Ok(self.packed.get(name).ok_or_else(|| missing(name))?.fwd.at::<u16>(0))
+        Ok(self
+            .packed
+            .get(name)
+            .ok_or_else(|| missing(name))?
+            .fwd
+            .at::<u16>(0))
     }
 
     /// fp16 data-gradient weights of the 3x3 conv whose weight tensor is `name`.
     pub fn dgrad(&self, name: &str) -> Result<u64, NnError> {
-        self.packed.get(name).and_then(|p| p.dgrad.as_ref()).map(|b| b.at::<u16>(0)).ok_or_else(|| missing(name))
+        self.packed
+            .get(name)
+            .and_then(|p| p.dgrad.as_ref())
+            .map(|b| b.at::<u16>(0))
+            .ok_or_else(|| missing(name))
     }
 
     /// Copies all of `params` (weights and running statistics) to the master buffer.
     pub fn upload(&self, dev: &dyn Device, params: &UNetParams) -> Result<(), NnError> {
         if params.cfg != self.cfg {
-            return Err(NnError::Config("parameters of another model configuration".into()));
+            return Err(NnError::Config(
+                "parameters of another model configuration".into(),
+            ));
         }
         let mut flat = Vec::with_capacity(self.total);
         for t in params.tensors() {
             flat.extend_from_slice(t);
         }
         if flat.len() != self.total {
-            return Err(NnError::Shape(format!("parameters hold {} values, the layout {}", flat.len(), self.total)));
+            return Err(NnError::Shape(format!(
+                "parameters hold {} values, the layout {}",
+                flat.len(),
+                self.total
+            )));
         }
         dev.upload(self.p.at::<f32>(0), bytemuck::cast_slice(&flat))
     }
@@ -116,12 +145,23 @@ impl DevParams {
     /// Packs the fp16 weights from the masters (after an upload or an optimiser step).
     pub fn pack(&self, dev: &dyn Device) -> Result<(), NnError> {
         for (t, off) in self.layout.iter().zip(&self.offsets) {
-            let Some(pk) = self.packed.get(&t.name) else { continue };
+            let Some(pk) = self.packed.get(&t.name) else {
+                continue;
+            };
             let w = self.p.at::<f32>(*off);
             match (&pk.dgrad, t.shape.as_slice()) {
-                (Some(dg), [cout, cin, 3, 3]) => dev.conv3x3_pack(w, pk.fwd.at::<u16>(0), dg.at::<u16>(0), *cin, *cout)?,
-                (None, [cin, cout, 2, 2]) => dev.upconv_pack(w, pk.fwd.at::<u16>(0), *cin, *cout)?,
-                _ => return Err(NnError::Config(format!("{}: unexpected shape {:?}", t.name, t.shape))),
+                (Some(dg), [cout, cin, 3, 3]) => {
+                    dev.conv3x3_pack(w, pk.fwd.at::<u16>(0), dg.at::<u16>(0), *cin, *cout)?
+                }
+                (None, [cin, cout, 2, 2]) => {
+                    dev.upconv_pack(w, pk.fwd.at::<u16>(0), *cin, *cout)?
+                }
+                _ => {
+                    return Err(NnError::Config(format!(
+                        "{}: unexpected shape {:?}",
+                        t.name, t.shape
+                    )))
+                }
             }
         }
         Ok(())
@@ -138,8 +178,19 @@ impl DevParams {
         Ok(flat)
     }
 
-    fn unflatten(&self, flat: &[f32], into: &mut UNetParams, pick: impl Fn(Kind) -> bool, mul: f32) {
-        for ((t, off), dst) in self.layout.iter().zip(&self.offsets).zip(into.tensors_mut()) {
+    fn unflatten(
+        &self,
+        flat: &[f32],
+        into: &mut UNetParams,
+        pick: impl Fn(Kind) -> bool,
+        mul: f32,
+    ) {
+        for ((t, off), dst) in self
+            .layout
+            .iter()
+            .zip(&self.offsets)
+            .zip(into.tensors_mut())
+        {
             if pick(t.kind) {
                 for (d, s) in dst.iter_mut().zip(&flat[*off..*off + t.len()]) {
                     *d = s * mul;
@@ -158,7 +209,11 @@ impl DevParams {
     }
 
     /// Copies the device's running statistics into `params` (the training forward updates them).
-    pub fn download_running(&self, dev: &dyn Device, params: &mut UNetParams) -> Result<(), NnError> {
+    pub fn download_running(
+        &self,
+        dev: &dyn Device,
+        params: &mut UNetParams,
+    ) -> Result<(), NnError> {
         let flat = self.download_flat(dev, &self.p)?;
         self.unflatten(&flat, params, |k| k == Kind::RunningStat, 1.0);
         Ok(())
