@@ -16,4 +16,5 @@ pub mod registry;
 pub mod report;
 pub mod segment;
 pub mod store;
+pub mod text;
 pub mod train;

@@ -32,8 +32,6 @@ pub const MAX_FRAMES: u64 = 100_000;
 
 /// JPEG Extended (process 2 & 4): the lossy JPEG that MR scanners write with 12-bit samples.
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
-/// JPEG-LS lossless and near-lossless, decodable only with the `jpeg-ls` feature (CharLS).
-const JPEG_LS: [&str; 2] = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
 
 /// RLE Lossless.
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
@@ -339,14 +337,9 @@ fn check_transfer_syntax(
             ts.name()
         )));
     }
-    if !ts.can_decode_all() {
-        let hint = if JPEG_LS.contains(&uid.as_str()) {
-            " (build cineseg with the `jpeg-ls` feature, which needs cmake and a C++ compiler)"
-        } else {
-            ""
-        };
+    if !ts.can_decode_all() && !super::jpegls::is_jpeg_ls(&uid) {
         return Err(unsupported(format!(
-            "transfer syntax {uid} ({}){hint}",
+            "transfer syntax {uid} ({})",
             ts.name()
         )));
     }
@@ -394,39 +387,15 @@ pub(crate) fn instances_from_object(
         path: path.to_path_buf(),
         reason,
     };
-    let decoded = match catch_unwind(AssertUnwindSafe(|| obj.decode_pixel_data())) {
-        Ok(Ok(d)) => d,
-        Ok(Err(e)) => return Err(decode_err(error_chain(&e))),
-        Err(_) => {
-            return Err(decode_err(
-                "the pixel decoder panicked on this input".into(),
-            ))
-        }
-    };
-    if decoded.rows() as usize != hdr.rows || decoded.columns() as usize != hdr.cols {
-        return Err(decode_err(format!(
-            "decoded {} x {}, header says {} x {}",
-            decoded.rows(),
-            decoded.columns(),
-            hdr.rows,
-            hdr.cols
-        )));
-    }
+    let source = FrameSource::open(obj, &hdr).map_err(decode_err)?;
     let per_frame = attr::items(root, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
     let shared = attr::first_item(root, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
     let enhanced = per_frame.len() >= hdr.frames && (hdr.frames > 1 || shared.is_some());
     let base = Base::read(root);
-    let raw = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
     let expected = hdr.rows * hdr.cols * hdr.spp;
     let mut out = Vec::with_capacity(hdr.frames);
     for f in 0..hdr.frames {
-        let values: Vec<f64> = match catch_unwind(AssertUnwindSafe(|| {
-            decoded.to_vec_frame_with_options::<f64>(f as u32, &raw)
-        })) {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Err(decode_err(format!("frame {f}: {}", error_chain(&e)))),
-            Err(_) => return Err(decode_err(format!("frame {f}: the converter panicked"))),
-        };
+        let values = source.frame(f).map_err(decode_err)?;
         if values.len() != expected {
             return Err(decode_err(format!(
                 "frame {f} has {} samples, expected {expected}",
@@ -468,6 +437,60 @@ pub(crate) fn instances_from_object(
         });
     }
     Ok(out)
+}
+
+/// Where the stored values of each frame come from: dicom-pixeldata for every encoding but
+/// JPEG-LS, which `jpegls` decodes in pure Rust.
+enum FrameSource<'a> {
+    Pixeldata(dicom_pixeldata::DecodedPixelData<'a>),
+    JpegLs(super::jpegls::JpegLsFrames),
+}
+
+impl<'a> FrameSource<'a> {
+    /// Decode (or, for JPEG-LS, split into frames) the object's pixel data; decoder panics
+    /// become errors.
+    fn open(obj: &'a DefaultDicomObject, hdr: &PixelHeader) -> Result<Self, String> {
+        if super::jpegls::is_jpeg_ls(obj.meta().transfer_syntax()) {
+            let frames = super::jpegls::JpegLsFrames::from_object(
+                obj, hdr.rows, hdr.cols, hdr.frames, hdr.spp,
+            )?;
+            return Ok(Self::JpegLs(frames));
+        }
+        let decoded = match catch_unwind(AssertUnwindSafe(|| obj.decode_pixel_data())) {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => return Err(error_chain(&e)),
+            Err(_) => return Err("the pixel decoder panicked on this input".into()),
+        };
+        if decoded.rows() as usize != hdr.rows || decoded.columns() as usize != hdr.cols {
+            return Err(format!(
+                "decoded {} x {}, header says {} x {}",
+                decoded.rows(),
+                decoded.columns(),
+                hdr.rows,
+                hdr.cols
+            ));
+        }
+        Ok(Self::Pixeldata(decoded))
+    }
+
+    /// Stored values of frame `f`, without the modality LUT (rescale is applied per frame by
+    /// the caller, since Enhanced MR may give each frame its own).
+    fn frame(&self, f: usize) -> Result<Vec<f64>, String> {
+        match self {
+            Self::JpegLs(frames) => catch_unwind(AssertUnwindSafe(|| frames.frame(f)))
+                .unwrap_or_else(|_| Err(format!("frame {f}: the JPEG-LS decoder panicked"))),
+            Self::Pixeldata(decoded) => {
+                let raw = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
+                match catch_unwind(AssertUnwindSafe(|| {
+                    decoded.to_vec_frame_with_options::<f64>(f as u32, &raw)
+                })) {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(e)) => Err(format!("frame {f}: {}", error_chain(&e))),
+                    Err(_) => Err(format!("frame {f}: the converter panicked")),
+                }
+            }
+        }
+    }
 }
 
 /// Native (uncompressed) pixel data must hold at least what the header promises; checking

@@ -7,6 +7,7 @@ pub mod error;
 pub mod geometry;
 pub mod inspect;
 pub mod instance;
+mod jpegls;
 pub mod masks;
 mod precheck;
 pub mod sc;
