@@ -5,7 +5,6 @@
 
 use super::CliError;
 use crate::daemon::pipeline::analyse;
-use crate::daemon::queue::JobRecord;
 use crate::daemon::results;
 use crate::dicom::stack::{load_folder, AssembleOptions};
 use crate::image::Slice2D;
@@ -70,16 +69,7 @@ pub fn run(
         .series_uid
         .clone()
         .unwrap_or_else(|| "unknown-series".into());
-    let job = JobRecord {
-        id: JobRecord::id_for(&series_uid, 0),
-        series_uid,
-        epoch: 0,
-        files: Vec::new(),
-        last_received_ms: 0,
-        enqueued_ms: 0,
-        closed_because: "cineseg segment".into(),
-        error: None,
-    };
+    let job = crate::daemon::queue::new_job(&series_uid, 0, Vec::new(), 0, "cineseg segment");
     super::ensure_dir(out)?;
     let done = results::write(out, &job, &analysis, model_name, true)?;
     if let Some(s) = &analysis.summary {

@@ -89,6 +89,15 @@ pub struct SpoolConfig {
     /// Keep received instances after their series was processed (for fine-tuning later).
     #[serde(default)]
     pub keep_received: bool,
+    /// With `keep_received` off, how long a processed series' images stay, so that a
+    /// continuation arriving later (the rest of a paused transfer) is processed together with
+    /// them as a new, superseding version.
+    #[serde(default = "default_continuation_window_s")]
+    pub continuation_window_s: u64,
+}
+
+fn default_continuation_window_s() -> u64 {
+    600
 }
 
 fn default_settle_ms() -> u64 {

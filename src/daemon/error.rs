@@ -21,6 +21,15 @@ pub enum DaemonError {
     /// A received object cannot be used (not DICOM, no series UID...).
     #[error("received object: {0}")]
     BadObject(String),
+    /// A received instance is refused with a DICOM status: it does not match its C-STORE
+    /// command, is not a kind of object the service takes, or is corrupt. The sender is told
+    /// with `status` and nothing is kept.
+    #[error("instance {sop} refused (status 0x{status:04X}): {reason}")]
+    Rejected {
+        sop: String,
+        status: u16,
+        reason: String,
+    },
     /// A DICOM network exchange failed.
     #[error("network: {0}")]
     Net(String),

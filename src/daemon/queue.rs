@@ -64,6 +64,17 @@ pub struct JobRecord {
     /// The error, for failed jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The job of the earlier reception of this series whose result this one replaces (a
+    /// continuation or a re-send processed whole): reports say which version they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<String>,
+    /// Why the series is known to be incomplete (closed on the idle timeout with slices
+    /// short of their phases...): becomes a quality flag on the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
+    /// Doubts about the reception worth a note in the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reception_notes: Vec<String>,
 }
 
 impl JobRecord {
@@ -248,6 +259,9 @@ pub fn new_job(
         enqueued_ms: unix_ms(),
         closed_because: closed_because.into(),
         error: None,
+        supersedes: None,
+        incomplete: None,
+        reception_notes: Vec::new(),
     }
 }
 

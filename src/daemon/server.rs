@@ -48,6 +48,7 @@ impl Daemon {
         super::fsio::ensure_dir(&cfg.output.dir)?;
         let queue = Arc::new(JobQueue::open(&root.join("jobs"))?);
         let spool = Arc::new(Spool::open(&cfg.spool, queue.clone())?);
+        spool.set_accept_segmentations(cfg.finetune.enabled);
         log::info!(
             "spool {}: {} series receiving, {} jobs pending, {} to send",
             root.display(),

@@ -151,6 +151,24 @@ pub fn read_bytes(bytes: &[u8], path: &Path) -> Result<Vec<Instance>, DicomError
     instances_from_object(&obj, path)
 }
 
+/// Parse and check what can be checked without decoding pixels: the header caps, and that
+/// the pixel data holds what the header promises (native data long enough; encapsulated data
+/// ending with its delimiter). The receiver calls this before it acknowledges an instance, so a
+/// corrupt or truncated file is refused while the sender can still be told.
+pub fn parse_checked(bytes: &[u8], path: &Path) -> Result<DefaultDicomObject, DicomError> {
+    let obj = parse(bytes, path)?;
+    check_encapsulation_end(&obj, bytes, path)?;
+    let root: &Obj = &obj;
+    if root.get(tags::PIXEL_DATA).is_some() {
+        let hdr = pixel_header(root, path)?;
+        let ts = obj.meta().transfer_syntax().trim_end_matches('\0');
+        if !ts.starts_with("1.2.840.10008.1.2.4") && !ts.starts_with("1.2.840.10008.1.2.5") {
+            check_native_length(root, &hdr, path)?;
+        }
+    }
+    Ok(obj)
+}
+
 /// The parser tolerates an encapsulated pixel data sequence that simply stops at the end of the
 /// file; such a file was cut short at a fragment boundary and may be missing frames. When the
 /// pixel data is the last element, the file must end with the sequence delimitation item.

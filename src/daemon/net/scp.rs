@@ -360,6 +360,14 @@ fn on_pdv<'s>(
                 (None, None) => (status::PROCESSING_FAILURE, None),
                 (None, Some(inc)) => match inc.commit() {
                     Ok(s) => (status::SUCCESS, Some(s)),
+                    Err(DaemonError::Rejected {
+                        sop,
+                        status,
+                        reason,
+                    }) => {
+                        log::warn!("instance {sop} refused with status 0x{status:04X}: {reason}");
+                        (status, None)
+                    }
                     Err(DaemonError::BadObject(e)) => {
                         log::warn!("instance refused: {e}");
                         (status::CANNOT_UNDERSTAND, None)
