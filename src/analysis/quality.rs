@@ -40,6 +40,9 @@ pub enum FlagKind {
     /// The model was unsure: mean foreground confidence below the configured threshold
     /// (typical of an unfamiliar scanner, sequence or artefact).
     LowConfidence,
+    /// The receiver closed the series without all the images it says it has (the sender
+    /// stopped, or paused past the idle timeout).
+    IncompleteReception,
 }
 
 /// How much a flag should worry the reader.

@@ -565,7 +565,9 @@ fn measure(sink: &Sink, rx: Receiver<Labelled>, tx: Sender<(Arc<Ctx>, Analysis)>
     for m in rx {
         let ctx = m.ctx.clone();
         let analysis = sink.guard(&ctx, "measure", || {
-            analyse(&m.stack, &m.labels, sink.settings.min_confidence)
+            let mut a = analyse(&m.stack, &m.labels, sink.settings.min_confidence)?;
+            add_reception_findings(&ctx.job, &mut a);
+            Ok(a)
         });
         if let Some(a) = analysis {
             if tx.send((ctx, a)).is_err() {
@@ -614,6 +616,21 @@ fn write(sink: &Sink, rx: Receiver<(Arc<Ctx>, Analysis)>) {
         );
         sink.leave();
     }
+}
+
+/// What the receiver knows about a series' completeness, in the result: an incomplete
+/// reception is a quality flag (its numbers may be wrong), doubts are notes.
+fn add_reception_findings(job: &JobRecord, a: &mut Analysis) {
+    if let Some(why) = &job.incomplete {
+        a.flags.push(quality::QualityFlag {
+            kind: quality::FlagKind::IncompleteReception,
+            severity: quality::Severity::Error,
+            phase: None,
+            slice: None,
+            message: format!("the series may be incomplete: {why}"),
+        });
+    }
+    a.notes.extend(job.reception_notes.iter().cloned());
 }
 
 /// Measures one segmented series: post-processed label volumes per phase, masks aligned to the

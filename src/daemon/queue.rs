@@ -64,6 +64,10 @@ pub struct JobRecord {
     /// The error, for failed jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Which processed version of its series this job is (1 the first time; 0 in records
+    /// written before versions were counted, read as `epoch + 1`).
+    #[serde(default)]
+    pub version: u32,
     /// The job of the earlier reception of this series whose result this one replaces (a
     /// continuation or a re-send processed whole): reports say which version they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,6 +82,15 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// Which processed version of its series this job is (see [`JobRecord::version`]).
+    pub fn version(&self) -> u32 {
+        if self.version == 0 {
+            self.epoch + 1
+        } else {
+            self.version
+        }
+    }
+
     /// The id of reception `epoch` of series `series_uid` (hex of SHA-256, never DICOM text).
     pub fn id_for(series_uid: &str, epoch: u32) -> String {
         format!("{}-{epoch}", short_hash(series_uid))
@@ -259,6 +272,7 @@ pub fn new_job(
         enqueued_ms: unix_ms(),
         closed_because: closed_because.into(),
         error: None,
+        version: 1,
         supersedes: None,
         incomplete: None,
         reception_notes: Vec::new(),

@@ -40,6 +40,13 @@ pub struct Analysis {
 #[derive(Serialize)]
 struct Report<'a> {
     job: &'a str,
+    /// Reception of the series this result is from (1 the first time): a higher version of
+    /// the same series supersedes the lower ones.
+    version: u32,
+    /// The job whose result this one replaces.
+    supersedes: Option<&'a str>,
+    /// Why the receiver considered the series complete.
+    closed_because: &'a str,
     series_instance_uid: &'a str,
     series_description: Option<&'a str>,
     model: &'a str,
@@ -112,6 +119,9 @@ pub fn write(
     }
     let report = Report {
         job: &job.id,
+        version: job.version(),
+        supersedes: job.supersedes.as_deref(),
+        closed_because: &job.closed_because,
         series_instance_uid: &job.series_uid,
         series_description: a.stack.ids.series_description.as_deref(),
         model: model_name,
@@ -193,6 +203,12 @@ fn html_page(job: &JobRecord, a: &Analysis, model_name: &str) -> Result<String, 
         ),
         ("Model".into(), model_name.into()),
     ];
+    if let Some(old) = &job.supersedes {
+        numbers.push((
+            "Version".into(),
+            format!("{} of this series (supersedes result {old})", job.epoch + 1),
+        ));
+    }
     numbers.push((
         "Slices x phases".into(),
         format!("{} x {}", a.stack.n_slices(), a.stack.n_phases()),

@@ -194,6 +194,45 @@ impl Daemon {
         self.addr
     }
 
+    /// The orderly shutdown SIGTERM asks for: stop accepting associations at once, let the
+    /// open ones finish, let the series in flight finish, and return within `limit` whatever
+    /// happens. Nothing acknowledged is at risk when the limit cuts this short: received
+    /// instances and queued jobs are on disk and resume at the next start; an instance still
+    /// arriving was not acknowledged, so its sender retries. Returns whether everything
+    /// finished in time.
+    pub fn drain(self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        self.scp.stop();
+        while self.scp.active() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let open = self.scp.active();
+        if open > 0 {
+            log::warn!(
+                "drain: {open} association(s) still open after {} s; their unacknowledged \
+                 instances will be sent again by their senders",
+                limit.as_secs()
+            );
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stopper = std::thread::Builder::new()
+            .name("drain".into())
+            .spawn(move || {
+                self.stop();
+                let _ = tx.send(());
+            });
+        let left = deadline.saturating_duration_since(Instant::now());
+        let stopped = stopper.is_ok() && rx.recv_timeout(left).is_ok();
+        if !stopped {
+            log::warn!(
+                "drain: series still in processing after {} s; they stay queued and resume \
+                 at the next start",
+                limit.as_secs()
+            );
+        }
+        stopped && open == 0
+    }
+
     /// Stops listening and processing and joins the threads.
     pub fn stop(mut self) {
         self.scp.stop();

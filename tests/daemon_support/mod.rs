@@ -231,9 +231,14 @@ impl Served {
         .filter(|l| !extra.contains(l.split(' ').next().unwrap_or("")))
         .map(|l| format!("{l}\n"))
         .collect();
+        let spool_defaults: String = ["settle_ms = 300", "series_idle_s = 5"]
+            .iter()
+            .filter(|l| !spool_extra.contains(l.split(' ').next().unwrap_or("")))
+            .map(|l| format!("{l}\n"))
+            .collect();
         let text = format!(
             "[server]\nae_title = \"CINESEG\"\nlisten = \"127.0.0.1:{port}\"\n{defaults}{extra}\n\
-[spool]\ndir = \"{s}\"\nsettle_ms = 300\nseries_idle_s = 5\n{spool_extra}\n\
+[spool]\ndir = \"{s}\"\n{spool_defaults}{spool_extra}\n\
 [pipeline]\nmodel = \"{m}\"\ndevice = \"cpu\"\nthreads = {t}\nbatch = 8\n\
 [output]\ndir = \"{o}\"\n\
 [logging]\nhealth_interval_s = 1\n",

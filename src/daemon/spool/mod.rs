@@ -289,6 +289,7 @@ impl Spool {
         let last = open.sops.values().map(|r| r.at_ms).max().unwrap_or(0);
         let mut job = new_job(uid, open.epoch, files, last, closing.because);
         job.supersedes = base.map(|b| b.job.clone());
+        job.version = base.map_or(1, |b| b.version + 1);
         job.incomplete = closing.incomplete;
         job.reception_notes = notes;
         self.queue.enqueue(&job)?;
@@ -302,6 +303,7 @@ impl Spool {
             ClosedSeries {
                 epoch: job.epoch,
                 job: job.id.clone(),
+                version: job.version,
                 sops: union,
                 closed_ms: unix_ms(),
             },

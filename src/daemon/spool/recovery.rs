@@ -105,6 +105,7 @@ pub(super) fn recover(index_path: &Path, queue: &JobQueue) -> Result<Recovered, 
                     uid,
                     ClosedSeries {
                         epoch,
+                        version: job.map_or(epoch + 1, JobRecord::version),
                         job: job_id,
                         sops,
                         closed_ms,

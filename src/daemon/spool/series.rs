@@ -35,6 +35,8 @@ pub(super) struct OpenSeries {
 pub(super) struct ClosedSeries {
     pub epoch: u32,
     pub job: String,
+    /// Its processed version (1 for the first result of the series).
+    pub version: u32,
     pub sops: BTreeMap<String, InstanceRecord>,
     /// When it was closed (ms since the Unix epoch): its files are kept for continuations
     /// for `continuation_window_s` after that.
@@ -208,6 +210,7 @@ mod tests {
         let base = ClosedSeries {
             epoch: 0,
             job: "j0".into(),
+            version: 1,
             closed_ms: 0,
             sops: [rec("a", 0, "1"), rec("b", 0, "2")]
                 .into_iter()
@@ -230,6 +233,7 @@ mod tests {
         let base = ClosedSeries {
             epoch: 0,
             job: "j0".into(),
+            version: 1,
             closed_ms: 0,
             sops: [rec("a", 0, "1")]
                 .into_iter()
