@@ -146,7 +146,13 @@ impl Sink {
             return;
         }
         let msg = format!("{stage}: {err}");
-        log::error!("series job {} quarantined: {msg}", ctx.job.id);
+        log::error!(
+            "series job {} ({} instances of series {}) quarantined: {}",
+            ctx.job.id,
+            ctx.job.files.len(),
+            crate::text::printable(&ctx.job.series_uid),
+            crate::text::printable(&msg)
+        );
         let qdir = self.settings.spool_dir.join("quarantine").join(&ctx.job.id);
         if std::fs::create_dir_all(&qdir).is_ok() {
             for f in &ctx.job.files {
@@ -232,6 +238,7 @@ impl Pipeline {
     ) -> Result<Pipeline, DaemonError> {
         settings.model_preprocess = model.preprocess.clone();
         settings.classes = model.config().classes;
+        crate::nn::buffer::set_pool_limit(INFERENCE_POOL_BYTES);
         let cap = settings.channel_capacity;
         let sink = Arc::new(Sink {
             queue: queue.clone(),
@@ -376,7 +383,11 @@ fn feed_and_decode(sink: &Sink, queue: &JobQueue, stop: &AtomicBool, tx: Sender<
                 crate::dicom::stack::load_files(&files, &objects, &AssembleOptions::default())
                     .map_err(|e| e.to_string())?;
             for s in &scan.skipped {
-                log::warn!("job {}: skipped an instance: {s}", ctx.job.id);
+                log::warn!(
+                    "job {}: skipped an instance: {}",
+                    ctx.job.id,
+                    crate::text::printable(&s.to_string())
+                );
             }
             let stack = scan
                 .stacks
@@ -388,7 +399,14 @@ fn feed_and_decode(sink: &Sink, queue: &JobQueue, stop: &AtomicBool, tx: Sender<
                         .sum::<usize>()
                 })
                 .ok_or_else(|| {
-                    "no image stack could be assembled from the received instances".to_string()
+                    let why: Vec<String> =
+                        scan.skipped.iter().take(3).map(|s| s.to_string()).collect();
+                    format!(
+                        "no image stack could be assembled from the {} received instances{}{}",
+                        ctx.job.files.len(),
+                        if why.is_empty() { "" } else { ": " },
+                        why.join("; ")
+                    )
                 })?;
             Ok(stack)
         });
@@ -577,6 +595,24 @@ fn measure(sink: &Sink, rx: Receiver<Labelled>, tx: Sender<(Arc<Ctx>, Analysis)>
     }
 }
 
+/// The buffer pool bound while serving: a few batches' activations, not a training step's.
+const INFERENCE_POOL_BYTES: usize = 512 << 20;
+
+/// Hands memory freed by a finished series back to the system. glibc keeps freed heap memory in
+/// its per-thread arenas, and a series' decode and inference allocate hundreds of MB across
+/// rayon threads: without this the daemon's resident size grew ~50 MiB per series.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas; it is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    log::debug!(
+        "buffer pool after the series: {} MiB",
+        crate::nn::buffer::pooled_bytes() >> 20
+    );
+}
+
 fn write(sink: &Sink, rx: Receiver<(Arc<Ctx>, Analysis)>) {
     for (ctx, a) in rx {
         let st = &sink.settings;
@@ -614,6 +650,8 @@ fn write(sink: &Sink, rx: Receiver<(Arc<Ctx>, Analysis)>) {
             a.flags.len() + a.notes.len(),
             ctx.busy_line()
         );
+        drop(a);
+        release_freed_memory();
         sink.leave();
     }
 }

@@ -6,6 +6,7 @@
 //! therefore come from, and go back to, a small global pool (the CPU counterpart of the GPU
 //! backend's arena).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Buffers below this many floats are left to the system allocator.
@@ -14,17 +15,44 @@ const MIN_POOLED: usize = 1 << 16;
 const MAX_POOL_BYTES: usize = 3 << 30;
 
 static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+/// The current bound on pooled bytes ([`set_pool_limit`]).
+static LIMIT: AtomicUsize = AtomicUsize::new(MAX_POOL_BYTES);
+
+/// Bounds the bytes the pool keeps, dropping pooled buffers beyond it now. Training wants a
+/// pool of gigabytes (dozens of live activations per step); a daemon that only infers must not
+/// keep a training-sized pool for months: measured, its resident size grew by tens of MiB per
+/// series as buffers of assorted sizes accumulated.
+pub fn set_pool_limit(bytes: usize) {
+    LIMIT.store(bytes.min(MAX_POOL_BYTES), Ordering::Relaxed);
+    if let Ok(mut pool) = POOL.lock() {
+        pool.sort_by_key(|b| std::cmp::Reverse(b.capacity()));
+        let mut held = 0usize;
+        pool.retain(|b| {
+            held += b.capacity() * 4;
+            held <= bytes
+        });
+    }
+}
+
+/// Bytes held by the pool now (for memory reports).
+pub fn pooled_bytes() -> usize {
+    POOL.lock()
+        .map(|p| p.iter().map(|b| b.capacity() * 4).sum())
+        .unwrap_or(0)
+}
 
 /// A buffer of `len` floats with unspecified (but initialised) contents: for outputs that are
 /// completely overwritten.
 pub fn take_any(len: usize) -> Vec<f32> {
     if len >= MIN_POOLED {
         if let Ok(mut pool) = POOL.lock() {
-            // Best fit: the smallest pooled buffer whose capacity suffices.
+            // Best fit: the smallest pooled buffer whose capacity suffices, but not one more
+            // than twice too large (handing those out makes the next large request allocate
+            // afresh, and the pool ratchets up).
             let best = pool
                 .iter()
                 .enumerate()
-                .filter(|(_, b)| b.capacity() >= len)
+                .filter(|(_, b)| b.capacity() >= len && b.capacity() / 2 <= len)
                 .min_by_key(|(_, b)| b.capacity())
                 .map(|(i, _)| i);
             if let Some(i) = best {
@@ -56,7 +84,7 @@ pub fn give(b: Vec<f32>) {
     }
     if let Ok(mut pool) = POOL.lock() {
         let held: usize = pool.iter().map(|v| v.capacity() * 4).sum();
-        if held + b.capacity() * 4 <= MAX_POOL_BYTES {
+        if held + b.capacity() * 4 <= LIMIT.load(Ordering::Relaxed) {
             pool.push(b);
         }
     }
