@@ -1,10 +1,15 @@
 //! Builds one `CineStack` from the parallel instances of one series: slice clustering along
 //! the normal, duplicate removal, resampling onto the majority grid, phase assignment by trigger
-//! time, spacing from the modal gap, and missing slice/frame detection (filled only on request).
+//! time, spacing from the modal gap, and missing slice/phase/frame detection (filled only on
+//! request). What cannot be one stack is refused with the `stack_check` rules.
 
-use super::geometry::{angle_deg, dot, resample, slice_normal, PlaneGrid};
+use super::geometry::{angle_deg, dot, outside_percent, resample, slice_normal, PlaneGrid};
 use super::stack::{
     dist, split_by_normal, AssembleOptions, CineStack, Correction, Frame, Placed, Slice, SourceRef,
+};
+use super::stack_check::{
+    check_frames_of_reference, check_orientations, check_phase_count, check_single_position,
+    check_slice_raster, expected_phases, missing_phases, StackDefect, MAX_PADDED_PERCENT,
 };
 
 /// Positions closer than this (mm) are the same acquisition position.
@@ -12,20 +17,30 @@ const SAME_POSITION_MM: f64 = 0.01;
 /// Trigger times closer than this (ms) are the same phase.
 const SAME_TIME_MS: f64 = 0.5;
 
-/// All stacks one series yields: one per orientation that has more than one slice position;
-/// lone slices at another angle are dropped and logged on the main stack.
-pub(super) fn build_series(series: Vec<Placed>, opts: &AssembleOptions) -> Vec<CineStack> {
-    let mut clusters = split_by_normal(series, opts.parallel_tolerance_deg).into_iter();
-    let Some(main) = clusters.next() else {
-        return Vec::new();
-    };
+/// The stack of one series (instances in canonical order): lone slices at another angle are
+/// dropped and logged on it; a series holding two acquisitions (two orientations or frames of
+/// reference with several slice positions each) is refused.
+pub(super) fn build_series(
+    series: Vec<Placed>,
+    opts: &AssembleOptions,
+) -> Result<Option<CineStack>, StackDefect> {
+    let tol = opts.duplicate_tolerance_mm;
+    check_frames_of_reference(&series, tol)?;
+    let mut clusters = split_by_normal(series, opts.parallel_tolerance_deg);
+    check_orientations(&clusters, |c| distinct_positions(c, tol))?;
+    // At most one group has several positions: that is the stack (else the largest group).
+    let main_at = clusters
+        .iter()
+        .position(|c| distinct_positions(c, tol) > 1)
+        .unwrap_or(0);
+    if clusters.is_empty() {
+        return Ok(None);
+    }
+    let main = clusters.remove(main_at);
     let main_normal = main.first().map(|p| p.normal).unwrap_or([0.0, 0.0, 1.0]);
-    let mut stacks = Vec::new();
     let mut dropped = Vec::new();
     for c in clusters {
-        if distinct_positions(&c, opts.duplicate_tolerance_mm) > 1 {
-            stacks.extend(build_stack(c, opts, Vec::new()));
-        } else if let Some(first) = c.first() {
+        if let Some(first) = c.first() {
             dropped.push(Correction::NonParallelSlice {
                 series_uid: first.inst.ids.series_uid.clone().unwrap_or_default(),
                 offset_mm: dot(first.grid.position, main_normal),
@@ -34,10 +49,7 @@ pub(super) fn build_series(series: Vec<Placed>, opts: &AssembleOptions) -> Vec<C
             });
         }
     }
-    if let Some(s) = build_stack(main, opts, dropped) {
-        stacks.insert(0, s);
-    }
-    stacks
+    build_stack(main, opts, dropped)
 }
 
 fn sop(p: &Placed) -> String {
@@ -65,6 +77,7 @@ fn distinct_positions(c: &[Placed], tol: f64) -> usize {
 }
 
 /// The raster most frames share (size, spacing, in-plane axes): the grid every slice ends on.
+/// On a tie the smaller field of view wins, so the other slices cover it when resampled.
 fn majority_grid(c: &[Placed]) -> Option<PlaneGrid> {
     let mut groups: Vec<(PlaneGrid, usize)> = Vec::new();
     for p in c {
@@ -73,19 +86,25 @@ fn majority_grid(c: &[Placed]) -> Option<PlaneGrid> {
             None => groups.push((p.grid.clone(), 1)),
         }
     }
-    groups.into_iter().max_by_key(|(_, n)| *n).map(|(g, _)| g)
+    let fov =
+        |g: &PlaneGrid| g.rows as f64 * g.pixel_spacing[0] * g.cols as f64 * g.pixel_spacing[1];
+    groups
+        .into_iter()
+        .max_by(|(ga, na), (gb, nb)| na.cmp(nb).then_with(|| fov(gb).total_cmp(&fov(ga))))
+        .map(|(g, _)| g)
 }
 
 fn build_stack(
     cluster: Vec<Placed>,
     opts: &AssembleOptions,
     mut log: Vec<Correction>,
-) -> Option<CineStack> {
+) -> Result<Option<CineStack>, StackDefect> {
     let first = cluster.first().map(|p| p.inst.clone());
     let reference = majority_grid(&cluster);
     let (Some(first), Some(reference)) = (first, reference) else {
-        return None;
+        return Ok(None);
     };
+    let expected = expected_phases(&cluster)?;
     let series_uid = first.ids.series_uid.clone().unwrap_or_default();
     let normal = slice_normal(&reference.orientation).unwrap_or([0.0, 0.0, 1.0]);
     let offset = |p: &Placed| dot(p.grid.position, normal);
@@ -107,11 +126,16 @@ fn build_stack(
         }
     }
 
-    // 2. One acquisition per position, one frame per trigger time.
+    // 2. One acquisition per position, one frame per trigger time, one raster per slice.
+    if let [only] = positions.as_slice() {
+        check_single_position(only)?;
+    }
     let mut slices = Vec::new();
     for group in positions {
         let (kept, dropped) = dedupe(group);
         let Some(head) = kept.first() else { continue };
+        check_slice_raster(slices.len(), offset(head), &kept)?;
+        check_phase_count(slices.len(), offset(head), kept.len(), expected)?;
         if !dropped.is_empty() {
             log.push(Correction::DuplicateSlice {
                 series_uid: series_uid.clone(),
@@ -128,22 +152,31 @@ fn build_stack(
     for (i, frames) in slices.into_iter().enumerate() {
         let Some(head) = frames.first() else { continue };
         let d = offset(head);
-        let (target, reason) = if head.grid.same_raster(&reference) {
-            (head.grid.clone(), None)
+        let target = if head.grid.same_raster(&reference) {
+            head.grid.clone()
         } else {
             let mut t = reference.clone();
             for ((tp, rp), n) in t.position.iter_mut().zip(reference.position).zip(normal) {
                 *tp = rp + (d - ref_offset) * n;
             }
-            (t, Some(resample_reason(&head.grid, &reference)))
-        };
-        if let Some(reason) = reason {
+            let reason = resample_reason(&head.grid, &reference);
+            let padded_percent = outside_percent(&head.grid, &t);
+            if padded_percent > MAX_PADDED_PERCENT {
+                return Err(StackDefect::RasterMismatch {
+                    slice: i,
+                    offset_mm: d,
+                    padded_percent,
+                    detail: reason,
+                });
+            }
             log.push(Correction::Resampled {
                 series_uid: series_uid.clone(),
                 slice: i,
                 reason,
+                padded_percent: (padded_percent * 10.0).round() / 10.0,
             });
-        }
+            t
+        };
         let times = frames.iter().map(|p| p.inst.trigger_time).collect();
         let frames = frames
             .into_iter()
@@ -196,6 +229,14 @@ fn build_stack(
         }
         slices.push(slice);
     }
+    if let Some((expected, evidence)) = missing_phases(n_phases, &phase_times, expected) {
+        log.push(Correction::MissingPhases {
+            series_uid: series_uid.clone(),
+            expected,
+            found: n_phases,
+            evidence: evidence.into(),
+        });
+    }
 
     // 5. Spacing from the modal gap; missing slices.
     let gaps: Vec<f64> = slices
@@ -225,7 +266,7 @@ fn build_stack(
             .unwrap_or(reference.position),
         ..reference
     };
-    Some(CineStack {
+    Ok(Some(CineStack {
         ids: first.ids.clone(),
         grid,
         normal,
@@ -236,7 +277,7 @@ fn build_stack(
         manufacturer: first.manufacturer.clone(),
         field_strength: first.field_strength,
         corrections: log,
-    })
+    }))
 }
 
 fn round3(v: f64) -> f64 {
