@@ -108,104 +108,20 @@ fn build_stack(
     let series_uid = first.ids.series_uid.clone().unwrap_or_default();
     let normal = slice_normal(&reference.orientation).unwrap_or([0.0, 0.0, 1.0]);
     let offset = |p: &Placed| dot(p.grid.position, normal);
-
-    // 1. Cluster along the normal.
-    let mut sorted = cluster;
-    sorted.sort_by(|a, b| offset(a).total_cmp(&offset(b)));
-    let mut positions: Vec<Vec<Placed>> = Vec::new();
-    for p in sorted {
-        match positions.last_mut() {
-            Some(cur)
-                if cur
-                    .first()
-                    .is_some_and(|q| offset(&p) - offset(q) < opts.duplicate_tolerance_mm) =>
-            {
-                cur.push(p)
-            }
-            _ => positions.push(vec![p]),
-        }
-    }
-
-    // 2. One acquisition per position, one frame per trigger time, one raster per slice.
-    if let [only] = positions.as_slice() {
-        check_single_position(only)?;
-    }
-    let mut slices = Vec::new();
-    for group in positions {
-        let (kept, dropped) = dedupe(group);
-        let Some(head) = kept.first() else { continue };
-        check_slice_raster(slices.len(), offset(head), &kept)?;
-        check_phase_count(slices.len(), offset(head), kept.len(), expected)?;
-        if !dropped.is_empty() {
-            log.push(Correction::DuplicateSlice {
-                series_uid: series_uid.clone(),
-                offset_mm: round3(offset(head)),
-                dropped_instances: dropped,
-            });
-        }
-        slices.push(kept);
-    }
+    // 1-2. Slices along the normal, one acquisition and raster each.
+    let slices = slice_groups(cluster, opts, expected, &series_uid, &mut log, offset)?;
 
     // 3. Resample onto the majority grid where needed.
-    let ref_offset = dot(reference.position, normal);
     let mut built: Vec<(Slice, Vec<Option<f64>>)> = Vec::new();
     for (i, frames) in slices.into_iter().enumerate() {
-        let Some(head) = frames.first() else { continue };
-        let d = offset(head);
-        let target = if head.grid.same_raster(&reference) {
-            head.grid.clone()
-        } else {
-            let mut t = reference.clone();
-            for ((tp, rp), n) in t.position.iter_mut().zip(reference.position).zip(normal) {
-                *tp = rp + (d - ref_offset) * n;
-            }
-            let reason = resample_reason(&head.grid, &reference);
-            let padded_percent = outside_percent(&head.grid, &t);
-            if padded_percent > MAX_PADDED_PERCENT {
-                return Err(StackDefect::RasterMismatch {
-                    slice: i,
-                    offset_mm: d,
-                    padded_percent,
-                    detail: reason,
-                });
-            }
-            log.push(Correction::Resampled {
-                series_uid: series_uid.clone(),
-                slice: i,
-                reason,
-                padded_percent: (padded_percent * 10.0).round() / 10.0,
-            });
-            t
-        };
-        let times = frames.iter().map(|p| p.inst.trigger_time).collect();
-        let frames = frames
-            .into_iter()
-            .map(|p| {
-                let pixels = if p.grid.same_raster(&target) {
-                    p.inst.pixels
-                } else {
-                    resample(&p.inst.pixels, &p.grid, &target)
-                };
-                Some(Frame {
-                    pixels,
-                    trigger_time: p.inst.trigger_time,
-                    source: Some(SourceRef {
-                        sop_instance_uid: p.inst.ids.sop_instance_uid.clone().unwrap_or_default(),
-                        sop_class_uid: p.inst.ids.sop_class_uid.clone().unwrap_or_default(),
-                        path: p.inst.path.clone(),
-                        frame: p.inst.frame,
-                    }),
-                })
-            })
-            .collect();
-        built.push((
-            Slice {
-                position: target.position,
-                offset_mm: d,
-                frames,
-            },
-            times,
-        ));
+        built.extend(onto_grid(
+            i,
+            frames,
+            &reference,
+            normal,
+            &series_uid,
+            &mut log,
+        )?);
     }
 
     // 4. Phases by trigger time.
@@ -278,6 +194,127 @@ fn build_stack(
         field_strength: first.field_strength,
         corrections: log,
     }))
+}
+
+/// Steps 1 and 2 of [`build_stack`]: the images clustered along the normal (`offset`), one
+/// acquisition per position and one frame per trigger time, duplicates logged; refuses a
+/// single crowded position, a slice on two rasters, and more phases than the cycle has.
+fn slice_groups(
+    cluster: Vec<Placed>,
+    opts: &AssembleOptions,
+    expected: Option<usize>,
+    series_uid: &str,
+    log: &mut Vec<Correction>,
+    offset: impl Fn(&Placed) -> f64,
+) -> Result<Vec<Vec<Placed>>, StackDefect> {
+    // 1. Cluster along the normal.
+    let mut sorted = cluster;
+    sorted.sort_by(|a, b| offset(a).total_cmp(&offset(b)));
+    let mut positions: Vec<Vec<Placed>> = Vec::new();
+    for p in sorted {
+        match positions.last_mut() {
+            Some(cur)
+                if cur
+                    .first()
+                    .is_some_and(|q| offset(&p) - offset(q) < opts.duplicate_tolerance_mm) =>
+            {
+                cur.push(p)
+            }
+            _ => positions.push(vec![p]),
+        }
+    }
+
+    // 2. One acquisition per position, one frame per trigger time, one raster per slice.
+    if let [only] = positions.as_slice() {
+        check_single_position(only)?;
+    }
+    let mut slices = Vec::new();
+    for group in positions {
+        let (kept, dropped) = dedupe(group);
+        let Some(head) = kept.first() else { continue };
+        check_slice_raster(slices.len(), offset(head), &kept)?;
+        check_phase_count(slices.len(), offset(head), kept.len(), expected)?;
+        if !dropped.is_empty() {
+            log.push(Correction::DuplicateSlice {
+                series_uid: series_uid.into(),
+                offset_mm: round3(offset(head)),
+                dropped_instances: dropped,
+            });
+        }
+        slices.push(kept);
+    }
+    Ok(slices)
+}
+
+/// Step 3 of [`build_stack`]: slice `i` on the stack's grid, resampled (and logged) when its
+/// raster differs; refuses a slice that would be more than `MAX_PADDED_PERCENT` zero padding.
+fn onto_grid(
+    i: usize,
+    frames: Vec<Placed>,
+    reference: &PlaneGrid,
+    normal: [f64; 3],
+    series_uid: &str,
+    log: &mut Vec<Correction>,
+) -> Result<Option<(Slice, Vec<Option<f64>>)>, StackDefect> {
+    let Some(head) = frames.first() else {
+        return Ok(None);
+    };
+    let d = dot(head.grid.position, normal);
+    let ref_offset = dot(reference.position, normal);
+    let target = if head.grid.same_raster(reference) {
+        head.grid.clone()
+    } else {
+        let mut t = reference.clone();
+        for ((tp, rp), n) in t.position.iter_mut().zip(reference.position).zip(normal) {
+            *tp = rp + (d - ref_offset) * n;
+        }
+        let reason = resample_reason(&head.grid, reference);
+        let padded_percent = outside_percent(&head.grid, &t);
+        if padded_percent > MAX_PADDED_PERCENT {
+            return Err(StackDefect::RasterMismatch {
+                slice: i,
+                offset_mm: d,
+                padded_percent,
+                detail: reason,
+            });
+        }
+        log.push(Correction::Resampled {
+            series_uid: series_uid.into(),
+            slice: i,
+            reason,
+            padded_percent: (padded_percent * 10.0).round() / 10.0,
+        });
+        t
+    };
+    let times = frames.iter().map(|p| p.inst.trigger_time).collect();
+    let frames = frames
+        .into_iter()
+        .map(|p| {
+            let pixels = if p.grid.same_raster(&target) {
+                p.inst.pixels
+            } else {
+                resample(&p.inst.pixels, &p.grid, &target)
+            };
+            Some(Frame {
+                pixels,
+                trigger_time: p.inst.trigger_time,
+                source: Some(SourceRef {
+                    sop_instance_uid: p.inst.ids.sop_instance_uid.clone().unwrap_or_default(),
+                    sop_class_uid: p.inst.ids.sop_class_uid.clone().unwrap_or_default(),
+                    path: p.inst.path.clone(),
+                    frame: p.inst.frame,
+                }),
+            })
+        })
+        .collect();
+    Ok(Some((
+        Slice {
+            position: target.position,
+            offset_mm: d,
+            frames,
+        },
+        times,
+    )))
 }
 
 fn round3(v: f64) -> f64 {
