@@ -112,7 +112,7 @@ fn build_stack(
     let slices = slice_groups(cluster, opts, expected, &series_uid, &mut log, offset)?;
 
     // 3. Resample onto the majority grid where needed.
-    let mut built: Vec<(Slice, Vec<Option<f64>>)> = Vec::new();
+    let mut built: Vec<Timed> = Vec::new();
     for (i, frames) in slices.into_iter().enumerate() {
         built.extend(onto_grid(
             i,
@@ -246,6 +246,9 @@ fn slice_groups(
     Ok(slices)
 }
 
+/// A slice on the stack's grid with the trigger time of each of its frames.
+type Timed = (Slice, Vec<Option<f64>>);
+
 /// Step 3 of [`build_stack`]: slice `i` on the stack's grid, resampled (and logged) when its
 /// raster differs; refuses a slice that would be more than `MAX_PADDED_PERCENT` zero padding.
 fn onto_grid(
@@ -255,7 +258,7 @@ fn onto_grid(
     normal: [f64; 3],
     series_uid: &str,
     log: &mut Vec<Correction>,
-) -> Result<Option<(Slice, Vec<Option<f64>>)>, StackDefect> {
+) -> Result<Option<Timed>, StackDefect> {
     let Some(head) = frames.first() else {
         return Ok(None);
     };
@@ -414,7 +417,7 @@ fn resample_reason(src: &PlaneGrid, dst: &PlaneGrid) -> String {
 }
 
 /// Median trigger time of each phase over the slices that have all phases.
-fn reference_times(built: &[(Slice, Vec<Option<f64>>)], n: usize) -> Vec<Option<f64>> {
+fn reference_times(built: &[Timed], n: usize) -> Vec<Option<f64>> {
     (0..n)
         .map(|p| {
             let mut t: Vec<f64> = built
