@@ -6,6 +6,7 @@
 
 use super::volume::{LabelVolume, LV, MYO};
 use super::volumes::CardiacSummary;
+use crate::dicom::stack::{CineStack, Correction};
 use serde::{Deserialize, Serialize};
 
 /// LVEF below this (percent) is implausible for a segmented, beating heart.
@@ -43,6 +44,17 @@ pub enum FlagKind {
     /// The receiver closed the series without all the images it says it has (the sender
     /// stopped, or paused past the idle timeout).
     IncompleteReception,
+    /// Fewer phases than CardiacNumberOfImages (or the trigger-time steps) say the cycle has:
+    /// end-diastole or end-systole may be missing.
+    MissingPhases,
+    /// Images missing at some (slice, phase): those phases' volumes lack slices.
+    MissingFrames,
+    /// Slice positions missing from the stack: the volumes leave them out.
+    MissingSlices,
+    /// Images or slices made up by filling (copied phases, interpolated slices).
+    FilledImages,
+    /// Slices on another raster resampled onto the stack's grid.
+    ResampledSlices,
 }
 
 /// How much a flag should worry the reader.
@@ -197,6 +209,104 @@ pub fn check_curve(curve: &[f64]) -> Vec<QualityFlag> {
     } else {
         Vec::new()
     }
+}
+
+/// Flags for an incomplete or corrected stack, from the record its assembly kept: missing
+/// phases, frames and slices are errors (the EF may come from the wrong phases or miss part of
+/// the ventricle), filled and resampled images warnings.
+pub fn check_stack(stack: &CineStack) -> Vec<QualityFlag> {
+    let mut flags = Vec::new();
+    let flag = |kind, severity, message| QualityFlag {
+        kind,
+        severity,
+        phase: None,
+        slice: None,
+        message,
+    };
+    let (mut missing, mut filled, mut gaps, mut interpolated) = (Vec::new(), 0, 0, 0);
+    let mut resampled = Vec::new();
+    for c in &stack.corrections {
+        match c {
+            Correction::MissingPhases {
+                expected,
+                found,
+                evidence,
+                ..
+            } => flags.push(flag(
+                FlagKind::MissingPhases,
+                Severity::Error,
+                format!(
+                    "only {found} of {expected} phases received ({evidence}): end-diastole or \
+                     end-systole may be missing, EF and volumes unreliable"
+                ),
+            )),
+            Correction::MissingFrame {
+                slice,
+                phase,
+                filled: false,
+                ..
+            } => missing.push(format!("slice {slice} phase {phase}")),
+            Correction::MissingFrame { filled: true, .. } => filled += 1,
+            Correction::MissingSlice {
+                count,
+                filled: false,
+                ..
+            } => gaps += count,
+            Correction::MissingSlice {
+                count,
+                filled: true,
+                ..
+            } => interpolated += count,
+            Correction::Resampled { slice, .. } => resampled.push(slice.to_string()),
+            _ => {}
+        }
+    }
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
+        let more = missing.len().saturating_sub(shown.len());
+        flags.push(flag(
+            FlagKind::MissingFrames,
+            Severity::Error,
+            format!(
+                "{} images missing ({}{}): the volumes of those phases lack slices, EF unreliable",
+                missing.len(),
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ),
+        ));
+    }
+    if gaps > 0 {
+        flags.push(flag(
+            FlagKind::MissingSlices,
+            Severity::Error,
+            format!("{gaps} slice position(s) missing from the stack: volumes leave them out"),
+        ));
+    }
+    if filled + interpolated > 0 {
+        flags.push(flag(
+            FlagKind::FilledImages,
+            Severity::Warning,
+            format!(
+                "{filled} image(s) copied from the nearest phase and {interpolated} slice(s) \
+                 interpolated: volumes include made-up images"
+            ),
+        ));
+    }
+    if !resampled.is_empty() {
+        flags.push(flag(
+            FlagKind::ResampledSlices,
+            Severity::Warning,
+            format!(
+                "slice(s) {} on another raster, resampled onto the stack's grid",
+                resampled.join(", ")
+            ),
+        ));
+    }
+    flags
 }
 
 /// Flags a series whose mean foreground confidence (mean over phases of the mean winning-class

@@ -24,6 +24,9 @@ pub fn run(
     for s in &scan.skipped {
         log::warn!("skipped: {s}");
     }
+    for r in &scan.refused {
+        log::warn!("refused: {r}");
+    }
     let stack = scan.stacks.into_iter().next().ok_or_else(|| {
         CliError::Usage(format!(
             "{}: no image stack could be assembled ({} files skipped)",

@@ -12,6 +12,8 @@ pub struct Page<'a> {
     pub numbers: &'a [(String, String)],
     /// Quality flags as (severity, message).
     pub flags: &'a [(String, String)],
+    /// Corrections made while assembling the stack, in words.
+    pub corrections: &'a [String],
     /// Captioned PNG images.
     pub images: &'a [(String, Vec<u8>)],
 }
@@ -60,6 +62,16 @@ pub fn render(p: &Page<'_>) -> String {
         }
         h.push_str("</ul>\n");
     }
+    h.push_str("<h2>Corrections made while assembling the images</h2>\n");
+    if p.corrections.is_empty() {
+        h.push_str("<p>None.</p>\n");
+    } else {
+        h.push_str("<ul>\n");
+        for c in p.corrections {
+            let _ = writeln!(h, "<li>{}</li>", escape(c));
+        }
+        h.push_str("</ul>\n");
+    }
     for (caption, png) in p.images {
         let b64 = base64::engine::general_purpose::STANDARD.encode(png);
         let _ = writeln!(
@@ -85,6 +97,7 @@ mod tests {
             title: "A&B",
             numbers: &numbers,
             flags: &flags,
+            corrections: &["slice 2 resampled".to_string()],
             images: &images,
         });
         assert!(
@@ -92,6 +105,7 @@ mod tests {
                 && html.contains("&lt;script&gt;")
                 && !html.contains("<script>")
         );
+        assert!(html.contains("<li>slice 2 resampled</li>"));
         assert!(
             html.contains("data:image/png;base64,iVBORw=="),
             "PNG bytes embedded"

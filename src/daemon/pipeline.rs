@@ -745,6 +745,7 @@ pub fn analyse(
         .map(|s| quality::check(&phases, s))
         .unwrap_or_default();
     flags.extend(quality::check_confidence(&confidence, min_confidence));
+    flags.extend(quality::check_stack(stack));
     if missing > 0 {
         notes.push(format!(
             "{missing} images missing from the series were not segmented"

@@ -8,7 +8,7 @@ use super::fsio::{ensure_dir, sync_dir};
 use super::html::{self, Page};
 use super::queue::JobRecord;
 use super::DaemonError;
-use crate::analysis::quality::QualityFlag;
+use crate::analysis::quality::{QualityFlag, Severity};
 use crate::analysis::volumes::CardiacSummary;
 use crate::dicom::masks::LabelMasks;
 use crate::dicom::seg::{write_seg, Algorithm};
@@ -57,6 +57,8 @@ struct Report<'a> {
     slice_spacing_mm: f64,
     missing_frames: usize,
     summary: Option<&'a CardiacSummary>,
+    /// True when an error-severity quality flag makes the EF and volumes unreliable.
+    ef_flagged: bool,
     quality_flags: &'a [QualityFlag],
     notes: &'a [String],
     confidence_per_phase: &'a [f32],
@@ -132,6 +134,7 @@ pub fn write(
         slice_spacing_mm: a.stack.slice_spacing,
         missing_frames: a.missing_frames,
         summary: a.summary.as_ref(),
+        ef_flagged: ef_flagged(a),
         quality_flags: &a.flags,
         notes: &a.notes,
         confidence_per_phase: &a.confidence,
@@ -157,6 +160,11 @@ pub fn write(
     }
     super::fsio::rename_durable(&dir, &final_dir)?;
     Ok(final_dir)
+}
+
+/// An error-severity flag (missing phases, an implausible EF, ...) marks the EF unreliable.
+fn ef_flagged(a: &Analysis) -> bool {
+    a.flags.iter().any(|f| f.severity == Severity::Error)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), DaemonError> {
@@ -225,7 +233,12 @@ fn html_page(job: &JobRecord, a: &Analysis, model_name: &str) -> Result<String, 
             ("LV SV (ml)".into(), f1(s.lv_sv_ml)),
             (
                 "LV EF (%)".into(),
-                s.lv_ef_percent.map(f1).unwrap_or_else(|| "n/a".into()),
+                s.lv_ef_percent.map(f1).unwrap_or_else(|| "n/a".into())
+                    + if ef_flagged(a) {
+                        " (FLAGGED: see quality flags)"
+                    } else {
+                        ""
+                    },
             ),
             ("LV mass (g)".into(), f1(s.lv_mass_g)),
             (
@@ -272,10 +285,12 @@ fn html_page(job: &JobRecord, a: &Analysis, model_name: &str) -> Result<String, 
         })
         .collect();
     flags.extend(a.notes.iter().map(|n| ("warning".to_string(), n.clone())));
+    let corrections: Vec<String> = a.stack.corrections.iter().map(|c| c.describe()).collect();
     Ok(html::render(&Page {
         title: "cineseg cardiac function report",
         numbers: &numbers,
         flags: &flags,
+        corrections: &corrections,
         images: &images,
     }))
 }

@@ -74,6 +74,17 @@ pub enum DicomError {
         /// Why not.
         reason: String,
     },
+    /// A series whose images cannot be one cine stack (see `stack::StackDefect`): refused
+    /// before any number is computed, so no confident but wrong EF is reported.
+    #[error("{path}: series {series_uid} is not a cine stack: {defect}")]
+    NotACineStack {
+        /// The folder (or first file) the instances came from.
+        path: PathBuf,
+        /// SeriesInstanceUID, made printable.
+        series_uid: String,
+        /// What is impossible about it.
+        defect: super::stack::StackDefect,
+    },
     /// A DICOM object could not be built or written.
     #[error("{path}: cannot write DICOM: {reason}")]
     Write {
@@ -104,6 +115,7 @@ impl DicomError {
             | DicomError::Unsupported { path, .. }
             | DicomError::Decode { path, .. }
             | DicomError::Assemble { path, .. }
+            | DicomError::NotACineStack { path, .. }
             | DicomError::Write { path, .. }
             | DicomError::Contour { path, .. } => path,
         }

@@ -137,6 +137,30 @@ pub fn resample(src_pixels: &[f32], src: &PlaneGrid, dst: &PlaneGrid) -> Vec<f32
     out
 }
 
+/// Percentage of the pixel centres of `dst` that fall outside the image `src` when projected onto
+/// it, by the same edge rule [`resample`] uses: the share of the resampled image that would be
+/// zero padding rather than data. 0 when `src` covers `dst`.
+pub fn outside_percent(src: &PlaneGrid, dst: &PlaneGrid) -> f64 {
+    let total = dst.rows * dst.cols;
+    if total == 0 {
+        return 0.0;
+    }
+    if src.rows == 0 || src.cols == 0 {
+        return 100.0;
+    }
+    let (max_r, max_c) = ((src.rows - 1) as f64, (src.cols - 1) as f64);
+    let mut outside = 0usize;
+    for r in 0..dst.rows {
+        for c in 0..dst.cols {
+            let (sr, sc) = src.pixel_of(dst.world(r as f64, c as f64));
+            if sr < -EDGE || sc < -EDGE || sr > max_r + EDGE || sc > max_c + EDGE {
+                outside += 1;
+            }
+        }
+    }
+    100.0 * outside as f64 / total as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +201,24 @@ mod tests {
             slice_normal(&src.orientation).map(|n| angle_deg(n, [0.0, 0.0, 1.0])),
             Some(0.0)
         );
+    }
+
+    #[test]
+    fn outside_percent_measures_padding() {
+        let a = grid([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], [0.0; 3]);
+        assert_eq!(outside_percent(&a, &a), 0.0);
+        // A 4x8 source covers the top half of the 8x8 grid only.
+        let half = PlaneGrid {
+            rows: 4,
+            ..a.clone()
+        };
+        assert_eq!(outside_percent(&half, &a), 50.0);
+        // A coarser source with a larger field of view covers the finer grid.
+        let coarse = PlaneGrid {
+            pixel_spacing: [1.2, 1.2],
+            ..a.clone()
+        };
+        assert_eq!(outside_percent(&coarse, &a), 0.0);
+        assert!(outside_percent(&a, &coarse) > 0.0);
     }
 }

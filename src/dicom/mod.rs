@@ -15,6 +15,7 @@ pub mod seg;
 pub mod seg_refs;
 pub mod stack;
 mod stack_build;
+mod stack_check;
 pub mod writer;
 
 pub use error::DicomError;

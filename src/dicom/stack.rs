@@ -3,7 +3,9 @@
 //! ImagePositionPatient on the slice normal (never SliceLocation, which on the Sunnybrook GE
 //! series steps 6.72 mm while the true spacing is 10 mm); phases by TriggerTime. Every
 //! correction is recorded as one machine-readable line so a report can say exactly what was
-//! changed and why.
+//! changed and why. A series that cannot be one cine stack is refused with a typed
+//! [`StackDefect`] (rules in `stack_check`), and instances are put in a canonical order first so
+//! that the outcome never depends on the order the files were read in.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use serde::Serialize;
 use super::error::DicomError;
 use super::geometry::{angle_deg, dot, slice_normal, PlaneGrid, Vec3};
 use super::instance::{Identifiers, Instance};
+pub use super::stack_check::StackDefect;
 
 /// Knobs for assembly; the defaults follow what the paper's authors did by hand.
 #[derive(Debug, Clone)]
@@ -59,11 +62,13 @@ pub enum Correction {
         angle_deg: f64,
         dropped_instances: Vec<String>,
     },
-    /// A slice with another size, spacing or in-plane rotation, resampled onto the majority grid.
+    /// A slice with another size, spacing or in-plane rotation, resampled onto the majority grid;
+    /// `padded_percent` of the grid lay outside the slice's image and is zero.
     Resampled {
         series_uid: String,
         slice: usize,
         reason: String,
+        padded_percent: f64,
     },
     /// Slices missing from an otherwise regular spacing.
     MissingSlice {
@@ -71,6 +76,14 @@ pub enum Correction {
         after_slice: usize,
         count: usize,
         filled: bool,
+    },
+    /// Fewer phases than the series says the cycle has (`evidence`: CardiacNumberOfImages, or
+    /// gaps in the trigger times): end-diastole or end-systole may be among the missing ones.
+    MissingPhases {
+        series_uid: String,
+        expected: usize,
+        found: usize,
+        evidence: String,
     },
     /// A phase missing at one slice.
     MissingFrame {
@@ -88,6 +101,86 @@ pub enum Correction {
 }
 
 impl Correction {
+    /// The correction in words, for the HTML report and the terminal.
+    pub fn describe(&self) -> String {
+        match self {
+            Correction::RepeatedSeries {
+                dropped_series_uid, ..
+            } => format!(
+                "repeated series {} dropped; the latest complete one kept",
+                crate::text::printable(dropped_series_uid)
+            ),
+            Correction::DuplicateSlice {
+                offset_mm,
+                dropped_instances,
+                ..
+            } => format!(
+                "{} duplicate images at {offset_mm:.1} mm dropped",
+                dropped_instances.len()
+            ),
+            Correction::NonParallelSlice {
+                offset_mm,
+                angle_deg,
+                dropped_instances,
+                ..
+            } => format!(
+                "{} images at {offset_mm:.1} mm dropped: {angle_deg:.1} degrees off the stack",
+                dropped_instances.len()
+            ),
+            Correction::Resampled {
+                slice,
+                reason,
+                padded_percent,
+                ..
+            } => format!(
+                "slice {slice} resampled onto the stack's grid ({reason}; {padded_percent:.1} % \
+                 zero padding)"
+            ),
+            Correction::MissingSlice {
+                after_slice,
+                count,
+                filled,
+                ..
+            } => format!(
+                "{count} slice(s) missing after slice {after_slice}{}",
+                if *filled {
+                    ", interpolated"
+                } else {
+                    ", not filled"
+                }
+            ),
+            Correction::MissingPhases {
+                expected,
+                found,
+                evidence,
+                ..
+            } => format!("{found} of {expected} phases present ({evidence})"),
+            Correction::MissingFrame {
+                slice,
+                phase,
+                filled,
+                ..
+            } => format!(
+                "image of slice {slice}, phase {phase} missing{}",
+                if *filled {
+                    ", copied from the nearest phase"
+                } else {
+                    ", not filled"
+                }
+            ),
+            Correction::SpacingFromPositions {
+                spacing_mm,
+                header_mm,
+                ..
+            } => match header_mm {
+                Some(h) => {
+                    format!("slice spacing {spacing_mm:.2} mm from positions (header {h:.2} mm)")
+                }
+                None => format!("slice spacing {spacing_mm:.2} mm from positions (none in header)"),
+            },
+        }
+    }
+
     /// The correction as one line of JSON.
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
@@ -189,6 +282,8 @@ pub struct FolderScan {
     pub stacks: Vec<CineStack>,
     /// Files that failed to read (a folder may hold DICOMDIRs, reports, broken exports).
     pub skipped: Vec<DicomError>,
+    /// Series refused as impossible stacks (`DicomError::NotACineStack`), largest first.
+    pub refused: Vec<DicomError>,
     /// Number of frames read successfully.
     pub frames_read: usize,
 }
@@ -222,11 +317,12 @@ pub fn load_files(
         }
     }
     let frames_read = instances.len();
-    let stacks = assemble(instances, opts, origin)?;
+    let Assembled { stacks, refused } = assemble_all(instances, opts, origin)?;
     Ok(FolderScan {
         stacks,
         skipped,
         frames_read,
+        refused,
     })
 }
 
@@ -267,20 +363,61 @@ fn place(inst: Instance) -> Option<Placed> {
     Some(Placed { inst, grid, normal })
 }
 
+/// The order every assembly starts from, whatever order the files came in: SOP instance,
+/// frame, then the values that tell apart two different images sharing a SOPInstanceUID.
+fn canonical(a: &Placed, b: &Placed) -> std::cmp::Ordering {
+    let (x, y) = (&a.inst, &b.inst);
+    x.ids
+        .sop_instance_uid
+        .cmp(&y.ids.sop_instance_uid)
+        .then(x.frame.cmp(&y.frame))
+        .then(x.instance_number.cmp(&y.instance_number))
+        .then_with(|| {
+            let t = |i: &Instance| i.trigger_time.unwrap_or(f64::NEG_INFINITY);
+            t(x).total_cmp(&t(y))
+        })
+        .then_with(|| {
+            (0..3).fold(std::cmp::Ordering::Equal, |o, k| {
+                o.then(a.grid.position[k].total_cmp(&b.grid.position[k]))
+            })
+        })
+        .then_with(|| x.path.cmp(&y.path))
+}
+
+/// Stacks and refused series of one assembly.
+pub struct Assembled {
+    /// Stacks, largest first.
+    pub stacks: Vec<CineStack>,
+    /// Series refused as impossible stacks (`DicomError::NotACineStack`), largest first.
+    pub refused: Vec<DicomError>,
+}
+
 /// Group instances into cine stacks and apply the corrections. `origin` names the input in
-/// errors. Returns the stacks largest first; fails only when no stack can be formed.
+/// errors. Returns the stacks largest first; fails when no stack can be formed, with the
+/// defect of the largest refused series when there is one.
 pub fn assemble(
     instances: Vec<Instance>,
     opts: &AssembleOptions,
     origin: &Path,
 ) -> Result<Vec<CineStack>, DicomError> {
+    Ok(assemble_all(instances, opts, origin)?.stacks)
+}
+
+/// [`assemble`], also returning the series refused while other series gave stacks.
+pub fn assemble_all(
+    instances: Vec<Instance>,
+    opts: &AssembleOptions,
+    origin: &Path,
+) -> Result<Assembled, DicomError> {
     let fail = |reason: String| DicomError::Assemble {
         path: origin.to_path_buf(),
         reason,
     };
     let total = instances.len();
+    let mut placed: Vec<Placed> = instances.into_iter().filter_map(place).collect();
+    placed.sort_by(canonical);
     let mut by_series: BTreeMap<(String, String), Vec<Placed>> = BTreeMap::new();
-    for p in instances.into_iter().filter_map(place) {
+    for p in placed {
         let key = (
             p.inst.ids.study_uid.clone().unwrap_or_default(),
             p.inst.ids.series_uid.clone().unwrap_or_default(),
@@ -293,15 +430,32 @@ pub fn assemble(
         )));
     }
     let mut stacks = Vec::new();
-    for (_, series) in by_series {
-        stacks.extend(super::stack_build::build_series(series, opts));
+    let mut refused: Vec<(usize, DicomError)> = Vec::new();
+    for ((_, series_uid), series) in by_series {
+        let size = series.len();
+        match super::stack_build::build_series(series, opts) {
+            Ok(s) => stacks.extend(s),
+            Err(defect) => refused.push((
+                size,
+                DicomError::NotACineStack {
+                    path: origin.to_path_buf(),
+                    series_uid: crate::text::printable(&series_uid).into_owned(),
+                    defect,
+                },
+            )),
+        }
     }
+    refused.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+    let mut refused: Vec<DicomError> = refused.into_iter().map(|(_, e)| e).collect();
     if stacks.is_empty() {
-        return Err(fail("no group of parallel slices found".into()));
+        if refused.is_empty() {
+            return Err(fail("no group of parallel slices found".into()));
+        }
+        return Err(refused.remove(0));
     }
     let mut stacks = drop_repeats(stacks, opts);
     stacks.sort_by_key(|s| std::cmp::Reverse(s.n_slices() * s.n_phases()));
-    Ok(stacks)
+    Ok(Assembled { stacks, refused })
 }
 
 /// Group a series' instances by normal direction: returns clusters, largest first.

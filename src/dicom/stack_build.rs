@@ -1,10 +1,15 @@
 //! Builds one `CineStack` from the parallel instances of one series: slice clustering along
 //! the normal, duplicate removal, resampling onto the majority grid, phase assignment by trigger
-//! time, spacing from the modal gap, and missing slice/frame detection (filled only on request).
+//! time, spacing from the modal gap, and missing slice/phase/frame detection (filled only on
+//! request). What cannot be one stack is refused with the `stack_check` rules.
 
-use super::geometry::{angle_deg, dot, resample, slice_normal, PlaneGrid};
+use super::geometry::{angle_deg, dot, outside_percent, resample, slice_normal, PlaneGrid};
 use super::stack::{
     dist, split_by_normal, AssembleOptions, CineStack, Correction, Frame, Placed, Slice, SourceRef,
+};
+use super::stack_check::{
+    check_frames_of_reference, check_orientations, check_phase_count, check_single_position,
+    check_slice_raster, expected_phases, missing_phases, StackDefect, MAX_PADDED_PERCENT,
 };
 
 /// Positions closer than this (mm) are the same acquisition position.
@@ -12,20 +17,30 @@ const SAME_POSITION_MM: f64 = 0.01;
 /// Trigger times closer than this (ms) are the same phase.
 const SAME_TIME_MS: f64 = 0.5;
 
-/// All stacks one series yields: one per orientation that has more than one slice position;
-/// lone slices at another angle are dropped and logged on the main stack.
-pub(super) fn build_series(series: Vec<Placed>, opts: &AssembleOptions) -> Vec<CineStack> {
-    let mut clusters = split_by_normal(series, opts.parallel_tolerance_deg).into_iter();
-    let Some(main) = clusters.next() else {
-        return Vec::new();
-    };
+/// The stack of one series (instances in canonical order): lone slices at another angle are
+/// dropped and logged on it; a series holding two acquisitions (two orientations or frames of
+/// reference with several slice positions each) is refused.
+pub(super) fn build_series(
+    series: Vec<Placed>,
+    opts: &AssembleOptions,
+) -> Result<Option<CineStack>, StackDefect> {
+    let tol = opts.duplicate_tolerance_mm;
+    check_frames_of_reference(&series, tol)?;
+    let mut clusters = split_by_normal(series, opts.parallel_tolerance_deg);
+    check_orientations(&clusters, |c| distinct_positions(c, tol))?;
+    // At most one group has several positions: that is the stack (else the largest group).
+    let main_at = clusters
+        .iter()
+        .position(|c| distinct_positions(c, tol) > 1)
+        .unwrap_or(0);
+    if clusters.is_empty() {
+        return Ok(None);
+    }
+    let main = clusters.remove(main_at);
     let main_normal = main.first().map(|p| p.normal).unwrap_or([0.0, 0.0, 1.0]);
-    let mut stacks = Vec::new();
     let mut dropped = Vec::new();
     for c in clusters {
-        if distinct_positions(&c, opts.duplicate_tolerance_mm) > 1 {
-            stacks.extend(build_stack(c, opts, Vec::new()));
-        } else if let Some(first) = c.first() {
+        if let Some(first) = c.first() {
             dropped.push(Correction::NonParallelSlice {
                 series_uid: first.inst.ids.series_uid.clone().unwrap_or_default(),
                 offset_mm: dot(first.grid.position, main_normal),
@@ -34,10 +49,7 @@ pub(super) fn build_series(series: Vec<Placed>, opts: &AssembleOptions) -> Vec<C
             });
         }
     }
-    if let Some(s) = build_stack(main, opts, dropped) {
-        stacks.insert(0, s);
-    }
-    stacks
+    build_stack(main, opts, dropped)
 }
 
 fn sop(p: &Placed) -> String {
@@ -65,6 +77,7 @@ fn distinct_positions(c: &[Placed], tol: f64) -> usize {
 }
 
 /// The raster most frames share (size, spacing, in-plane axes): the grid every slice ends on.
+/// On a tie the smaller field of view wins, so the other slices cover it when resampled.
 fn majority_grid(c: &[Placed]) -> Option<PlaneGrid> {
     let mut groups: Vec<(PlaneGrid, usize)> = Vec::new();
     for p in c {
@@ -73,106 +86,42 @@ fn majority_grid(c: &[Placed]) -> Option<PlaneGrid> {
             None => groups.push((p.grid.clone(), 1)),
         }
     }
-    groups.into_iter().max_by_key(|(_, n)| *n).map(|(g, _)| g)
+    let fov =
+        |g: &PlaneGrid| g.rows as f64 * g.pixel_spacing[0] * g.cols as f64 * g.pixel_spacing[1];
+    groups
+        .into_iter()
+        .max_by(|(ga, na), (gb, nb)| na.cmp(nb).then_with(|| fov(gb).total_cmp(&fov(ga))))
+        .map(|(g, _)| g)
 }
 
 fn build_stack(
     cluster: Vec<Placed>,
     opts: &AssembleOptions,
     mut log: Vec<Correction>,
-) -> Option<CineStack> {
+) -> Result<Option<CineStack>, StackDefect> {
     let first = cluster.first().map(|p| p.inst.clone());
     let reference = majority_grid(&cluster);
     let (Some(first), Some(reference)) = (first, reference) else {
-        return None;
+        return Ok(None);
     };
+    let expected = expected_phases(&cluster)?;
     let series_uid = first.ids.series_uid.clone().unwrap_or_default();
     let normal = slice_normal(&reference.orientation).unwrap_or([0.0, 0.0, 1.0]);
     let offset = |p: &Placed| dot(p.grid.position, normal);
-
-    // 1. Cluster along the normal.
-    let mut sorted = cluster;
-    sorted.sort_by(|a, b| offset(a).total_cmp(&offset(b)));
-    let mut positions: Vec<Vec<Placed>> = Vec::new();
-    for p in sorted {
-        match positions.last_mut() {
-            Some(cur)
-                if cur
-                    .first()
-                    .is_some_and(|q| offset(&p) - offset(q) < opts.duplicate_tolerance_mm) =>
-            {
-                cur.push(p)
-            }
-            _ => positions.push(vec![p]),
-        }
-    }
-
-    // 2. One acquisition per position, one frame per trigger time.
-    let mut slices = Vec::new();
-    for group in positions {
-        let (kept, dropped) = dedupe(group);
-        let Some(head) = kept.first() else { continue };
-        if !dropped.is_empty() {
-            log.push(Correction::DuplicateSlice {
-                series_uid: series_uid.clone(),
-                offset_mm: round3(offset(head)),
-                dropped_instances: dropped,
-            });
-        }
-        slices.push(kept);
-    }
+    // 1-2. Slices along the normal, one acquisition and raster each.
+    let slices = slice_groups(cluster, opts, expected, &series_uid, &mut log, offset)?;
 
     // 3. Resample onto the majority grid where needed.
-    let ref_offset = dot(reference.position, normal);
-    let mut built: Vec<(Slice, Vec<Option<f64>>)> = Vec::new();
+    let mut built: Vec<Timed> = Vec::new();
     for (i, frames) in slices.into_iter().enumerate() {
-        let Some(head) = frames.first() else { continue };
-        let d = offset(head);
-        let (target, reason) = if head.grid.same_raster(&reference) {
-            (head.grid.clone(), None)
-        } else {
-            let mut t = reference.clone();
-            for ((tp, rp), n) in t.position.iter_mut().zip(reference.position).zip(normal) {
-                *tp = rp + (d - ref_offset) * n;
-            }
-            (t, Some(resample_reason(&head.grid, &reference)))
-        };
-        if let Some(reason) = reason {
-            log.push(Correction::Resampled {
-                series_uid: series_uid.clone(),
-                slice: i,
-                reason,
-            });
-        }
-        let times = frames.iter().map(|p| p.inst.trigger_time).collect();
-        let frames = frames
-            .into_iter()
-            .map(|p| {
-                let pixels = if p.grid.same_raster(&target) {
-                    p.inst.pixels
-                } else {
-                    resample(&p.inst.pixels, &p.grid, &target)
-                };
-                Some(Frame {
-                    pixels,
-                    trigger_time: p.inst.trigger_time,
-                    source: Some(SourceRef {
-                        sop_instance_uid: p.inst.ids.sop_instance_uid.clone().unwrap_or_default(),
-                        sop_class_uid: p.inst.ids.sop_class_uid.clone().unwrap_or_default(),
-                        path: p.inst.path.clone(),
-                        frame: p.inst.frame,
-                    }),
-                })
-            })
-            .collect();
-        built.push((
-            Slice {
-                position: target.position,
-                offset_mm: d,
-                frames,
-            },
-            times,
-        ));
+        built.extend(onto_grid(
+            i,
+            frames,
+            &reference,
+            normal,
+            &series_uid,
+            &mut log,
+        )?);
     }
 
     // 4. Phases by trigger time.
@@ -195,6 +144,14 @@ fn build_stack(
             }
         }
         slices.push(slice);
+    }
+    if let Some((expected, evidence)) = missing_phases(n_phases, &phase_times, expected) {
+        log.push(Correction::MissingPhases {
+            series_uid: series_uid.clone(),
+            expected,
+            found: n_phases,
+            evidence: evidence.into(),
+        });
     }
 
     // 5. Spacing from the modal gap; missing slices.
@@ -225,7 +182,7 @@ fn build_stack(
             .unwrap_or(reference.position),
         ..reference
     };
-    Some(CineStack {
+    Ok(Some(CineStack {
         ids: first.ids.clone(),
         grid,
         normal,
@@ -236,7 +193,131 @@ fn build_stack(
         manufacturer: first.manufacturer.clone(),
         field_strength: first.field_strength,
         corrections: log,
-    })
+    }))
+}
+
+/// Steps 1 and 2 of [`build_stack`]: the images clustered along the normal (`offset`), one
+/// acquisition per position and one frame per trigger time, duplicates logged; refuses a
+/// single crowded position, a slice on two rasters, and more phases than the cycle has.
+fn slice_groups(
+    cluster: Vec<Placed>,
+    opts: &AssembleOptions,
+    expected: Option<usize>,
+    series_uid: &str,
+    log: &mut Vec<Correction>,
+    offset: impl Fn(&Placed) -> f64,
+) -> Result<Vec<Vec<Placed>>, StackDefect> {
+    // 1. Cluster along the normal.
+    let mut sorted = cluster;
+    sorted.sort_by(|a, b| offset(a).total_cmp(&offset(b)));
+    let mut positions: Vec<Vec<Placed>> = Vec::new();
+    for p in sorted {
+        match positions.last_mut() {
+            Some(cur)
+                if cur
+                    .first()
+                    .is_some_and(|q| offset(&p) - offset(q) < opts.duplicate_tolerance_mm) =>
+            {
+                cur.push(p)
+            }
+            _ => positions.push(vec![p]),
+        }
+    }
+
+    // 2. One acquisition per position, one frame per trigger time, one raster per slice.
+    if let [only] = positions.as_slice() {
+        check_single_position(only)?;
+    }
+    let mut slices = Vec::new();
+    for group in positions {
+        let (kept, dropped) = dedupe(group);
+        let Some(head) = kept.first() else { continue };
+        check_slice_raster(slices.len(), offset(head), &kept)?;
+        check_phase_count(slices.len(), offset(head), kept.len(), expected)?;
+        if !dropped.is_empty() {
+            log.push(Correction::DuplicateSlice {
+                series_uid: series_uid.into(),
+                offset_mm: round3(offset(head)),
+                dropped_instances: dropped,
+            });
+        }
+        slices.push(kept);
+    }
+    Ok(slices)
+}
+
+/// A slice on the stack's grid with the trigger time of each of its frames.
+type Timed = (Slice, Vec<Option<f64>>);
+
+/// Step 3 of [`build_stack`]: slice `i` on the stack's grid, resampled (and logged) when its
+/// raster differs; refuses a slice that would be more than `MAX_PADDED_PERCENT` zero padding.
+fn onto_grid(
+    i: usize,
+    frames: Vec<Placed>,
+    reference: &PlaneGrid,
+    normal: [f64; 3],
+    series_uid: &str,
+    log: &mut Vec<Correction>,
+) -> Result<Option<Timed>, StackDefect> {
+    let Some(head) = frames.first() else {
+        return Ok(None);
+    };
+    let d = dot(head.grid.position, normal);
+    let ref_offset = dot(reference.position, normal);
+    let target = if head.grid.same_raster(reference) {
+        head.grid.clone()
+    } else {
+        let mut t = reference.clone();
+        for ((tp, rp), n) in t.position.iter_mut().zip(reference.position).zip(normal) {
+            *tp = rp + (d - ref_offset) * n;
+        }
+        let reason = resample_reason(&head.grid, reference);
+        let padded_percent = outside_percent(&head.grid, &t);
+        if padded_percent > MAX_PADDED_PERCENT {
+            return Err(StackDefect::RasterMismatch {
+                slice: i,
+                offset_mm: d,
+                padded_percent,
+                detail: reason,
+            });
+        }
+        log.push(Correction::Resampled {
+            series_uid: series_uid.into(),
+            slice: i,
+            reason,
+            padded_percent: (padded_percent * 10.0).round() / 10.0,
+        });
+        t
+    };
+    let times = frames.iter().map(|p| p.inst.trigger_time).collect();
+    let frames = frames
+        .into_iter()
+        .map(|p| {
+            let pixels = if p.grid.same_raster(&target) {
+                p.inst.pixels
+            } else {
+                resample(&p.inst.pixels, &p.grid, &target)
+            };
+            Some(Frame {
+                pixels,
+                trigger_time: p.inst.trigger_time,
+                source: Some(SourceRef {
+                    sop_instance_uid: p.inst.ids.sop_instance_uid.clone().unwrap_or_default(),
+                    sop_class_uid: p.inst.ids.sop_class_uid.clone().unwrap_or_default(),
+                    path: p.inst.path.clone(),
+                    frame: p.inst.frame,
+                }),
+            })
+        })
+        .collect();
+    Ok(Some((
+        Slice {
+            position: target.position,
+            offset_mm: d,
+            frames,
+        },
+        times,
+    )))
 }
 
 fn round3(v: f64) -> f64 {
@@ -336,7 +417,7 @@ fn resample_reason(src: &PlaneGrid, dst: &PlaneGrid) -> String {
 }
 
 /// Median trigger time of each phase over the slices that have all phases.
-fn reference_times(built: &[(Slice, Vec<Option<f64>>)], n: usize) -> Vec<Option<f64>> {
+fn reference_times(built: &[Timed], n: usize) -> Vec<Option<f64>> {
     (0..n)
         .map(|p| {
             let mut t: Vec<f64> = built
