@@ -20,17 +20,16 @@ pub fn run(
     seg: &mut Segmenter<'_>,
     model_name: &str,
 ) -> Result<PathBuf, CliError> {
-    let scan = load_folder(dir, &AssembleOptions::default())
-        .map_err(|e| CliError::Usage(format!("{}: {e}", dir.display())))?;
+    let scan = load_folder(dir, &AssembleOptions::default())?;
     for s in &scan.skipped {
-        log::warn!("skipped: {s}");
+        log::warn!("skipped: {}", crate::text::printable(&s.to_string()));
     }
+    let skipped = scan.skipped.len();
     let stack = scan.stacks.into_iter().next().ok_or_else(|| {
-        CliError::Usage(format!(
-            "{}: no image stack could be assembled ({} files skipped)",
-            dir.display(),
-            0
-        ))
+        CliError::Dicom(crate::dicom::DicomError::Assemble {
+            path: dir.to_path_buf(),
+            reason: format!("no image stack could be assembled ({skipped} files skipped)"),
+        })
     })?;
     let (ns, np) = (stack.n_slices(), stack.n_phases());
     println!(

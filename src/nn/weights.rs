@@ -90,17 +90,21 @@ impl Model {
                 cfg.classes
             )));
         }
-        let preprocess = match meta.get("preprocess") {
+        let preprocess: Option<Preprocess> = match meta.get("preprocess") {
             Some(s) => Some(
                 serde_json::from_str(s)
                     .map_err(|e| err(format!("bad \"preprocess\" metadata: {e}")))?,
             ),
             None => None,
         };
+        if let Some(p) = &preprocess {
+            p.validate(cfg.size_multiple()).map_err(err)?;
+        }
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| err(format!("corrupt tensor data ({e})")))?;
-        let mut params = UNetParams::zeros(&cfg);
         let layout = UNetParams::layout(&cfg);
+        check_room(&layout, bytes.len(), &cfg).map_err(err)?;
+        let mut params = UNetParams::zeros(&cfg);
         for (info, dst) in layout.iter().zip(params.tensors_mut()) {
             let view = st.tensor(&info.name).map_err(|_| {
                 err(format!(
@@ -207,6 +211,32 @@ impl Model {
     /// True if `kind` tensors should get weight decay (4-D weights only).
     pub fn decays(kind: Kind) -> bool {
         kind == Kind::Weight4d
+    }
+}
+
+/// The config's tensors must fit in the file at the smallest stored precision (2 bytes a
+/// value) before anything is allocated for them: a 200-byte file claiming a huge `base` would
+/// otherwise have its parameters allocated (and the process aborted) before a shape is checked.
+fn check_room(
+    layout: &[super::params::TensorInfo],
+    file_len: usize,
+    cfg: &UNetConfig,
+) -> Result<(), String> {
+    let values = layout.iter().try_fold(0usize, |sum, t| {
+        t.shape
+            .iter()
+            .try_fold(1usize, |n, d| n.checked_mul(*d))
+            .and_then(|n| sum.checked_add(n))
+    });
+    match values {
+        Some(n) if n.saturating_mul(2) <= file_len => Ok(()),
+        _ => Err(format!(
+            "config (base {}, depth {}, classes {}) needs {} values, more than the file's {file_len} bytes can hold",
+            cfg.base,
+            cfg.depth,
+            cfg.classes,
+            values.map_or_else(|| "too many".to_string(), |n| n.to_string())
+        )),
     }
 }
 
