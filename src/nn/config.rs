@@ -104,7 +104,8 @@ impl UNetConfig {
     /// Checks that an input of `h` x `w` can pass through the network.
     pub fn check_input(&self, h: usize, w: usize, c: usize) -> Result<(), NnError> {
         let m = self.size_multiple();
-        if c != self.in_channels || h == 0 || w == 0 || h % m != 0 || w % m != 0 {
+        if c != self.in_channels || h == 0 || w == 0 || !h.is_multiple_of(m) || !w.is_multiple_of(m)
+        {
             return Err(NnError::Shape(format!(
                 "input {h}x{w} with {c} channel(s): the model needs {} channel(s) and sizes divisible by {m}",
                 self.in_channels
@@ -183,7 +184,7 @@ impl Preprocess {
     /// naming the field (`preprocess.size`, ...). `multiple` is the model's
     /// [`UNetConfig::size_multiple`]: the crop must pass through every pooling.
     pub fn validate(&self, multiple: usize) -> Result<(), String> {
-        if self.size == 0 || self.size > MAX_CROP || self.size % multiple.max(1) != 0 {
+        if self.size == 0 || self.size > MAX_CROP || !self.size.is_multiple_of(multiple.max(1)) {
             return Err(format!(
                 "preprocess.size {} (need 1..={MAX_CROP}, divisible by {multiple})",
                 self.size
@@ -227,8 +228,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("base 1099511627776"));
-        let mut c = UNetConfig::default();
-        c.classes = 1 << 31;
+        let c = UNetConfig {
+            classes: 1 << 31,
+            ..UNetConfig::default()
+        };
         assert!(c
             .validate()
             .unwrap_err()

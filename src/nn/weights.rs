@@ -102,10 +102,14 @@ impl Model {
         }
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| err(format!("corrupt tensor data ({e})")))?;
+        // Every tensor's presence and shape first, allocating nothing but the layout (names
+        // and shapes). A 200-byte file claiming a huge `base` used to have its parameters
+        // allocated here before any shape was checked, aborting the process; now they are
+        // allocated only once the file is known to hold them (safetensors has checked each
+        // tensor's bytes against the file), so at most 2x the file (f16 -> f32).
         let layout = UNetParams::layout(&cfg);
-        check_room(&layout, bytes.len(), &cfg).map_err(err)?;
-        let mut params = UNetParams::zeros(&cfg);
-        for (info, dst) in layout.iter().zip(params.tensors_mut()) {
+        let mut views = Vec::with_capacity(layout.len());
+        for info in &layout {
             let view = st.tensor(&info.name).map_err(|_| {
                 err(format!(
                     "tensor {} missing: the file does not match its config (base {}, depth {}, classes {})",
@@ -122,7 +126,11 @@ impl Model {
                     info.shape
                 )));
             }
-            *dst = to_f32(&view).map_err(|r| err(format!("tensor {}: {r}", info.name)))?;
+            views.push(view);
+        }
+        let mut params = UNetParams::zeros(&cfg);
+        for ((info, view), dst) in layout.iter().zip(&views).zip(params.tensors_mut()) {
+            *dst = to_f32(view).map_err(|r| err(format!("tensor {}: {r}", info.name)))?;
             if dst.iter().any(|v| !v.is_finite()) {
                 return Err(err(format!(
                     "tensor {} holds NaN or infinite values",
@@ -211,32 +219,6 @@ impl Model {
     /// True if `kind` tensors should get weight decay (4-D weights only).
     pub fn decays(kind: Kind) -> bool {
         kind == Kind::Weight4d
-    }
-}
-
-/// The config's tensors must fit in the file at the smallest stored precision (2 bytes a
-/// value) before anything is allocated for them: a 200-byte file claiming a huge `base` would
-/// otherwise have its parameters allocated (and the process aborted) before a shape is checked.
-fn check_room(
-    layout: &[super::params::TensorInfo],
-    file_len: usize,
-    cfg: &UNetConfig,
-) -> Result<(), String> {
-    let values = layout.iter().try_fold(0usize, |sum, t| {
-        t.shape
-            .iter()
-            .try_fold(1usize, |n, d| n.checked_mul(*d))
-            .and_then(|n| sum.checked_add(n))
-    });
-    match values {
-        Some(n) if n.saturating_mul(2) <= file_len => Ok(()),
-        _ => Err(format!(
-            "config (base {}, depth {}, classes {}) needs {} values, more than the file's {file_len} bytes can hold",
-            cfg.base,
-            cfg.depth,
-            cfg.classes,
-            values.map_or_else(|| "too many".to_string(), |n| n.to_string())
-        )),
     }
 }
 
