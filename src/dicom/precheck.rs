@@ -84,6 +84,16 @@ pub(crate) fn check_inflated_lengths(dataset: &[u8]) -> Result<(), String> {
     walk_lengths(dataset, 0, Syntax::ExplicitLe, false)
 }
 
+/// Check a bare Implicit VR Little Endian data set, such as a DIMSE command set reassembled from
+/// a peer's P-DATA, before `InMemDicomObject::read_dataset_with_ts` reads it: every length
+/// against the bytes present, and nesting against [`MAX_SEQUENCE_DEPTH`]. For the receiver's
+/// command parser (src/daemon/net/dimse.rs), which reads peer bytes without this today.
+pub fn check_implicit_dataset(dataset: &[u8]) -> Result<(), String> {
+    walk_lengths(dataset, 0, Syntax::ImplicitLe, false)?;
+    let ts = dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased();
+    check_nesting(dataset, &ts)
+}
+
 fn walk_lengths(body: &[u8], start: usize, syntax: Syntax, in_meta: bool) -> Result<(), String> {
     let mut w = Walker {
         bytes: body,
@@ -370,6 +380,28 @@ mod tests {
         v.extend_from_slice(&(value.len() as u16).to_le_bytes());
         v.extend_from_slice(value);
         v
+    }
+
+    #[test]
+    fn implicit_command_set_is_checked_for_lengths_and_depth() {
+        use super::check_implicit_dataset;
+        // (0000,0100) CommandField US = 1, then (0000,0700) claiming 1 GB.
+        let mut cmd = vec![0x00, 0x00, 0x00, 0x01, 2, 0, 0, 0, 1, 0];
+        assert_eq!(check_implicit_dataset(&cmd), Ok(()));
+        cmd.extend_from_slice(&[0x00, 0x00, 0x00, 0x07]);
+        cmd.extend_from_slice(&1_000_000_000u32.to_le_bytes());
+        assert!(check_implicit_dataset(&cmd)
+            .unwrap_err()
+            .contains("(0000,0700)"));
+        // 1000 nested undefined-length sequences (implicit VR: undefined length = sequence).
+        let mut deep = Vec::new();
+        for _ in 0..1000 {
+            deep.extend_from_slice(&[0x09, 0x00, 0x10, 0x10, 0xFF, 0xFF, 0xFF, 0xFF]);
+            deep.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        assert!(check_implicit_dataset(&deep)
+            .unwrap_err()
+            .contains("nest more than 64"));
     }
 
     #[test]
