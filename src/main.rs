@@ -13,10 +13,13 @@ fn main() {
         .with_target(false)
         .init();
     if let Err(e) = cineseg::cli::run(cli) {
-        eprintln!("error: {e}");
+        // Messages quote file contents and names: control characters are escaped.
+        let shown =
+            |s: &dyn std::fmt::Display| cineseg::text::printable(&s.to_string()).into_owned();
+        eprintln!("error: {}", shown(&e));
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
-            eprintln!("  caused by: {s}");
+            eprintln!("  caused by: {}", shown(&s));
             source = s.source();
         }
         std::process::exit(e.exit_code());

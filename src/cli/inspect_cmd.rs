@@ -14,8 +14,14 @@ pub struct InspectArgs {
 }
 
 pub fn run(a: InspectArgs) -> Result<(), CliError> {
-    let r = crate::dicom::inspect(&a.path)
-        .map_err(|e| CliError::Usage(format!("{}: {e}", a.path.display())))?;
+    if !a.path.exists() {
+        return Err(CliError::Usage(format!(
+            "{}: no such file or folder",
+            crate::text::printable(&a.path.display().to_string())
+        )));
+    }
+    // The error names the file (or folder) itself.
+    let r = crate::dicom::inspect(&a.path)?;
     if a.json {
         println!(
             "{}",

@@ -26,11 +26,17 @@ pub const VALIDATION_FRACTION: f64 = 0.2;
 /// File name of the shipped model inside `models/`.
 pub const SHIPPED_MODEL: &str = "cineseg-acdc.safetensors";
 
+/// The exit statuses, as `--help` documents them; [`CliError::exit_code`] implements them.
+pub const EXIT_STATUS_HELP: &str = "Exit status: 0 success; 1 other failure; 2 usage error \
+(bad arguments, missing files); 3 bad input data (unreadable or unusable DICOM, NIfTI or frame \
+store); 4 model problem (model file unreadable or invalid, device error).";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "cineseg",
     version,
     about = "Cardiac cine MRI segmentation beside the scanner: LV, myocardium and RV in every frame, EDV/ESV/EF/mass, on CPU or GPU.",
+    after_help = EXIT_STATUS_HELP,
     long_about = "Cardiac cine MRI segmentation beside the scanner.\n\nTypical use:\n  cineseg demo                                   # synthetic cine, segmented by the shipped model\n  cineseg segment patient_4d.nii.gz --out out/   # masks + volumes for a NIfTI cine\n  cineseg import --acdc ../shared/data/acdc/training --out acdc.store\n  cineseg train --data acdc.store --out runs/base  # train a model (resumable)\n  cineseg eval --data ../shared/data/acdc/training # Dice, HD95, volume and EF errors"
 )]
 pub struct Cli {
@@ -105,6 +111,10 @@ pub enum CliError {
     },
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
+    /// Unreadable or unusable DICOM input (bad input data, exit status 3). The error names the
+    /// file itself, so callers add no path of their own.
+    #[error(transparent)]
+    Dicom(#[from] crate::dicom::DicomError),
     #[error("{0}")]
     Usage(String),
 }
@@ -114,7 +124,11 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_) => 2,
-            CliError::Io(_) | CliError::Store(_) | CliError::Import(_) | CliError::Segment(_) => 3,
+            CliError::Io(_)
+            | CliError::Store(_)
+            | CliError::Import(_)
+            | CliError::Segment(_)
+            | CliError::Dicom(_) => 3,
             CliError::Nn(_) => 4,
             _ => 1,
         }

@@ -19,20 +19,27 @@ pub fn run(
     seg: &mut Segmenter<'_>,
     model_name: &str,
 ) -> Result<PathBuf, CliError> {
-    let scan = load_folder(dir, &AssembleOptions::default())
-        .map_err(|e| CliError::Usage(format!("{}: {e}", dir.display())))?;
+    let scan = load_folder(dir, &AssembleOptions::default())?;
     for s in &scan.skipped {
-        log::warn!("skipped: {s}");
+        log::warn!("skipped: {}", crate::text::printable(&s.to_string()));
     }
     for r in &scan.refused {
-        log::warn!("refused: {r}");
+        log::warn!("refused: {}", crate::text::printable(&r.to_string()));
     }
+    let skipped = scan.skipped.len();
+    let refused: Vec<String> = scan.refused.iter().map(|r| r.to_string()).collect();
     let stack = scan.stacks.into_iter().next().ok_or_else(|| {
-        CliError::Usage(format!(
-            "{}: no image stack could be assembled ({} files skipped)",
-            dir.display(),
-            0
-        ))
+        CliError::Dicom(crate::dicom::DicomError::Assemble {
+            path: dir.to_path_buf(),
+            reason: if refused.is_empty() {
+                format!("no image stack could be assembled ({skipped} files skipped)")
+            } else {
+                format!(
+                    "no image stack could be assembled ({skipped} files skipped): {}",
+                    crate::text::printable(&refused.join("; "))
+                )
+            },
+        })
     })?;
     let (ns, np) = (stack.n_slices(), stack.n_phases());
     println!(

@@ -18,9 +18,13 @@ pub struct Page<'a> {
     pub images: &'a [(String, Vec<u8>)],
 }
 
-/// Escapes text for HTML element content and attributes.
+/// Escapes text for HTML element content and attributes. Control characters (ESC, BEL, NUL,
+/// newlines...) from DICOM values are first written as visible escapes by
+/// [`crate::text::printable`]: raw they are invalid in HTML, and a numeric reference to most
+/// of them is a parse error too.
 pub fn escape(s: &str) -> String {
-    s.chars()
+    crate::text::printable(s)
+        .chars()
         .map(|c| match c {
             '&' => "&amp;".into(),
             '<' => "&lt;".into(),
@@ -87,6 +91,28 @@ pub fn render(p: &Page<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_never_reach_the_page_raw() {
+        let title = "Cine\x1b]0;pwned\x07 SAX\u{9b}2J\0";
+        let flags = vec![("warning".to_string(), "bad\rline\nforged".to_string())];
+        let html = render(&Page {
+            title,
+            numbers: &[],
+            flags: &flags,
+            images: &[],
+        });
+        let body = html.replace('\n', "");
+        assert!(
+            !body.chars().any(|c| c.is_control()),
+            "raw control character in {html:?}"
+        );
+        assert!(
+            html.contains("Cine\\x1b]0;pwned\\x07 SAX\\x9b2J\\x00"),
+            "{html}"
+        );
+        assert!(html.contains("bad\\rline\\nforged"), "{html}");
+    }
 
     #[test]
     fn page_is_self_contained_and_escaped() {

@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use super::error::DicomError;
 use super::geometry::Vec3;
-use super::stack::{load_files, load_folder, AssembleOptions, CineStack, Correction};
+use super::instance::Instance;
+use super::stack::{assemble, load_folder, AssembleOptions, CineStack, Correction, FolderScan};
+use crate::text::printable;
 
 /// A file that could not be used, and why.
 #[derive(Debug, Clone, Serialize)]
@@ -82,7 +84,7 @@ pub fn inspect(path: &Path) -> Result<InspectReport, DicomError> {
     let scan = if path.is_dir() {
         load_folder(path, &opts)?
     } else {
-        load_files(&[path.to_path_buf()], path, &opts)?
+        inspect_file(path, &opts)?
     };
     Ok(InspectReport {
         path: path.to_path_buf(),
@@ -97,6 +99,63 @@ pub fn inspect(path: &Path) -> Result<InspectReport, DicomError> {
             .collect(),
         stacks: scan.stacks.iter().map(summarise).collect(),
     })
+}
+
+/// One file: its own read error when it cannot be read (not a generic "no frames" from the
+/// empty assembly after it), and when it reads but cannot form a stack, what it lacks.
+fn inspect_file(path: &Path, opts: &AssembleOptions) -> Result<FolderScan, DicomError> {
+    let instances = super::instance::read_file(path)?;
+    let frames_read = instances.len();
+    let gaps = geometry_gaps(&instances);
+    match assemble(instances, opts, path) {
+        Ok(stacks) => Ok(FolderScan {
+            stacks,
+            skipped: Vec::new(),
+            frames_read,
+        }),
+        Err(DicomError::Assemble { path, reason }) if !gaps.is_empty() => {
+            Err(DicomError::Assemble {
+                path,
+                reason: format!("{reason}: {gaps}"),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What stops frames from being placed in a stack, e.g. "ImagePositionPatient missing in 3
+/// frame(s)"; empty when every frame has it all.
+fn geometry_gaps(instances: &[Instance]) -> String {
+    let count = |f: &dyn Fn(&Instance) -> bool| instances.iter().filter(|i| f(i)).count();
+    let checks: [(&str, usize); 4] = [
+        (
+            "ImagePositionPatient missing",
+            count(&|i| i.geometry.position.is_none()),
+        ),
+        (
+            "ImageOrientationPatient missing or degenerate",
+            count(&|i| {
+                i.geometry
+                    .orientation
+                    .and_then(|o| super::geometry::slice_normal(&o))
+                    .is_none()
+            }),
+        ),
+        (
+            "PixelSpacing missing or not positive",
+            count(&|i| i.geometry.pixel_spacing.is_none()),
+        ),
+        (
+            "more than one sample per pixel (colour, not MR)",
+            count(&|i| i.samples_per_pixel != 1),
+        ),
+    ];
+    checks
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{what} in {n} frame(s)"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn summarise(s: &CineStack) -> StackSummary {
@@ -139,9 +198,18 @@ fn plane_name(n: Vec3) -> String {
     }
 }
 
+/// `v` for the terminal, or "-" when absent. Values come from the files, so control
+/// characters are escaped ([`printable`]): a SeriesDescription must not retitle the terminal.
 fn opt<T: fmt::Display>(v: &Option<T>) -> String {
-    v.as_ref()
-        .map_or_else(|| "-".to_string(), |v| v.to_string())
+    v.as_ref().map_or_else(
+        || "-".to_string(),
+        |v| printable(&v.to_string()).into_owned(),
+    )
+}
+
+/// A path or message for the terminal, control characters escaped.
+fn shown(s: impl fmt::Display) -> String {
+    printable(&s.to_string()).into_owned()
 }
 
 impl fmt::Display for InspectReport {
@@ -149,7 +217,7 @@ impl fmt::Display for InspectReport {
         writeln!(
             f,
             "{}: {} frame(s) read, {} cine stack(s)",
-            self.path.display(),
+            shown(self.path.display()),
             self.frames_read,
             self.stacks.len()
         )?;
@@ -160,7 +228,7 @@ impl fmt::Display for InspectReport {
                 "stack {}: series {} \"{}\" (patient {}, {} {} T)",
                 i + 1,
                 opt(&s.series_number),
-                s.series_description.as_deref().unwrap_or(""),
+                shown(s.series_description.as_deref().unwrap_or("")),
                 opt(&s.patient_id),
                 opt(&s.manufacturer),
                 opt(&s.field_strength)
@@ -197,7 +265,7 @@ impl fmt::Display for InspectReport {
             } else {
                 writeln!(f, "  corrections ({}):", s.corrections.len())?;
                 for c in &s.corrections {
-                    writeln!(f, "    {}", c.to_json_line())?;
+                    writeln!(f, "    {}", shown(c.to_json_line()))?;
                 }
             }
         }
@@ -205,7 +273,7 @@ impl fmt::Display for InspectReport {
             writeln!(f)?;
             writeln!(f, "{} file(s) not used:", self.skipped.len())?;
             for s in &self.skipped {
-                writeln!(f, "  {}", s.error)?;
+                writeln!(f, "  {}", shown(&s.error))?;
             }
         }
         Ok(())

@@ -196,7 +196,11 @@ fn check_encapsulation_end(
     Ok(())
 }
 
-/// Parse the file structure (meta group and data set) without decoding pixels.
+/// Parse the file structure (meta group and data set) without decoding pixels. This is the one
+/// safe entry point for untrusted bytes: before dicom-object sees them, every declared length
+/// is checked against the bytes present (so nothing is allocated for bytes that are not
+/// there), sequence nesting is bounded (the object is built by recursion), and a deflated
+/// data set is inflated under [`MAX_FILE_BYTES`] and checked the same way.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<DefaultDicomObject, DicomError> {
     let parse_err = |reason: String| DicomError::Parse {
         path: path.to_path_buf(),
@@ -222,16 +226,53 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<DefaultDicomObject, DicomError
         return Err(parse_err("no DICM marker: not a DICOM Part 10 file".into()));
     };
     super::precheck::check_lengths(body).map_err(&parse_err)?;
-    let opened = catch_unwind(AssertUnwindSafe(|| {
-        OpenFileOptions::new()
-            .read_preamble(ReadPreamble::Never)
-            .from_reader(body)
-    }));
+    let opened = catch_unwind(AssertUnwindSafe(|| open_checked(body)));
     match opened {
         Ok(Ok(obj)) => Ok(obj),
-        Ok(Err(e)) => Err(parse_err(error_chain(&e))),
+        Ok(Err(OpenError::Precheck(reason))) => Err(parse_err(reason)),
+        Ok(Err(OpenError::Read(e))) => Err(parse_err(error_chain(&e))),
         Err(_) => Err(parse_err("the DICOM parser panicked on this input".into())),
     }
+}
+
+/// Why [`open_checked`] stopped: a bound the precheck enforces, or the parser's own error.
+enum OpenError {
+    Precheck(String),
+    Read(dicom_object::ReadError),
+}
+
+/// Read the meta group, bound the data set's nesting (inflating it first when deflated), then
+/// let dicom-object build the object. `body` starts at "DICM" and its lengths are checked.
+fn open_checked(body: &[u8]) -> Result<DefaultDicomObject, OpenError> {
+    use dicom_encoding::transfer_syntax::Codec;
+    // The meta reader consumes "DICM" and the group; what is left is the data set.
+    let mut dataset = body;
+    let meta = match dicom_object::FileMetaTable::from_reader(&mut dataset) {
+        Ok(meta) => meta,
+        // Let the parser word the error for a meta group it cannot read.
+        Err(_) => return read_with_options(body).map_err(OpenError::Read),
+    };
+    let Some(ts) = TransferSyntaxRegistry.get(meta.transfer_syntax()) else {
+        return read_with_options(body).map_err(OpenError::Read);
+    };
+    if let Codec::Dataset(Some(_)) = ts.codec() {
+        let inflated =
+            super::precheck::inflate(dataset, ts, MAX_FILE_BYTES).map_err(OpenError::Precheck)?;
+        super::precheck::check_inflated_lengths(&inflated).map_err(OpenError::Precheck)?;
+        let explicit = dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased();
+        super::precheck::check_nesting(&inflated, &explicit).map_err(OpenError::Precheck)?;
+        let obj = dicom_object::InMemDicomObject::read_dataset_with_ts(&inflated[..], &explicit)
+            .map_err(OpenError::Read)?;
+        return Ok(obj.with_exact_meta(meta));
+    }
+    super::precheck::check_nesting(dataset, ts).map_err(OpenError::Precheck)?;
+    read_with_options(body).map_err(OpenError::Read)
+}
+
+fn read_with_options(body: &[u8]) -> Result<DefaultDicomObject, dicom_object::ReadError> {
+    OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Never)
+        .from_reader(body)
 }
 
 /// Render an error with its sources, so "truncated" is not lost behind "could not read".

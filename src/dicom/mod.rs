@@ -9,7 +9,7 @@ pub mod inspect;
 pub mod instance;
 mod jpegls;
 pub mod masks;
-mod precheck;
+pub mod precheck;
 pub mod sc;
 pub mod seg;
 pub mod seg_refs;

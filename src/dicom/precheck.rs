@@ -72,14 +72,35 @@ impl Walker<'_> {
 }
 
 /// Check `body` (starting at "DICM") for element lengths that exceed the file. Returns a
-/// reason when one does or a header is cut off.
+/// reason when one does or a header is cut off. A deflated data set is not walked here (its
+/// bytes are compressed): [`inflate`] it and walk it with [`check_inflated_lengths`].
 pub(crate) fn check_lengths(body: &[u8]) -> Result<(), String> {
+    walk_lengths(body, 4, Syntax::ExplicitLe, true)
+}
+
+/// Check an inflated Deflated Explicit VR Little Endian data set (no meta group) as
+/// [`check_lengths`] checks a plain one.
+pub(crate) fn check_inflated_lengths(dataset: &[u8]) -> Result<(), String> {
+    walk_lengths(dataset, 0, Syntax::ExplicitLe, false)
+}
+
+/// Check a bare Implicit VR Little Endian data set, such as a DIMSE command set reassembled from
+/// a peer's P-DATA, before `InMemDicomObject::read_dataset_with_ts` reads it: every length
+/// against the bytes present, and nesting against [`MAX_SEQUENCE_DEPTH`]. For the receiver's
+/// command parser (src/daemon/net/dimse.rs), which reads peer bytes without this today.
+pub fn check_implicit_dataset(dataset: &[u8]) -> Result<(), String> {
+    walk_lengths(dataset, 0, Syntax::ImplicitLe, false)?;
+    let ts = dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased();
+    check_nesting(dataset, &ts)
+}
+
+fn walk_lengths(body: &[u8], start: usize, syntax: Syntax, in_meta: bool) -> Result<(), String> {
     let mut w = Walker {
         bytes: body,
-        pos: 4,
+        pos: start,
     };
-    let mut syntax = Syntax::ExplicitLe;
-    let mut in_meta = true;
+    let mut syntax = syntax;
+    let mut in_meta = in_meta;
     let mut in_fragments = false;
     let mut transfer_syntax = String::new();
     while w.pos < body.len() {
@@ -173,6 +194,85 @@ pub(crate) fn check_lengths(body: &[u8]) -> Result<(), String> {
         skip(&mut w, start, group, element, len)?;
     }
     Ok(())
+}
+
+/// How deep sequences may nest. dicom-object builds a data set by recursion, two stack frames
+/// (`build_sequence`, `build_object`) per level, and dropping or cloning the object recurses the
+/// same way; a 2 MB file nesting 100 000 undefined-length sequences overflowed the stack and
+/// aborted the process. The objects this program reads nest far less: Enhanced MR reaches 3
+/// levels (per-frame functional groups -> a functional group -> a code item), SEG 4, and even
+/// structured reports' content trees seldom pass 20. 64 leaves room for all of them while the
+/// deepest parse stays within a few hundred KiB of stack (tested on a 1 MiB thread stack).
+pub const MAX_SEQUENCE_DEPTH: usize = 64;
+
+/// Refuse a data set whose sequences nest deeper than [`MAX_SEQUENCE_DEPTH`]. The check reads
+/// the very token stream that dicom-object's recursive builder consumes (same reader, same
+/// options), so the depth it counts is the depth the builder would reach; the reader itself
+/// keeps its open sequences on the heap and does not recurse. Values are read as raw bytes,
+/// one at a time, after [`check_lengths`] has bounded every length by the bytes present.
+/// A stream the reader cannot read to the end is left for the real parse to report.
+pub(crate) fn check_nesting(
+    dataset: &[u8],
+    ts: &dicom_encoding::TransferSyntax,
+) -> Result<(), String> {
+    use dicom_parser::dataset::read::{DataSetReaderOptions, ValueReadStrategy};
+    use dicom_parser::dataset::{DataSetReader, DataToken};
+    let mut options = DataSetReaderOptions::default();
+    options.value_read = ValueReadStrategy::Raw;
+    let Ok(reader) = DataSetReader::new_with_ts_options(dataset, ts, options) else {
+        return Ok(());
+    };
+    let (mut depth, mut in_pixel_sequence) = (0usize, false);
+    for token in reader {
+        match token {
+            Err(_) => break,
+            Ok(DataToken::SequenceStart { tag, .. }) => {
+                depth += 1;
+                if depth > MAX_SEQUENCE_DEPTH {
+                    return Err(format!(
+                        "sequences nest more than {MAX_SEQUENCE_DEPTH} levels deep \
+                         (level {depth} opens at ({:04X},{:04X}))",
+                        tag.0, tag.1
+                    ));
+                }
+            }
+            // Encapsulated pixel data is a flat list of fragments: no recursion.
+            Ok(DataToken::PixelSequenceStart) => in_pixel_sequence = true,
+            Ok(DataToken::SequenceEnd) if in_pixel_sequence => in_pixel_sequence = false,
+            Ok(DataToken::SequenceEnd) => depth = depth.saturating_sub(1),
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The data set of a Deflated Explicit VR Little Endian file, inflated, at most `limit` bytes.
+/// The parser would inflate it as it reads, so lengths inside could not be checked against
+/// anything; inflated here, they are checked like those of a plain file. Deflate expands at
+/// most about 1032:1, so the inflated size is bounded by the bytes received as well.
+pub(crate) fn inflate(
+    compressed: &[u8],
+    ts: &dicom_encoding::TransferSyntax,
+    limit: u64,
+) -> Result<Vec<u8>, String> {
+    use dicom_encoding::transfer_syntax::Codec;
+    use std::io::Read;
+    let Codec::Dataset(Some(adapter)) = ts.codec() else {
+        return Err(format!(
+            "transfer syntax {} is not a deflated one",
+            ts.uid()
+        ));
+    };
+    let mut inflated = Vec::new();
+    adapter
+        .adapt_reader(Box::new(compressed))
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut inflated)
+        .map_err(|e| format!("deflated data set cannot be inflated: {e}"))?;
+    if inflated.len() as u64 > limit {
+        return Err(format!("deflated data set inflates past {limit} bytes"));
+    }
+    Ok(inflated)
 }
 
 /// Whether the standard dictionary gives tag (group, element) the VR SQ.
@@ -280,6 +380,28 @@ mod tests {
         v.extend_from_slice(&(value.len() as u16).to_le_bytes());
         v.extend_from_slice(value);
         v
+    }
+
+    #[test]
+    fn implicit_command_set_is_checked_for_lengths_and_depth() {
+        use super::check_implicit_dataset;
+        // (0000,0100) CommandField US = 1, then (0000,0700) claiming 1 GB.
+        let mut cmd = vec![0x00, 0x00, 0x00, 0x01, 2, 0, 0, 0, 1, 0];
+        assert_eq!(check_implicit_dataset(&cmd), Ok(()));
+        cmd.extend_from_slice(&[0x00, 0x00, 0x00, 0x07]);
+        cmd.extend_from_slice(&1_000_000_000u32.to_le_bytes());
+        assert!(check_implicit_dataset(&cmd)
+            .unwrap_err()
+            .contains("(0000,0700)"));
+        // 1000 nested undefined-length sequences (implicit VR: undefined length = sequence).
+        let mut deep = Vec::new();
+        for _ in 0..1000 {
+            deep.extend_from_slice(&[0x09, 0x00, 0x10, 0x10, 0xFF, 0xFF, 0xFF, 0xFF]);
+            deep.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        assert!(check_implicit_dataset(&deep)
+            .unwrap_err()
+            .contains("nest more than 64"));
     }
 
     #[test]

@@ -4,6 +4,21 @@
 use super::NnError;
 use serde::{Deserialize, Serialize};
 
+/// Deepest U-Net accepted: 8 poolings already need 256-pixel-divisible inputs.
+pub const MAX_DEPTH: usize = 8;
+/// Widest first level accepted. The shipped model uses 32; with [`MAX_DEPTH`] levels the
+/// deepest has `base << depth` channels, so this bound also keeps every shape product far
+/// from overflowing. A model file's sizes are checked against its length as well.
+pub const MAX_BASE: usize = 1024;
+/// Most output classes accepted (labels are one string each).
+pub const MAX_CLASSES: usize = 1024;
+/// Largest crop side accepted in `preprocess.size` (pixels): 1024 x 1024 at 0.25 mm is a
+/// 256 mm field of view, beyond any cardiac matrix.
+pub const MAX_CROP: usize = 1024;
+/// Accepted range of `preprocess.spacing_mm`: images are resampled to it before cropping,
+/// so a tiny spacing would make the resampled image (and its allocation) enormous.
+pub const SPACING_RANGE_MM: (f32, f32) = (0.1, 20.0);
+
 /// Architecture of the fixed U-Net (ARCHITECTURE.md): `depth` poolings, `base * 2^i` channels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UNetConfig {
@@ -49,10 +64,22 @@ impl UNetConfig {
                 self.in_channels
             )));
         }
-        if self.classes < 2 || self.base == 0 || self.depth == 0 || self.depth > 8 {
+        if self.classes < 2 || self.base == 0 || self.depth == 0 || self.depth > MAX_DEPTH {
             return Err(NnError::Config(format!(
-                "classes {}, base {}, depth {} (need classes >= 2, base >= 1, 1 <= depth <= 8)",
+                "classes {}, base {}, depth {} (need classes >= 2, base >= 1, 1 <= depth <= {MAX_DEPTH})",
                 self.classes, self.base, self.depth
+            )));
+        }
+        if self.base > MAX_BASE {
+            return Err(NnError::Config(format!(
+                "base {} (at most {MAX_BASE} channels at the first level)",
+                self.base
+            )));
+        }
+        if self.classes > MAX_CLASSES {
+            return Err(NnError::Config(format!(
+                "classes {} (at most {MAX_CLASSES})",
+                self.classes
             )));
         }
         if self.norm != "batch" {
@@ -77,7 +104,8 @@ impl UNetConfig {
     /// Checks that an input of `h` x `w` can pass through the network.
     pub fn check_input(&self, h: usize, w: usize, c: usize) -> Result<(), NnError> {
         let m = self.size_multiple();
-        if c != self.in_channels || h == 0 || w == 0 || h % m != 0 || w % m != 0 {
+        if c != self.in_channels || h == 0 || w == 0 || !h.is_multiple_of(m) || !w.is_multiple_of(m)
+        {
             return Err(NnError::Shape(format!(
                 "input {h}x{w} with {c} channel(s): the model needs {} channel(s) and sizes divisible by {m}",
                 self.in_channels
@@ -148,5 +176,91 @@ impl Default for Preprocess {
             size: 160,
             normalisation: Normalisation::default(),
         }
+    }
+}
+
+impl Preprocess {
+    /// Rejects values inference cannot use or that would size an allocation without bound,
+    /// naming the field (`preprocess.size`, ...). `multiple` is the model's
+    /// [`UNetConfig::size_multiple`]: the crop must pass through every pooling.
+    pub fn validate(&self, multiple: usize) -> Result<(), String> {
+        if self.size == 0 || self.size > MAX_CROP || !self.size.is_multiple_of(multiple.max(1)) {
+            return Err(format!(
+                "preprocess.size {} (need 1..={MAX_CROP}, divisible by {multiple})",
+                self.size
+            ));
+        }
+        let (lo, hi) = SPACING_RANGE_MM;
+        if !(lo..=hi).contains(&self.spacing_mm) {
+            return Err(format!(
+                "preprocess.spacing_mm {} (need {lo}..={hi} mm)",
+                self.spacing_mm
+            ));
+        }
+        let n = &self.normalisation;
+        if n.kind != "percentile" {
+            return Err(format!(
+                "preprocess.normalisation.kind {:?} (only \"percentile\" is supported)",
+                n.kind
+            ));
+        }
+        let (l, h) = (n.low_percentile, n.high_percentile);
+        if !(l.is_finite() && h.is_finite() && 0.0 <= l && l < h && h <= 100.0) {
+            return Err(format!(
+                "preprocess.normalisation percentiles {l}..{h} (need 0 <= low < high <= 100)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_or_degenerate_numbers_are_refused_by_name() {
+        let mut c = UNetConfig::default();
+        assert!(c.validate().is_ok());
+        c.base = 1 << 40;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("base 1099511627776"));
+        let c = UNetConfig {
+            classes: 1 << 31,
+            ..UNetConfig::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("classes 2147483648"));
+        let p = Preprocess::default();
+        assert_eq!(p.validate(16), Ok(()));
+        let big = Preprocess {
+            size: 1 << 31,
+            ..Preprocess::default()
+        };
+        assert!(big
+            .validate(16)
+            .unwrap_err()
+            .contains("preprocess.size 2147483648"));
+        let odd = Preprocess {
+            size: 100,
+            ..Preprocess::default()
+        };
+        assert!(odd.validate(16).unwrap_err().contains("divisible by 16"));
+        for bad in [0.0, 1e-6, f32::NAN, f32::INFINITY, 1e9] {
+            let p = Preprocess {
+                spacing_mm: bad,
+                ..Preprocess::default()
+            };
+            assert!(p.validate(16).unwrap_err().contains("spacing_mm"), "{bad}");
+        }
+        let mut p = Preprocess::default();
+        p.normalisation.high_percentile = f32::NAN;
+        assert!(p.validate(16).unwrap_err().contains("percentiles"));
     }
 }

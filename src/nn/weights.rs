@@ -90,18 +90,26 @@ impl Model {
                 cfg.classes
             )));
         }
-        let preprocess = match meta.get("preprocess") {
+        let preprocess: Option<Preprocess> = match meta.get("preprocess") {
             Some(s) => Some(
                 serde_json::from_str(s)
                     .map_err(|e| err(format!("bad \"preprocess\" metadata: {e}")))?,
             ),
             None => None,
         };
+        if let Some(p) = &preprocess {
+            p.validate(cfg.size_multiple()).map_err(err)?;
+        }
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| err(format!("corrupt tensor data ({e})")))?;
-        let mut params = UNetParams::zeros(&cfg);
+        // Every tensor's presence and shape first, allocating nothing but the layout (names
+        // and shapes). A 200-byte file claiming a huge `base` used to have its parameters
+        // allocated here before any shape was checked, aborting the process; now they are
+        // allocated only once the file is known to hold them (safetensors has checked each
+        // tensor's bytes against the file), so at most 2x the file (f16 -> f32).
         let layout = UNetParams::layout(&cfg);
-        for (info, dst) in layout.iter().zip(params.tensors_mut()) {
+        let mut views = Vec::with_capacity(layout.len());
+        for info in &layout {
             let view = st.tensor(&info.name).map_err(|_| {
                 err(format!(
                     "tensor {} missing: the file does not match its config (base {}, depth {}, classes {})",
@@ -118,7 +126,11 @@ impl Model {
                     info.shape
                 )));
             }
-            *dst = to_f32(&view).map_err(|r| err(format!("tensor {}: {r}", info.name)))?;
+            views.push(view);
+        }
+        let mut params = UNetParams::zeros(&cfg);
+        for ((info, view), dst) in layout.iter().zip(&views).zip(params.tensors_mut()) {
+            *dst = to_f32(view).map_err(|r| err(format!("tensor {}: {r}", info.name)))?;
             if dst.iter().any(|v| !v.is_finite()) {
                 return Err(err(format!(
                     "tensor {} holds NaN or infinite values",
