@@ -130,7 +130,9 @@ impl<'a> Segmenter<'a> {
         let k = self.classes;
         let mut out = Vec::with_capacity(slices.len());
         for chunk in slices.chunks(self.batch) {
-            let mut data = Vec::with_capacity(chunk.len() * size * size);
+            // Pooled, since `infer` hands the batch tensor back to the buffer pool.
+            let mut data = crate::nn::buffer::take_any(chunk.len() * size * size);
+            data.clear();
             let mut placements = Vec::with_capacity(chunk.len());
             for s in chunk {
                 let (img, pl) = prepare_slice(s, &self.preprocess)?;

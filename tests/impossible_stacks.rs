@@ -475,16 +475,7 @@ fn report_json_and_html_show_the_flags_and_corrections() {
     let analysis =
         cineseg::daemon::pipeline::analyse(&stack, &phantom_labels(&stack), 0.6).expect("analysis");
     let out = tempfile::tempdir().unwrap();
-    let job = cineseg::daemon::queue::JobRecord {
-        id: cineseg::daemon::queue::JobRecord::id_for(UID, 0),
-        series_uid: UID.into(),
-        epoch: 0,
-        files: Vec::new(),
-        last_received_ms: 0,
-        enqueued_ms: 0,
-        closed_because: "test".into(),
-        error: None,
-    };
+    let job = cineseg::daemon::queue::new_job(UID, 0, Vec::new(), 0, "test");
     let dir = cineseg::daemon::results::write(out.path(), &job, &analysis, "test-model", false)
         .expect("results written");
     let json: serde_json::Value =

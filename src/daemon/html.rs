@@ -100,6 +100,7 @@ mod tests {
             title,
             numbers: &[],
             flags: &flags,
+            corrections: &[],
             images: &[],
         });
         let body = html.replace('\n', "");

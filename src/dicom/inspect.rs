@@ -111,6 +111,7 @@ fn inspect_file(path: &Path, opts: &AssembleOptions) -> Result<FolderScan, Dicom
         Ok(stacks) => Ok(FolderScan {
             stacks,
             skipped: Vec::new(),
+            refused: Vec::new(),
             frames_read,
         }),
         Err(DicomError::Assemble { path, reason }) if !gaps.is_empty() => {

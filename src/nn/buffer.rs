@@ -56,7 +56,7 @@ pub fn take_any(len: usize) -> Vec<f32> {
                 .min_by_key(|(_, b)| b.capacity())
                 .map(|(i, _)| i);
             if let Some(i) = best {
-                let mut b = pool.swap_remove(i);
+                let mut b = pool.remove(i);
                 drop(pool);
                 if b.len() >= len {
                     b.truncate(len);
@@ -82,10 +82,17 @@ pub fn give(b: Vec<f32>) {
     if b.capacity() < MIN_POOLED {
         return;
     }
+    let limit = LIMIT.load(Ordering::Relaxed);
+    if b.capacity() * 4 > limit {
+        return;
+    }
     if let Ok(mut pool) = POOL.lock() {
-        let held: usize = pool.iter().map(|v| v.capacity() * 4).sum();
-        if held + b.capacity() * 4 <= LIMIT.load(Ordering::Relaxed) {
-            pool.push(b);
+        // Newest last; over the limit, the oldest go (sizes no longer in use age out instead
+        // of crowding out the live ones).
+        pool.push(b);
+        let mut held: usize = pool.iter().map(|v| v.capacity() * 4).sum();
+        while held > limit && !pool.is_empty() {
+            held -= pool.remove(0).capacity() * 4;
         }
     }
 }

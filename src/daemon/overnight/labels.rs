@@ -32,7 +32,22 @@ pub fn keep_if_segmentation(
     for (n, f) in job.files.iter().enumerate() {
         let src = objects.join(f);
         let bytes = read_capped(&src).map_err(seg_err)?;
-        let Some(series) = segmentation_reference(&bytes, &src).map_err(seg_err)? else {
+        let reference = match segmentation_reference(&bytes, &src) {
+            Ok(r) => r,
+            // Not readable as a segmentation: the image path reads it again and names the
+            // instance and its defect; it is no "received segmentation".
+            Err(_) if n == 0 => return Ok(None),
+            Err(e) => {
+                log::warn!(
+                    "job {}: {f} came in the same series as a segmentation but is unreadable \
+                     ({}); ignored",
+                    job.id,
+                    crate::text::printable(&e.to_string())
+                );
+                continue;
+            }
+        };
+        let Some(series) = reference else {
             // The series' first instance decides what the whole job is.
             if n == 0 {
                 return Ok(None);
