@@ -250,16 +250,15 @@ pub fn forward_eval(m: &FoldedUNet, x: &Tensor, threads: usize) -> Tensor {
         b.w2.apply(&a, conv3x3::Epilogue::BiasRelu(&b.b2), threads)
     };
     let mut skips = Vec::with_capacity(depth);
-    let mut cur = x.clone();
-    for i in 0..=depth {
-        let a = run_block(&m.enc[i], &cur);
-        if i < depth {
+    // The first block reads the input in place (no copy of the batch).
+    let mut cur = run_block(&m.enc[0], x);
+    for i in 1..=depth {
+        let pooled = {
             let _s = span(Op::Pool);
-            cur = pool::forward(&a).0;
-            skips.push(a);
-        } else {
-            cur = a;
-        }
+            pool::forward(&cur).0
+        };
+        skips.push(cur);
+        cur = run_block(&m.enc[i], &pooled);
     }
     for i in (0..depth).rev() {
         let skip = &skips[i];
