@@ -90,8 +90,8 @@ pub fn loss_and_grad(logits: &Tensor, target: &Target) -> Result<LossOutput, NnE
     let mut present = vec![false; k];
     let mut ce = 0.0;
     for s in 0..n {
-        for c in 1..k {
-            present[c] |= target.labelled[s][c];
+        for (p, l) in present.iter_mut().zip(&target.labelled[s]).skip(1) {
+            *p |= *l;
         }
         for i in s * hw..(s + 1) * hw {
             let pr = &prob[i * k..(i + 1) * k];

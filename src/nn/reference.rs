@@ -38,6 +38,8 @@ pub fn conv3x3_nchw(
 }
 
 /// Gradients of `sum(conv3x3(x, w) * dy)` with respect to `x` and `w` (NCHW / OIHW).
+// The plain reference keeps every dimension an explicit argument, like the kernel it checks.
+#[allow(clippy::too_many_arguments)]
 pub fn conv3x3_backward_nchw(
     x: &[f64],
     n: usize,

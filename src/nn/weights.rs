@@ -258,8 +258,11 @@ fn to_f32(view: &TensorView<'_>) -> Result<Vec<f32>, String> {
     })
 }
 
+/// Tensors by name, each with its shape and its values widened to f64.
+pub type TensorsF64 = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
+
 /// Reads every tensor of a safetensors file as f64 with its shape (goldens, tools).
-pub fn read_tensors_f64(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f64>)>, NnError> {
+pub fn read_tensors_f64(path: &Path) -> Result<TensorsF64, NnError> {
     let bytes = std::fs::read(path).map_err(|source| NnError::Io {
         path: path.into(),
         source,

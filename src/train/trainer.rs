@@ -174,7 +174,7 @@ pub fn train(
     if train_idx.is_empty() {
         return Err(TrainError::Data("no training frames".into()));
     }
-    if src.size() % model.config().size_multiple() != 0 {
+    if !src.size().is_multiple_of(model.config().size_multiple()) {
         return Err(TrainError::Data(format!(
             "frame size {} is not divisible by {}",
             src.size(),

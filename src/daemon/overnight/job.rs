@@ -33,6 +33,8 @@ pub struct NightPlan<'a> {
 }
 
 /// How a night ended.
+// One value per night: the size of the promoted model inline costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum NightOutcome {
     /// Nothing trained, and why.
     Skipped(String),

@@ -117,6 +117,8 @@ pub fn forward_train(x: &Tensor, bn: &mut BatchNorm, threads: usize) -> (Tensor,
 
 /// Backward of [`forward_train`]: from `dy` (gradient of the ReLU output `y`), the pre-BN input
 /// `x` and the cache, returns `dx` and adds into `dgamma`, `dbeta`.
+// A layer's backward takes every tensor it reads and writes explicitly (llm.c style).
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     dy: &Tensor,
     x: &Tensor,

@@ -84,8 +84,8 @@ pub fn backward(
             let (a, b) = (tap / 2, tap % 2);
             let d = ((n * 2 * h + 2 * y + a) * 2 * w + 2 * xx + b) * cd + offset;
             row[tap * cout..(tap + 1) * cout].copy_from_slice(&dcat.data[d..d + cout]);
-            for co in 0..cout {
-                sums[co] += dcat.data[d + co] as f64;
+            for (s, v) in sums.iter_mut().zip(&dcat.data[d..d + cout]) {
+                *s += *v as f64;
             }
         }
     }

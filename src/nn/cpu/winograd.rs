@@ -119,6 +119,7 @@ fn transform_input(x: &Tensor, t0: usize, tc: usize, v: &mut [f32], scratch: &mu
 }
 
 /// Output transform of `m` (`[16][tc][cout]`) into the output rows, with the epilogue.
+#[allow(clippy::too_many_arguments)]
 fn transform_output(
     m: &[f32],
     t0: usize,
