@@ -218,7 +218,11 @@ fn refuse_later(sh: &Arc<Shared>, stream: TcpStream, peer: &str, why: Refusal) {
 /// One connection, from accept to close, on its own thread; a panic ends only this one.
 fn connection(sh: &Shared, stream: TcpStream, peer: &str, mut ticket: Ticket) {
     let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
-    let negotiation = Duration::from_secs(sh.cfg.negotiation_timeout_s);
+    let negotiation = Duration::from_secs(
+        sh.cfg
+            .negotiation_timeout_s
+            .min(sh.cfg.association_timeout_s),
+    );
     sh.set_deadline(id, "negotiation", negotiation, peer, &stream);
     let deadline = Instant::now() + negotiation;
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
