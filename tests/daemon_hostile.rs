@@ -30,6 +30,22 @@ fn proc_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Samples `/proc/<pid>/status` VmRSS every 10 ms on a thread until the returned flag is set;
+/// the thread returns the largest value seen (KiB).
+fn rss_sampler(pid: u32) -> (Arc<AtomicBool>, JoinHandle<u64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let t = std::thread::spawn(move || {
+        let mut peak = 0;
+        while !s.load(Ordering::SeqCst) {
+            peak = peak.max(proc_kib(pid, "VmRSS"));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak
+    });
+    (stop, t)
+}
+
 /// An A-ASSOCIATE-RQ for Verification from `calling` to `called`.
 fn associate_rq(calling: &str, called: &str) -> Vec<u8> {
     let pdu = Pdu::AssociationRQ(AssociationRQ {
@@ -165,6 +181,7 @@ fn huge_associate_rq_is_refused_fast_and_not_buffered() {
     std::thread::sleep(Duration::from_millis(1500));
     let before = proc_kib(pid, "VmRSS");
     assert!(before > 0, "cannot read /proc/{pid}/status");
+    let (stop, sampler) = rss_sampler(pid);
     let floods: Vec<(TcpStream, JoinHandle<usize>)> = (0..2)
         .map(|_| {
             let s = connect(port);
@@ -187,7 +204,6 @@ fn huge_associate_rq_is_refused_fast_and_not_buffered() {
         })
         .collect();
     let t0 = Instant::now();
-    let mut peak = before;
     let mut answers = Vec::new();
     let mut writers = Vec::new();
     for (mut s, t) in floods {
@@ -201,14 +217,14 @@ fn huge_associate_rq_is_refused_fast_and_not_buffered() {
     }
     for (s, t) in writers {
         while !t.is_finished() && t0.elapsed() < Duration::from_secs(20) {
-            peak = peak.max(proc_kib(pid, "VmRSS"));
             std::thread::sleep(Duration::from_millis(20));
         }
         drop(s);
         let _ = t.join();
     }
     std::thread::sleep(Duration::from_millis(300));
-    peak = peak.max(proc_kib(pid, "VmRSS"));
+    stop.store(true, Ordering::SeqCst);
+    let peak = sampler.join().expect("sampler");
     let grown_mib = (peak.saturating_sub(before)) as f64 / 1024.0;
     println!("VmRSS before {before} KiB, peak {peak} KiB: +{grown_mib:.1} MiB");
     assert_eq!(
