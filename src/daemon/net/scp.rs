@@ -2,13 +2,13 @@
 //! deliver a whole, bounded A-ASSOCIATE-RQ ([`super::gate`]); only then does it take one of
 //! `max_associations` slots ([`super::slots`]; more are refused with a transient rejection), so
 //! idle or junk connections cannot lock a scanner out. Established associations have idle and
-//! total time limits (a watchdog shuts down sockets past their deadline, so even a peer
-//! trickling bytes cannot hold a slot forever), every PDU is bounded on its header before it is
+//! total time limits ([`super::deadlines`]), every PDU is bounded on its header before it is
 //! buffered ([`super::pdu`]), and the success status of an instance is sent only after
 //! [`crate::daemon::spool::Incoming::commit`] returned. Command sets may arrive in several
 //! fragments and PDUs may carry several PDVs; data fragments stream straight into the spool.
 
 use super::access::{self, refuse, AeAllowList, Refusal};
+use super::deadlines::Deadlines;
 use super::dimse::{self, status, Command};
 use super::gate::{self, GateError};
 use super::pdu::{self, Limits, PduError};
@@ -22,24 +22,14 @@ use crate::text::printable;
 use dicom_ul::association::{Association, SyncAssociation};
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
 use dicom_ul::{Pdu, ServerAssociation, ServerAssociationOptions};
-use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest command set accepted (a real one is a few hundred bytes).
 const MAX_COMMAND_BYTES: usize = 64 * 1024;
-
-/// A socket the watchdog shuts down when its deadline passes.
-struct Deadline {
-    at: Instant,
-    /// "negotiation" or "association": which limit it is.
-    stage: &'static str,
-    peer: String,
-    stream: TcpStream,
-}
 
 /// Shared state of the listener and its association threads.
 struct Shared {
@@ -50,34 +40,10 @@ struct Shared {
     refusing: AtomicUsize,
     stop: AtomicBool,
     next_id: AtomicU64,
-    deadlines: Mutex<HashMap<u64, Deadline>>,
+    deadlines: Deadlines,
 }
 
 impl Shared {
-    fn deadlines(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Deadline>> {
-        self.deadlines.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Puts connection `id` under the limit `stage`, `after` from now.
-    fn set_deadline(
-        &self,
-        id: u64,
-        stage: &'static str,
-        after: Duration,
-        peer: &str,
-        s: &TcpStream,
-    ) {
-        if let Ok(stream) = s.try_clone() {
-            let d = Deadline {
-                at: Instant::now() + after,
-                stage,
-                peer: peer.to_string(),
-                stream,
-            };
-            self.deadlines().insert(id, d);
-        }
-    }
-
     fn limits(&self) -> Limits {
         Limits {
             max_pdata: self.cfg.max_pdu,
@@ -133,7 +99,7 @@ impl Scp {
             refusing: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
-            deadlines: Mutex::new(HashMap::new()),
+            deadlines: Deadlines::default(),
         });
         Ok(Scp { listener, shared })
     }
@@ -159,7 +125,7 @@ impl Scp {
         let sh = self.shared.clone();
         std::thread::Builder::new()
             .name("scp-watchdog".into())
-            .spawn(move || watchdog(&sh))
+            .spawn(move || sh.deadlines.watch(&sh.stop))
             .ok();
         for conn in self.listener.incoming() {
             if self.shared.stop.load(Ordering::SeqCst) {
@@ -223,7 +189,8 @@ fn connection(sh: &Shared, stream: TcpStream, peer: &str, mut ticket: Ticket) {
             .negotiation_timeout_s
             .min(sh.cfg.association_timeout_s),
     );
-    sh.set_deadline(id, "negotiation", negotiation, peer, &stream);
+    sh.deadlines
+        .set(id, "negotiation", negotiation, peer, &stream);
     let deadline = Instant::now() + negotiation;
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         if admit_request(sh, &stream, peer, &mut ticket, deadline) {
@@ -235,7 +202,7 @@ fn connection(sh: &Shared, stream: TcpStream, peer: &str, mut ticket: Ticket) {
             "connection {id} from {peer}: handler panicked; other associations are unaffected"
         );
     }
-    sh.deadlines().remove(&id);
+    sh.deadlines.remove(id);
 }
 
 /// Waits for the whole A-ASSOCIATE-RQ and takes an association slot; false (the connection
@@ -294,26 +261,6 @@ fn disk_nearly_full(sh: &Shared) -> bool {
     }
 }
 
-/// Shuts down sockets past their deadline, once each (the connection's thread then ends).
-fn watchdog(sh: &Shared) {
-    while !sh.stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = Instant::now();
-        sh.deadlines().retain(|id, d| {
-            if now < d.at {
-                return true;
-            }
-            log::warn!(
-                "connection {id} from {}: {} time limit passed; closing it",
-                d.peer,
-                d.stage
-            );
-            let _ = d.stream.shutdown(std::net::Shutdown::Both);
-            false
-        });
-    }
-}
-
 fn options(
     cfg: &ServerConfig,
 ) -> ServerAssociationOptions<'_, AeAllowList, dicom_ul::association::server::DefaultNegotiation> {
@@ -362,7 +309,8 @@ fn serve_association(sh: &Shared, id: u64, stream: TcpStream, peer: &str) {
         }
     };
     let total = Duration::from_secs(sh.cfg.association_timeout_s);
-    sh.set_deadline(id, "association", total, peer, assoc.inner_stream());
+    sh.deadlines
+        .set(id, "association", total, peer, assoc.inner_stream());
     log::info!(
         "association from {peer} (\"{}\" calling \"{}\") established",
         printable(assoc.peer_ae_title()),
