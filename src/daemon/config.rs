@@ -44,7 +44,15 @@ pub struct ServerConfig {
     /// Called AE titles accepted; empty: only `ae_title`.
     pub called_ae_allow: Vec<String>,
     /// Associations served at once; more are rejected (transient, local limit exceeded).
+    /// Counted from a whole A-ASSOCIATE-RQ on, so connections that never send one take none.
     pub max_associations: usize,
+    /// Connections still negotiating (no whole A-ASSOCIATE-RQ yet) at once; more are refused.
+    pub max_negotiating: usize,
+    /// Connections, negotiating or established, from one IP address at once.
+    pub max_connections_per_address: usize,
+    /// A connection must deliver its whole A-ASSOCIATE-RQ within this long (or within
+    /// `association_timeout_s`, if that is shorter), or it is closed.
+    pub negotiation_timeout_s: u64,
     /// Largest PDU we accept (bytes), advertised in the association.
     pub max_pdu: u32,
     /// An association that sends nothing for this long is aborted.
@@ -65,6 +73,9 @@ impl Default for ServerConfig {
             calling_ae_allow: Vec::new(),
             called_ae_allow: Vec::new(),
             max_associations: 8,
+            max_negotiating: 64,
+            max_connections_per_address: 16,
+            negotiation_timeout_s: 5,
             max_pdu: 65536,
             idle_timeout_s: 30,
             association_timeout_s: 1800,
@@ -242,7 +253,12 @@ impl Config {
                 s.max_pdu
             ));
         }
-        if s.idle_timeout_s == 0 || s.association_timeout_s == 0 {
+        if s.max_negotiating == 0 || s.max_connections_per_address == 0 {
+            return Err(
+                "server.max_negotiating and max_connections_per_address must be at least 1".into(),
+            );
+        }
+        if s.idle_timeout_s == 0 || s.association_timeout_s == 0 || s.negotiation_timeout_s == 0 {
             return Err("server time limits must be at least 1 s".into());
         }
         if !(0.0..100.0).contains(&s.min_free_percent) || s.min_free_gb < 0.0 {
@@ -311,6 +327,14 @@ mod tests {
         assert!(Config::parse(&long, Path::new("x.toml")).is_err());
         let pdu = format!("{base}[server]\nmax_pdu = 10\n");
         assert!(Config::parse(&pdu, Path::new("x.toml")).is_err());
+        for bad in [
+            "max_negotiating = 0",
+            "max_connections_per_address = 0",
+            "negotiation_timeout_s = 0",
+        ] {
+            let text = format!("{base}[server]\n{bad}\n");
+            assert!(Config::parse(&text, Path::new("x.toml")).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,24 +1,31 @@
-//! The C-STORE / C-ECHO service provider. One thread per association (at most
-//! `max_associations`; more are refused with a transient rejection), idle and total time limits
-//! per association (a watchdog shuts down sockets past their deadline, so even a peer trickling
-//! bytes cannot hold a slot forever), and the success status of an instance sent only after
+//! The C-STORE / C-ECHO service provider. A connection first has `negotiation_timeout_s` to
+//! deliver a whole, bounded A-ASSOCIATE-RQ ([`super::gate`]); only then does it take one of
+//! `max_associations` slots ([`super::slots`]; more are refused with a transient rejection), so
+//! idle or junk connections cannot lock a scanner out. Established associations have idle and
+//! total time limits ([`super::deadlines`]), every PDU is bounded on its header before it is
+//! buffered ([`super::pdu`]), and the success status of an instance is sent only after
 //! [`crate::daemon::spool::Incoming::commit`] returned. Command sets may arrive in several
 //! fragments and PDUs may carry several PDVs; data fragments stream straight into the spool.
 
-use super::access::{refuse, AeAllowList, Refusal};
+use super::access::{self, refuse, AeAllowList, Refusal};
+use super::deadlines::Deadlines;
 use super::dimse::{self, status, Command};
+use super::gate::{self, GateError};
+use super::pdu::{self, Limits, PduError};
+use super::slots::{SlotLimits, Slots, Ticket};
 use super::syntax::{is_storage_class, STORAGE_CLASSES, TRANSFER_SYNTAXES, VERIFICATION};
 use crate::daemon::config::ServerConfig;
 use crate::daemon::fsio::free_space;
 use crate::daemon::spool::{Incoming, Spool, Stored};
 use crate::daemon::DaemonError;
+use crate::text::printable;
+use dicom_ul::association::{Association, SyncAssociation};
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
 use dicom_ul::{Pdu, ServerAssociation, ServerAssociationOptions};
-use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest command set accepted (a real one is a few hundred bytes).
@@ -29,12 +36,19 @@ struct Shared {
     cfg: ServerConfig,
     spool: Arc<Spool>,
     spool_dir: PathBuf,
-    active: AtomicUsize,
+    slots: Arc<Slots>,
     refusing: AtomicUsize,
     stop: AtomicBool,
     next_id: AtomicU64,
-    /// Sockets with their hard deadline, shut down by the watchdog when it passes.
-    deadlines: Mutex<HashMap<u64, (Instant, TcpStream)>>,
+    deadlines: Deadlines,
+}
+
+impl Shared {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_pdata: self.cfg.max_pdu,
+        }
+    }
 }
 
 /// A bound listener, not yet serving.
@@ -57,9 +71,9 @@ impl ScpHandle {
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
     }
 
-    /// Associations being served now.
+    /// Associations established now (connections still negotiating are not counted).
     pub fn active(&self) -> usize {
-        self.shared.active.load(Ordering::Relaxed)
+        self.shared.slots.established()
     }
 }
 
@@ -72,15 +86,20 @@ impl Scp {
     ) -> Result<Scp, DaemonError> {
         let listener = TcpListener::bind(&cfg.listen)
             .map_err(|e| DaemonError::Net(format!("cannot listen on {}: {e}", cfg.listen)))?;
+        let slots = Slots::new(SlotLimits {
+            associations: cfg.max_associations,
+            negotiating: cfg.max_negotiating,
+            per_address: cfg.max_connections_per_address,
+        });
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
             spool,
             spool_dir,
-            active: AtomicUsize::new(0),
+            slots,
             refusing: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
-            deadlines: Mutex::new(HashMap::new()),
+            deadlines: Deadlines::default(),
         });
         Ok(Scp { listener, shared })
     }
@@ -100,68 +119,134 @@ impl Scp {
         })
     }
 
-    /// Accepts associations until stopped.
+    /// Accepts connections until stopped. Per-address and negotiating bounds are checked at
+    /// accept; the association bound once the connection's whole request has arrived.
     pub fn serve(self) {
         let sh = self.shared.clone();
         std::thread::Builder::new()
             .name("scp-watchdog".into())
-            .spawn(move || watchdog(&sh))
+            .spawn(move || sh.deadlines.watch(&sh.stop))
             .ok();
         for conn in self.listener.incoming() {
             if self.shared.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let stream = match conn {
-                Ok(s) => s,
+            let (stream, addr) = match conn.and_then(|s| s.peer_addr().map(|a| (s, a))) {
+                Ok(p) => p,
                 Err(e) => {
                     log::warn!("accept failed: {e}");
                     continue;
                 }
             };
-            let peer = stream
-                .peer_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
+            let peer = addr.to_string();
             let sh = self.shared.clone();
-            let refusal = if sh.active.load(Ordering::SeqCst) >= sh.cfg.max_associations {
-                Some(Refusal::TooManyAssociations)
-            } else if disk_nearly_full(&sh) {
-                Some(Refusal::DiskNearlyFull)
-            } else {
-                None
+            let ticket = match sh.slots.admit(addr.ip()) {
+                Ok(t) if !disk_nearly_full(&sh) => t,
+                Ok(_) => {
+                    refuse_later(&sh, stream, &peer, Refusal::DiskNearlyFull);
+                    continue;
+                }
+                Err(why) => {
+                    refuse_later(&sh, stream, &peer, why);
+                    continue;
+                }
             };
-            if let Some(why) = refusal {
-                log::warn!("refusing association from {peer}: {why:?}");
-                // bounded too: past twice the limit, refusals are just closed connections
-                if sh.refusing.load(Ordering::SeqCst) < sh.cfg.max_associations * 2 {
-                    sh.refusing.fetch_add(1, Ordering::SeqCst);
-                    let sh2 = sh.clone();
-                    std::thread::spawn(move || {
-                        refuse(stream, why);
-                        sh2.refusing.fetch_sub(1, Ordering::SeqCst);
-                    });
-                }
-                continue;
-            }
-            sh.active.fetch_add(1, Ordering::SeqCst);
-            let spawned = std::thread::Builder::new().name("scp-assoc".into()).spawn(move || {
-                let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
-                let deadline = Instant::now() + Duration::from_secs(sh.cfg.association_timeout_s);
-                if let Ok(clone) = stream.try_clone() {
-                    sh.deadlines.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (deadline, clone));
-                }
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve_association(&sh, stream, &peer)));
-                if r.is_err() {
-                    log::error!("association {id} from {peer}: handler panicked; other associations are unaffected");
-                }
-                sh.deadlines.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-                sh.active.fetch_sub(1, Ordering::SeqCst);
-            });
-            if spawned.is_err() {
-                self.shared.active.fetch_sub(1, Ordering::SeqCst);
+            let spawned = std::thread::Builder::new()
+                .name("scp-assoc".into())
+                .spawn(move || connection(&sh, stream, &peer, ticket));
+            if let Err(e) = spawned {
+                log::error!("cannot start a thread for a connection: {e}");
             }
         }
     }
+}
+
+/// Answers a refused connection with a transient A-ASSOCIATE-RJ on a thread of its own; past
+/// twice `max_associations` such threads, refusals are just closed connections.
+fn refuse_later(sh: &Arc<Shared>, stream: TcpStream, peer: &str, why: Refusal) {
+    log::warn!("refusing association from {peer}: {why}");
+    if sh.refusing.fetch_add(1, Ordering::SeqCst) >= sh.cfg.max_associations * 2 {
+        sh.refusing.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    let sh2 = sh.clone();
+    let spawned = std::thread::Builder::new()
+        .name("scp-refuse".into())
+        .spawn(move || {
+            refuse(stream, why);
+            sh2.refusing.fetch_sub(1, Ordering::SeqCst);
+        });
+    if spawned.is_err() {
+        sh.refusing.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One connection, from accept to close, on its own thread; a panic ends only this one.
+fn connection(sh: &Shared, stream: TcpStream, peer: &str, mut ticket: Ticket) {
+    let id = sh.next_id.fetch_add(1, Ordering::Relaxed);
+    let negotiation = Duration::from_secs(
+        sh.cfg
+            .negotiation_timeout_s
+            .min(sh.cfg.association_timeout_s),
+    );
+    sh.deadlines
+        .set(id, "negotiation", negotiation, peer, &stream);
+    let deadline = Instant::now() + negotiation;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if admit_request(sh, &stream, peer, &mut ticket, deadline) {
+            serve_association(sh, id, stream, peer);
+        }
+    }));
+    if r.is_err() {
+        log::error!(
+            "connection {id} from {peer}: handler panicked; other associations are unaffected"
+        );
+    }
+    sh.deadlines.remove(id);
+}
+
+/// Waits for the whole A-ASSOCIATE-RQ and takes an association slot; false (the connection
+/// answered and closed) if the request is refused or never completes.
+fn admit_request(
+    sh: &Shared,
+    stream: &TcpStream,
+    peer: &str,
+    ticket: &mut Ticket,
+    deadline: Instant,
+) -> bool {
+    match gate::await_associate_rq(stream, &sh.limits(), deadline) {
+        Ok(_) => {}
+        Err(GateError::Refused(e)) => {
+            log::warn!("refusing connection from {peer}: {e}");
+            access::refuse_first_pdu(stream, !matches!(e, PduError::UnknownType(_)));
+            return false;
+        }
+        Err(e @ GateError::NotAssociateRq(_)) => {
+            log::warn!("aborting connection from {peer}: {e}");
+            access::refuse_first_pdu(stream, false);
+            return false;
+        }
+        Err(GateError::Closed(0)) => {
+            log::debug!("connection from {peer} closed without a request");
+            return false;
+        }
+        Err(e) => {
+            log::warn!("closing connection from {peer}: {e}");
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return false;
+        }
+    }
+    if let Err(why) = ticket.establish() {
+        log::warn!("refusing association from {peer}: {why}");
+        match stream.try_clone() {
+            Ok(s) => refuse(s, why),
+            Err(_) => {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        return false;
+    }
+    true
 }
 
 fn disk_nearly_full(sh: &Shared) -> bool {
@@ -172,20 +257,6 @@ fn disk_nearly_full(sh: &Shared) -> bool {
         Err(e) => {
             log::error!("cannot check free space: {e}");
             true
-        }
-    }
-}
-
-fn watchdog(sh: &Shared) {
-    while !sh.stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(250));
-        let now = Instant::now();
-        let map = sh.deadlines.lock().unwrap_or_else(|p| p.into_inner());
-        for (id, (deadline, s)) in map.iter() {
-            if now >= *deadline {
-                log::warn!("association {id} exceeded its total time limit; closing it");
-                let _ = s.shutdown(std::net::Shutdown::Both);
-            }
         }
     }
 }
@@ -223,27 +294,44 @@ struct Transfer<'s> {
     refused: Option<u16>,
 }
 
-fn serve_association(sh: &Shared, stream: TcpStream, peer: &str) {
+/// Negotiates (the whole request is already in the socket buffer, checked by the gate, so
+/// dicom-ul's lenient read of it is bounded) and serves one association until it ends.
+fn serve_association(sh: &Shared, id: u64, stream: TcpStream, peer: &str) {
     let opts = options(&sh.cfg);
     let mut assoc = match opts.establish(stream) {
         Ok(a) => a,
         Err(e) => {
-            log::warn!("association from {peer} not established: {e}");
+            log::warn!(
+                "association from {peer} not established: {}",
+                printable(&e.to_string())
+            );
             return;
         }
     };
+    let total = Duration::from_secs(sh.cfg.association_timeout_s);
+    sh.deadlines
+        .set(id, "association", total, peer, assoc.inner_stream());
     log::info!(
-        "association from {peer} ({}) established",
-        dicom_ul::association::Association::peer_ae_title(&assoc)
+        "association from {peer} (\"{}\" calling \"{}\") established",
+        printable(assoc.peer_ae_title()),
+        printable(assoc.called_ae_title())
     );
+    let limits = sh.limits();
     let (mut stored, mut duplicates) = (0usize, 0usize);
     let mut cmd_buf: Vec<u8> = Vec::new();
     let mut current: Option<Transfer<'_>> = None;
     loop {
-        let pdu = match assoc.receive() {
+        let received = {
+            let (socket, buffer) = assoc.get_mut();
+            pdu::read_pdu(socket, buffer, &limits)
+        };
+        let pdu = match received {
             Ok(p) => p,
             Err(e) => {
-                if current.is_some() {
+                if let Some(reason) = e.abort_reason() {
+                    log::warn!("aborting association from {peer}: {e}");
+                    access::abort(assoc.inner_stream(), reason);
+                } else if current.is_some() {
                     log::warn!("association from {peer} ended mid-instance ({e}); the partial instance was discarded and not acknowledged");
                 } else {
                     log::warn!("association from {peer} ended without release: {e}");
@@ -259,7 +347,10 @@ fn serve_association(sh: &Shared, stream: TcpStream, peer: &str) {
                         Ok(Some(Stored::Duplicate)) => duplicates += 1,
                         Ok(None) => {}
                         Err(e) => {
-                            log::warn!("aborting association from {peer}: {e}");
+                            log::warn!(
+                                "aborting association from {peer}: {}",
+                                printable(&e.to_string())
+                            );
                             let _ = assoc.abort();
                             return;
                         }
@@ -276,11 +367,31 @@ fn serve_association(sh: &Shared, stream: TcpStream, peer: &str) {
                 return;
             }
             other => {
-                log::warn!("unexpected PDU from {peer}: {other:?}; aborting");
-                let _ = assoc.abort();
+                log::warn!(
+                    "unexpected {} from {peer} on an established association; aborting",
+                    pdu_name(&other)
+                );
+                access::abort(
+                    assoc.inner_stream(),
+                    dicom_ul::pdu::AbortRQServiceProviderReason::UnexpectedPdu,
+                );
                 return;
             }
         }
+    }
+}
+
+/// A PDU's name for a log line (its contents are peer data and stay out of the log).
+fn pdu_name(p: &Pdu) -> &'static str {
+    match p {
+        Pdu::AssociationRQ(_) => "A-ASSOCIATE-RQ",
+        Pdu::AssociationAC(_) => "A-ASSOCIATE-AC",
+        Pdu::AssociationRJ(_) => "A-ASSOCIATE-RJ",
+        Pdu::PData { .. } => "P-DATA-TF",
+        Pdu::ReleaseRQ => "A-RELEASE-RQ",
+        Pdu::ReleaseRP => "A-RELEASE-RP",
+        Pdu::AbortRQ { .. } => "A-ABORT",
+        _ => "unknown PDU",
     }
 }
 
@@ -369,11 +480,11 @@ fn on_pdv<'s>(
                         (status, None)
                     }
                     Err(DaemonError::BadObject(e)) => {
-                        log::warn!("instance refused: {e}");
+                        log::warn!("instance refused: {}", printable(&e.to_string()));
                         (status::CANNOT_UNDERSTAND, None)
                     }
                     Err(e) => {
-                        log::error!("instance not stored: {e}");
+                        log::error!("instance not stored: {}", printable(&e.to_string()));
                         (status::OUT_OF_RESOURCES, None)
                     }
                 },
