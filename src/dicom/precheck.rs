@@ -87,7 +87,7 @@ pub(crate) fn check_inflated_lengths(dataset: &[u8]) -> Result<(), String> {
 /// Check a bare Implicit VR Little Endian data set, such as a DIMSE command set reassembled from
 /// a peer's P-DATA, before `InMemDicomObject::read_dataset_with_ts` reads it: every length
 /// against the bytes present, and nesting against [`MAX_SEQUENCE_DEPTH`]. For the receiver's
-/// command parser (src/daemon/net/dimse.rs), which reads peer bytes without this today.
+/// command parser (src/daemon/net/dimse.rs).
 pub fn check_implicit_dataset(dataset: &[u8]) -> Result<(), String> {
     walk_lengths(dataset, 0, Syntax::ImplicitLe, false)?;
     let ts = dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased();

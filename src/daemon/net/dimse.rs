@@ -137,6 +137,9 @@ pub fn store_request(
 
 /// Parses a complete command set (all its fragments joined).
 pub fn parse(bytes: &[u8]) -> Result<Command, DaemonError> {
+    // Peer bytes: lengths and nesting are bounded before the parser allocates or recurses.
+    crate::dicom::precheck::check_implicit_dataset(bytes)
+        .map_err(|e| DaemonError::Net(format!("unreadable command set: {e}")))?;
     let obj = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
         .map_err(|e| DaemonError::Net(format!("unreadable command set: {e}")))?;
     let int = |tag: Tag| obj.element(tag).ok().and_then(|e| e.to_int::<u16>().ok());
