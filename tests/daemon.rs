@@ -353,5 +353,9 @@ fn nearly_full_disk_refuses_associations() {
         err.contains("reject") || err.contains("congestion"),
         "{err}"
     );
-    assert!(d.log_text().contains("DiskNearlyFull"), "{}", d.log_text());
+    assert!(
+        d.log_text().contains("spool disk is nearly full"),
+        "{}",
+        d.log_text()
+    );
 }
