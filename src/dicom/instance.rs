@@ -161,10 +161,7 @@ pub fn parse_checked(bytes: &[u8], path: &Path) -> Result<DefaultDicomObject, Di
     let root: &Obj = &obj;
     if root.get(tags::PIXEL_DATA).is_some() {
         let hdr = pixel_header(root, path)?;
-        let ts = obj.meta().transfer_syntax().trim_end_matches('\0');
-        if !ts.starts_with("1.2.840.10008.1.2.4") && !ts.starts_with("1.2.840.10008.1.2.5") {
-            check_native_length(root, &hdr, path)?;
-        }
+        check_native_length(root, &hdr, path)?;
     }
     Ok(obj)
 }
@@ -419,17 +416,7 @@ pub(crate) fn instances_from_object(
         });
     }
     check_transfer_syntax(obj, attr::int(root, tags::BITS_STORED), path)?;
-    if !obj
-        .meta()
-        .transfer_syntax()
-        .starts_with("1.2.840.10008.1.2.4")
-        && !obj
-            .meta()
-            .transfer_syntax()
-            .starts_with("1.2.840.10008.1.2.5")
-    {
-        check_native_length(root, &hdr, path)?;
-    }
+    check_native_length(root, &hdr, path)?;
     if obj.meta().transfer_syntax().trim_end_matches('\0') == RLE_LOSSLESS {
         super::precheck::check_rle(
             root,
@@ -558,6 +545,10 @@ fn check_native_length(root: &Obj, hdr: &PixelHeader, path: &Path) -> Result<(),
     let Some(elem) = root.get(tags::PIXEL_DATA) else {
         return Ok(());
     };
+    if elem.fragments().is_some() {
+        // Encapsulated: the codec checks its own lengths.
+        return Ok(());
+    }
     let Ok(bytes) = elem.to_bytes() else {
         return Ok(());
     };

@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -309,20 +309,16 @@ impl Spool {
             },
         );
         st.open.remove(uid);
-        match &job.supersedes {
-            Some(old) => log::info!(
-                "series closed ({} instances, {}): job {}, a new version superseding job {old}",
-                job.files.len(),
-                job.closed_because,
-                job.id
-            ),
-            None => log::info!(
-                "series closed ({} instances, {}): job {}",
-                job.files.len(),
-                job.closed_because,
-                job.id
-            ),
-        }
+        let version = match &job.supersedes {
+            Some(old) => format!(", a new version superseding job {old}"),
+            None => String::new(),
+        };
+        log::info!(
+            "series closed ({} instances, {}): job {}{version}",
+            job.files.len(),
+            job.closed_because,
+            job.id
+        );
         Ok(Some(job))
     }
 
@@ -563,11 +559,6 @@ impl Drop for Incoming<'_> {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
-}
-
-/// The spool folder's index file, for tools and tests that inspect it.
-pub fn index_path(spool_dir: &Path) -> PathBuf {
-    spool_dir.join("index.jsonl")
 }
 
 #[cfg(test)]

@@ -6,19 +6,13 @@
 //! service takes (MR images; segmentations only when the overnight hook wants them).
 
 use super::super::net::dimse::status;
+use super::super::net::syntax::{ENHANCED_MR_IMAGE, MR_IMAGE, SEGMENTATION};
 use super::super::DaemonError;
 use crate::dicom::instance::{parse_checked, read_capped};
 use crate::text::printable;
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
 use std::path::Path;
-
-/// MR Image Storage.
-const MR_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
-/// Enhanced MR Image Storage.
-const ENHANCED_MR_IMAGE: &str = "1.2.840.10008.5.1.4.1.1.4.1";
-/// Segmentation Storage.
-const SEGMENTATION: &str = "1.2.840.10008.5.1.4.1.1.66.4";
 
 /// What the spool keeps from a received data set's header.
 #[derive(Debug, Clone)]

@@ -3,6 +3,7 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN;
+use std::path::Path;
 
 const MR: &str = "1.2.840.10008.5.1.4.1.1.4";
 const ELE: &str = "1.2.840.10008.1.2.1";
