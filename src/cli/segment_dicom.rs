@@ -73,7 +73,7 @@ pub fn run(
     let labelled = seg.segment(&slices, &|d, _| pb.set_position(d as u64))?;
     pb.finish_and_clear();
     let labels: HashMap<(usize, usize), _> = keys.into_iter().zip(labelled).collect();
-    let analysis = analyse(&stack, &labels, 0.6).map_err(CliError::Usage)?;
+    let analysis = analyse(&stack, &labels, 0.6)?;
     let series_uid = stack
         .ids
         .series_uid

@@ -33,9 +33,43 @@ pub enum DaemonError {
     /// A DICOM network exchange failed.
     #[error("network: {0}")]
     Net(String),
-    /// Processing a series failed.
-    #[error("{0}")]
-    Pipeline(String),
+    /// A daemon thread could not be started (the system is out of threads or memory).
+    #[error("starting the {name} thread: {source}")]
+    Thread {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The compute backend or the model could not be set up for serving.
+    #[error("inference stage: {0}")]
+    Inference(#[from] crate::segment::SegmentError),
+    /// A stage did not report ready in time (a backend that hangs while opening).
+    #[error("the {0} stage did not start within 120 s")]
+    NotStarted(&'static str),
+    /// The model registry failed while choosing the serving model.
+    #[error("model registry: {0}")]
+    Registry(#[from] crate::registry::RegistryError),
+    /// A DICOM object could not be read or written (the context says which).
+    #[error("{context}: {source}")]
+    Dicom {
+        context: &'static str,
+        #[source]
+        source: crate::dicom::DicomError,
+    },
+    /// An overlay, montage or plot could not be drawn.
+    #[error("drawing {what}: {source}")]
+    Report {
+        what: &'static str,
+        #[source]
+        source: crate::report::ReportError,
+    },
+    /// A record or report could not be encoded as JSON.
+    #[error("encoding {what} as JSON: {source}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl DaemonError {
@@ -46,4 +80,45 @@ impl DaemonError {
             source,
         }
     }
+
+    /// A JSON encoding error of `what`, for `map_err`.
+    pub fn json(what: &'static str) -> impl FnOnce(serde_json::Error) -> Self {
+        move |source| DaemonError::Json { what, source }
+    }
+
+    /// A DICOM error in `context`, for `map_err`.
+    pub fn dicom(context: &'static str) -> impl Fn(crate::dicom::DicomError) -> Self + Copy {
+        move |source| DaemonError::Dicom { context, source }
+    }
+
+    /// A drawing error of `what`, for `map_err`.
+    pub fn report(what: &'static str) -> impl Fn(crate::report::ReportError) -> Self + Copy {
+        move |source| DaemonError::Report { what, source }
+    }
+
+    /// A failed thread start of `name`, for `map_err`.
+    pub fn thread(name: &'static str) -> impl FnOnce(std::io::Error) -> Self {
+        move |source| DaemonError::Thread { name, source }
+    }
+}
+
+/// Why one stage of a series' processing failed. The series is quarantined with this
+/// message, so it names the stage's own error, not a flattened string.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// Reading the received instances failed.
+    #[error(transparent)]
+    Dicom(#[from] crate::dicom::DicomError),
+    /// Preparing, segmenting or measuring the images failed.
+    #[error(transparent)]
+    Segment(#[from] crate::segment::SegmentError),
+    /// Keeping contours or writing the results failed.
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    /// The received instances do not make one image stack; `why` lists the first defects.
+    #[error("no image stack could be assembled from the {instances} received instances{why}")]
+    NoStack { instances: usize, why: String },
+    /// A stage received data inconsistent with what an earlier stage promised (a bug).
+    #[error("internal inconsistency: {0}")]
+    Internal(&'static str),
 }

@@ -26,5 +26,5 @@ pub mod server;
 pub mod spool;
 
 pub use config::Config;
-pub use error::DaemonError;
+pub use error::{DaemonError, StageError};
 pub use server::Daemon;

@@ -21,7 +21,7 @@ use super::overnight::{labels::keep_if_segmentation, ModelSlot};
 use super::queue::{JobQueue, JobRecord, JobState};
 use super::results::{self, Analysis};
 use super::spool::Spool;
-use super::DaemonError;
+use super::{DaemonError, StageError};
 use crate::analysis::{quality, volumes::summarize};
 use crate::dicom::masks::LabelMasks;
 use crate::dicom::{AssembleOptions, CineStack};
@@ -197,7 +197,7 @@ impl Sink {
         &self,
         ctx: &Ctx,
         stage: &'static str,
-        f: impl FnOnce() -> Result<T, String>,
+        f: impl FnOnce() -> Result<T, StageError>,
     ) -> Option<T> {
         if ctx.failed.load(Ordering::SeqCst) {
             return None;
@@ -208,7 +208,7 @@ impl Sink {
         match result {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
-                self.fail(ctx, stage, &e);
+                self.fail(ctx, stage, &e.to_string());
                 None
             }
             Err(_) => {
@@ -253,13 +253,13 @@ impl Pipeline {
         let (tx_inf, rx_inf) = bounded::<Inferred>(cap);
         let (tx_lab, rx_lab) = bounded::<Labelled>(cap);
         let (tx_mea, rx_mea) = bounded::<(Arc<Ctx>, Analysis)>(cap);
-        let (ready_tx, ready_rx) = bounded::<Result<(), String>>(1);
+        let (ready_tx, ready_rx) = bounded::<Result<(), SegmentError>>(1);
         let mut threads = Vec::new();
-        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+        let spawn = |name: &'static str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
                 .spawn(f)
-                .map_err(|e| DaemonError::Pipeline(format!("starting {name}: {e}")))
+                .map_err(DaemonError::thread(name))
         };
         {
             let (s, st, q) = (sink.clone(), stop.clone(), queue);
@@ -302,10 +302,8 @@ impl Pipeline {
         }
         match ready_rx.recv_timeout(Duration::from_secs(120)) {
             Ok(Ok(())) => Ok(Pipeline { stop, threads }),
-            Ok(Err(e)) => Err(DaemonError::Pipeline(format!("inference stage: {e}"))),
-            Err(_) => Err(DaemonError::Pipeline(
-                "inference stage did not start".into(),
-            )),
+            Ok(Err(e)) => Err(DaemonError::Inference(e)),
+            Err(_) => Err(DaemonError::NotStarted("inference")),
         }
     }
 
@@ -353,8 +351,11 @@ fn feed_and_decode(sink: &Sink, queue: &JobQueue, stop: &AtomicBool, tx: Sender<
         // Corrected contours coming back: kept for the overnight fine-tuning, not segmented.
         let labels_dir = sink.settings.spool_dir.join("labels");
         match sink.guard(&ctx, "keep contours", || {
-            keep_if_segmentation(&ctx.job, &sink.spool.objects_dir(), &labels_dir)
-                .map_err(|e| e.to_string())
+            Ok(keep_if_segmentation(
+                &ctx.job,
+                &sink.spool.objects_dir(),
+                &labels_dir,
+            )?)
         }) {
             None => continue,
             Some(Some(n)) => {
@@ -380,8 +381,7 @@ fn feed_and_decode(sink: &Sink, queue: &JobQueue, stop: &AtomicBool, tx: Sender<
         let decoded = sink.guard(&ctx, "decode", || {
             let files: Vec<PathBuf> = ctx.job.files.iter().map(|f| objects.join(f)).collect();
             let scan =
-                crate::dicom::stack::load_files(&files, &objects, &AssembleOptions::default())
-                    .map_err(|e| e.to_string())?;
+                crate::dicom::stack::load_files(&files, &objects, &AssembleOptions::default())?;
             for s in &scan.skipped {
                 log::warn!(
                     "job {}: skipped an instance: {}",
@@ -401,12 +401,14 @@ fn feed_and_decode(sink: &Sink, queue: &JobQueue, stop: &AtomicBool, tx: Sender<
                 .ok_or_else(|| {
                     let why: Vec<String> =
                         scan.skipped.iter().take(3).map(|s| s.to_string()).collect();
-                    format!(
-                        "no image stack could be assembled from the {} received instances{}{}",
-                        ctx.job.files.len(),
-                        if why.is_empty() { "" } else { ": " },
-                        why.join("; ")
-                    )
+                    StageError::NoStack {
+                        instances: ctx.job.files.len(),
+                        why: if why.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", why.join("; "))
+                        },
+                    }
                 })?;
             Ok(stack)
         });
@@ -451,14 +453,16 @@ fn preprocess(sink: &Sink, rx: Receiver<Decoded>, tx: Sender<Batch>) {
                 let mut items = Vec::with_capacity(chunk.len());
                 let ps = stack.grid.pixel_spacing;
                 for &(s, p) in chunk {
-                    let f = stack.frame(s, p).ok_or("missing frame")?;
+                    let f = stack
+                        .frame(s, p)
+                        .ok_or(StageError::Internal("a listed frame is missing"))?;
                     let slice = Slice2D {
                         width: stack.grid.cols,
                         height: stack.grid.rows,
                         spacing: [ps[1] as f32, ps[0] as f32],
                         data: f.pixels.clone(),
                     };
-                    let (img, pl) = prepare_slice(&slice, &pre).map_err(|e| e.to_string())?;
+                    let (img, pl) = prepare_slice(&slice, &pre)?;
                     data.extend_from_slice(&img);
                     items.push((s, p, pl));
                 }
@@ -488,13 +492,13 @@ fn inference(
     slot: &ModelSlot,
     rx: Receiver<Batch>,
     tx: Sender<Inferred>,
-    ready: Sender<Result<(), String>>,
+    ready: Sender<Result<(), SegmentError>>,
 ) {
     let (mut backend, why) =
         match crate::nn::device::select(sink.settings.device, sink.settings.threads) {
             Ok(b) => b,
             Err(e) => {
-                let _ = ready.send(Err(e.to_string()));
+                let _ = ready.send(Err(e.into()));
                 return;
             }
         };
@@ -502,7 +506,7 @@ fn inference(
     let mut seg = match Segmenter::new(backend.as_mut(), &model, None, sink.settings.batch) {
         Ok(s) => s,
         Err(e) => {
-            let _ = ready.send(Err(e.to_string()));
+            let _ = ready.send(Err(e));
             return;
         }
     };
@@ -531,9 +535,7 @@ fn inference(
         let _ = ctx.model_name.set(serving.clone());
         let data = std::mem::take(&mut b.data);
         let n = b.items.len();
-        let logits = sink.guard(&ctx, "inference", || {
-            seg.infer(data, n).map_err(|e: SegmentError| e.to_string())
-        });
+        let logits = sink.guard(&ctx, "inference", || Ok(seg.infer(data, n)?));
         if let Some(logits) = logits {
             if tx.send(Inferred { batch: b, logits }).is_err() {
                 return;
@@ -552,11 +554,11 @@ fn postprocess(sink: &Sink, rx: Receiver<Inferred>, tx: Sender<Labelled>) {
         let done = sink.guard(&ctx, "postprocess", || {
             let entry = acc.entry(ctx.job.id.clone()).or_default();
             for (i, (s, p, pl)) in m.batch.items.iter().enumerate() {
-                let l = m.logits.get(i * per..(i + 1) * per).ok_or("short logits")?;
-                entry.insert(
-                    (*s, *p),
-                    labels_from_logits(l, k, pl).map_err(|e| e.to_string())?,
-                );
+                let l = m
+                    .logits
+                    .get(i * per..(i + 1) * per)
+                    .ok_or(StageError::Internal("fewer class scores than images"))?;
+                entry.insert((*s, *p), labels_from_logits(l, k, pl)?);
             }
             Ok(entry.len() >= m.batch.total)
         });
@@ -621,8 +623,13 @@ fn write(sink: &Sink, rx: Receiver<(Arc<Ctx>, Analysis)>) {
         let st = &sink.settings;
         let stored = sink.guard(&ctx, "write", || {
             let model = ctx.model_name.get().unwrap_or(&st.model_name);
-            results::write(&st.output_dir, &ctx.job, &a, model, st.overlays)
-                .map_err(|e| e.to_string())
+            Ok(results::write(
+                &st.output_dir,
+                &ctx.job,
+                &a,
+                model,
+                st.overlays,
+            )?)
         });
         let Some(dir) = stored else { continue };
         if let Err(e) = sink
@@ -681,7 +688,7 @@ pub fn analyse(
     stack: &CineStack,
     labels: &HashMap<(usize, usize), SliceLabels>,
     min_confidence: f32,
-) -> Result<Analysis, String> {
+) -> Result<Analysis, SegmentError> {
     let st = stack;
     let (rows, cols, ns, np) = (st.grid.rows, st.grid.cols, st.n_slices(), st.n_phases());
     let mut masks = LabelMasks::empty(ns, np, rows, cols, vec![1, 2, 3]);
@@ -714,13 +721,18 @@ pub fn analyse(
             .sum::<f64>()
             / fg.max(1) as f64;
         confidence.push(if fg == 0 { 1.0 } else { conf as f32 });
-        let vol = phase_volume(&slices, cols, rows, spacing).map_err(|e| e.to_string())?;
+        let vol = phase_volume(&slices, cols, rows, spacing)?;
         for s in 0..ns {
-            let img = masks.image_mut(s, p).ok_or("mask index")?;
+            let shape = || {
+                SegmentError::Input(format!(
+                    "label volume of phase {p} is not {ns} x {rows} x {cols}"
+                ))
+            };
+            let img = masks.image_mut(s, p).ok_or_else(shape)?;
             img.copy_from_slice(
                 vol.labels
                     .get(s * rows * cols..(s + 1) * rows * cols)
-                    .ok_or("volume size")?,
+                    .ok_or_else(shape)?,
             );
         }
         phases.push(vol);

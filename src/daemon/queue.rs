@@ -150,8 +150,7 @@ impl JobQueue {
         if self.state_of(&job.id).is_some() {
             return Ok(false);
         }
-        let bytes =
-            serde_json::to_vec_pretty(job).map_err(|e| DaemonError::Pipeline(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(job).map_err(DaemonError::json("the job record"))?;
         let tmp = self.root.join("tmp").join(format!("{}.json", job.id));
         write_atomic(&tmp, &self.path(JobState::Pending, &job.id), &bytes)?;
         self.wake.notify_all();
@@ -235,8 +234,7 @@ impl JobQueue {
     pub fn fail(&self, job: &JobRecord, from: JobState, error: &str) -> Result<(), DaemonError> {
         let mut j = job.clone();
         j.error = Some(error.to_string());
-        let bytes =
-            serde_json::to_vec_pretty(&j).map_err(|e| DaemonError::Pipeline(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&j).map_err(DaemonError::json("the job record"))?;
         let tmp = self
             .root
             .join("tmp")

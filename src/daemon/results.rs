@@ -81,7 +81,7 @@ pub fn write(
         std::fs::remove_dir_all(&dir).map_err(|e| DaemonError::io(&dir, e))?;
     }
     ensure_dir(&dir)?;
-    let werr = |e: crate::dicom::DicomError| DaemonError::Pipeline(format!("writing results: {e}"));
+    let werr = DaemonError::dicom("writing results");
     let algo = Algorithm {
         name: "cineseg-unet".into(),
         version: model_name.into(),
@@ -147,8 +147,7 @@ pub fn write(
             .map(|c| c.to_json_line())
             .collect(),
     };
-    let json =
-        serde_json::to_vec_pretty(&report).map_err(|e| DaemonError::Pipeline(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(&report).map_err(DaemonError::json("report.json"))?;
     write_file(&dir.join("report.json"), &json)?;
     let page = html_page(job, a, model_name)?;
     write_file(&dir.join("report.html"), page.as_bytes())?;
@@ -183,7 +182,7 @@ fn phase_montage(a: &Analysis, p: usize) -> Result<Option<Vec<u8>>, DaemonError>
         if let (Some(f), Some(m)) = (a.stack.frame(s, p), a.masks.image(s, p)) {
             tiles.push(
                 overlay(&f.pixels, m, w, h, OverlayStyle::Contour)
-                    .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+                    .map_err(DaemonError::report("a contour overlay"))?,
             );
         }
     }
@@ -191,10 +190,9 @@ fn phase_montage(a: &Analysis, p: usize) -> Result<Option<Vec<u8>>, DaemonError>
         return Ok(None);
     }
     let cols = (tiles.len() as f64).sqrt().ceil() as usize;
-    let img = montage(&tiles, cols.max(1), 2).map_err(|e| DaemonError::Pipeline(e.to_string()))?;
+    let img = montage(&tiles, cols.max(1), 2).map_err(DaemonError::report("a montage"))?;
     Ok(Some(
-        img.encode_png()
-            .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+        img.encode_png().map_err(DaemonError::report("a montage"))?,
     ))
 }
 
@@ -261,7 +259,7 @@ fn html_page(job: &JobRecord, a: &Analysis, model_name: &str) -> Result<String, 
             images.push((
                 "LV (and RV) volume over the cardiac cycle".to_string(),
                 img.encode_png()
-                    .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+                    .map_err(DaemonError::report("the volume curve"))?,
             ));
         }
         for (name, p) in [("end-diastole", s.ed_phase), ("end-systole", s.es_phase)] {

@@ -93,10 +93,11 @@ impl Daemon {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         if cfg.finetune.enabled {
-            let preprocess = preprocess.ok_or_else(|| {
-                DaemonError::Pipeline(
-                    "overnight fine-tuning needs a model with preprocess metadata".into(),
-                )
+            let preprocess = preprocess.ok_or_else(|| DaemonError::Config {
+                path: model_file.to_path_buf(),
+                reason: "overnight fine-tuning ([finetune] enabled) needs a model with \
+                         preprocess metadata"
+                    .into(),
             })?;
             let setup = OvernightSetup {
                 cfg: cfg.finetune.clone(),
@@ -112,7 +113,7 @@ impl Daemon {
             std::thread::Builder::new()
                 .name("overnight".into())
                 .spawn(move || setup.run())
-                .map_err(|e| DaemonError::Pipeline(e.to_string()))?;
+                .map_err(DaemonError::thread("overnight"))?;
         }
         {
             let (q, d, st) = (queue.clone(), cfg.destination.clone(), stop.clone());
@@ -125,7 +126,7 @@ impl Daemon {
                 std::thread::Builder::new()
                     .name("sender".into())
                     .spawn(move || super::sender::run(q, d, calling, out, dead, st))
-                    .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+                    .map_err(DaemonError::thread("sender"))?,
             );
         }
         {
@@ -141,7 +142,7 @@ impl Daemon {
                             std::thread::sleep(Duration::from_millis(100));
                         }
                     })
-                    .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+                    .map_err(DaemonError::thread("series-poll"))?,
             );
         }
         if cfg.logging.health_interval_s > 0 {
@@ -164,7 +165,7 @@ impl Daemon {
                             }
                         }
                     })
-                    .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+                    .map_err(DaemonError::thread("health"))?,
             );
         }
         let scp = Scp::bind(&cfg.server, spool.clone(), root.clone())?;
@@ -174,7 +175,7 @@ impl Daemon {
             std::thread::Builder::new()
                 .name("scp".into())
                 .spawn(move || scp.serve())
-                .map_err(|e| DaemonError::Pipeline(e.to_string()))?,
+                .map_err(DaemonError::thread("scp"))?,
         );
         log::info!("listening on {addr} as {}", cfg.server.ae_title);
         Ok(Daemon {
@@ -261,14 +262,11 @@ fn serving_model(
     if !dir.join("registry.json").exists() {
         return Ok((model, settings));
     }
-    let reg = crate::registry::Registry::open(&dir)
-        .map_err(|e| DaemonError::Pipeline(format!("model registry: {e}")))?;
+    let reg = crate::registry::Registry::open(&dir)?;
     let Some(id) = reg.current().map(str::to_string) else {
         return Ok((model, settings));
     };
-    let promoted = reg
-        .load(&id)
-        .map_err(|e| DaemonError::Pipeline(format!("model registry: {e}")))?;
+    let promoted = reg.load(&id)?;
     if promoted.config() != model.config() || promoted.preprocess != model.preprocess {
         log::warn!("registry model {id} differs in architecture or preprocessing from the configured model; serving the configured one");
         return Ok((model, settings));

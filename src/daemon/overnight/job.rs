@@ -19,6 +19,40 @@ use crate::train::trainer::NoProgress;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Why a night's run failed, by the step that failed; the daemon logs it and retries the
+/// next night, so the message must say which part of the site's data or set-up to look at.
+#[derive(Debug, thiserror::Error)]
+pub enum OvernightError {
+    /// The `[finetune]` settings cannot be used.
+    #[error("{0}")]
+    Config(String),
+    /// The frame store of the night's contours could not be written or read.
+    #[error("frame store of the site's contours: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// A labelled series could not be turned into training frames.
+    #[error("importing the site's contours: {0}")]
+    Import(#[from] crate::store::ImportError),
+    /// The model registry failed (reading, registering, judging or promoting).
+    #[error("model registry: {0}")]
+    Registry(#[from] crate::registry::RegistryError),
+    /// The registry holds versions but none is current.
+    #[error("the registry has no current model")]
+    NoCurrentModel,
+    /// No compute backend could be opened for training.
+    #[error("compute backend for fine-tuning: {0}")]
+    Backend(crate::nn::NnError),
+    /// Frame selection or the fine-tuning itself failed.
+    #[error("fine-tuning: {0}")]
+    Train(#[from] crate::train::TrainError),
+    /// The fine-tuned candidate could not be saved.
+    #[error("saving the candidate {path}: {source}")]
+    SaveCandidate {
+        path: PathBuf,
+        #[source]
+        source: crate::nn::NnError,
+    },
+}
+
 /// Where a night's run keeps its files and what it starts from.
 pub struct NightPlan<'a> {
     /// `<spool>/finetune`: the frame store, per-data run folders, the last decision.
@@ -49,11 +83,10 @@ pub fn run_night(
     plan: &NightPlan<'_>,
     labelled: &[LabelledSeries],
     budget: Duration,
-) -> Result<NightOutcome, String> {
+) -> Result<NightOutcome, OvernightError> {
     let cfg = plan.cfg;
     let store_dir = plan.work_dir.join("data.store");
-    let mut writer =
-        FrameStore::create(&store_dir, plan.preprocess, 4).map_err(|e| e.to_string())?;
+    let mut writer = FrameStore::create(&store_dir, plan.preprocess, 4)?;
     for s in labelled {
         // Patients by a hash of their ID: the split and the store never hold the ID itself.
         let who = s
@@ -70,21 +103,18 @@ pub fn run_night(
             &s.masks,
             plan.preprocess,
             &unknown_phase,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
     }
-    writer.finish().map_err(|e| e.to_string())?;
-    let store = FrameStore::open(&store_dir).map_err(|e| e.to_string())?;
+    writer.finish()?;
+    let store = FrameStore::open(&store_dir)?;
 
-    let mut reg = Registry::open(&plan.registry_dir).map_err(|e| e.to_string())?;
+    let mut reg = Registry::open(&plan.registry_dir)?;
     let patients: Vec<&str> = store
         .frames()
         .iter()
         .map(|f| f.patient_id.as_str())
         .collect();
-    let split = reg
-        .held_out_split(&cfg.site, cfg.held_out_fraction, patients)
-        .map_err(|e| e.to_string())?;
+    let split = reg.held_out_split(&cfg.site, cfg.held_out_fraction, patients)?;
     let (train_idx, held) = split_by_patient(&store, |p| split.is_held_out(p));
     if train_idx.is_empty() || held.is_empty() {
         return Ok(NightOutcome::Skipped(format!(
@@ -93,12 +123,11 @@ pub fn run_night(
             held.len()
         )));
     }
-    let subset = cfg.subset()?;
-    let train_idx =
-        select(&store, &store_tags(&store), &train_idx, &subset, 0).map_err(|e| e.to_string())?;
+    let subset = cfg.subset().map_err(OvernightError::Config)?;
+    let train_idx = select(&store, &store_tags(&store), &train_idx, &subset, 0)?;
 
     let (mut backend, why) =
-        crate::nn::device::select(plan.device, cfg.threads).map_err(|e| e.to_string())?;
+        crate::nn::device::select(plan.device, cfg.threads).map_err(OvernightError::Backend)?;
     log::info!(
         "overnight fine-tuning on {} frames, {} held out, with {why}",
         train_idx.len(),
@@ -107,17 +136,13 @@ pub fn run_night(
     let mut evaluate =
         |m: &Model| held_out_validation(backend.as_mut(), m, &store, &held, cfg.batch);
     if reg.current().is_none() {
-        let first = reg
-            .add(
-                plan.serving_file,
-                None,
-                "initial serving model",
-                "registered by the first overnight run",
-            )
-            .map_err(|e| e.to_string())?;
-        let d = reg
-            .promote(&first.id, cfg.margin, &mut evaluate)
-            .map_err(|e| e.to_string())?;
+        let first = reg.add(
+            plan.serving_file,
+            None,
+            "initial serving model",
+            "registered by the first overnight run",
+        )?;
+        let d = reg.promote(&first.id, cfg.margin, &mut evaluate)?;
         log::info!(
             "registry: serving model {} is the first version ({})",
             first.id,
@@ -127,8 +152,8 @@ pub fn run_night(
     let base_id = reg
         .current()
         .map(str::to_string)
-        .ok_or("the registry has no current model")?;
-    let base = reg.load(&base_id).map_err(|e| e.to_string())?;
+        .ok_or(OvernightError::NoCurrentModel)?;
+    let base = reg.load(&base_id)?;
 
     let mut files: Vec<&str> = labelled.iter().map(|s| s.label_file.as_str()).collect();
     files.sort_unstable();
@@ -148,8 +173,7 @@ pub fn run_night(
         &run_dir,
         Some(budget),
         &NoProgress,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let Some(model) = model else {
         log::info!("overnight fine-tuning stopped by the end of the window after {} phase(s); resumes next night", summary.phases.len());
         return Ok(NightOutcome::Unfinished);
@@ -157,21 +181,22 @@ pub fn run_night(
     let cand_file = run_dir.join("candidate.safetensors");
     model
         .save(&cand_file, StoreAs::F32)
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| OvernightError::SaveCandidate {
+            path: cand_file.clone(),
+            source,
+        })?;
     let data = format!(
         "{} labelled series, {} frames ({} held out)",
         labelled.len(),
         store.len(),
         held.len()
     );
-    let cand = reg
-        .add(
-            &cand_file,
-            Some(&base_id),
-            &data,
-            &format!("overnight fine-tuning, subset {}", cfg.subset),
-        )
-        .map_err(|e| e.to_string())?;
+    let cand = reg.add(
+        &cand_file,
+        Some(&base_id),
+        &data,
+        &format!("overnight fine-tuning, subset {}", cfg.subset),
+    )?;
     if cand.id == base_id {
         return Ok(NightOutcome::Skipped(
             "fine-tuning left the model unchanged".into(),
@@ -179,9 +204,7 @@ pub fn run_night(
     }
     let mut evaluate =
         |m: &Model| held_out_validation(backend.as_mut(), m, &store, &held, cfg.batch);
-    let decision = reg
-        .promote(&cand.id, cfg.margin, &mut evaluate)
-        .map_err(|e| e.to_string())?;
+    let decision = reg.promote(&cand.id, cfg.margin, &mut evaluate)?;
     let decision_file = plan.work_dir.join("last-decision.json");
     if let Ok(json) = serde_json::to_vec_pretty(&decision) {
         if let Err(e) = std::fs::write(&decision_file, json) {
@@ -189,10 +212,7 @@ pub fn run_night(
         }
     }
     let promoted = if decision.promoted {
-        Some((
-            reg.load(&cand.id).map_err(|e| e.to_string())?,
-            cand.id.clone(),
-        ))
+        Some((reg.load(&cand.id)?, cand.id.clone()))
     } else {
         None
     };

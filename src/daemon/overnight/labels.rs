@@ -26,8 +26,7 @@ pub fn keep_if_segmentation(
     objects: &Path,
     labels_dir: &Path,
 ) -> Result<Option<usize>, DaemonError> {
-    let seg_err =
-        |e: crate::dicom::DicomError| DaemonError::Pipeline(format!("received segmentation: {e}"));
+    let seg_err = DaemonError::dicom("received segmentation");
     let mut kept = 0;
     for (n, f) in job.files.iter().enumerate() {
         let src = objects.join(f);

@@ -64,10 +64,8 @@ impl NightState {
     fn save(&self, path: &Path) {
         let tmp = path.with_extension("tmp");
         let res = serde_json::to_vec_pretty(self)
-            .map_err(|e| e.to_string())
-            .and_then(|b| {
-                crate::daemon::fsio::write_atomic(&tmp, path, &b).map_err(|e| e.to_string())
-            });
+            .map_err(crate::daemon::DaemonError::json("the overnight state"))
+            .and_then(|b| crate::daemon::fsio::write_atomic(&tmp, path, &b));
         if let Err(e) = res {
             log::error!("{}: {e}", path.display());
         }
