@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cli;
 pub mod daemon;
 pub mod dicom;
+pub mod fsio;
 pub mod image;
 pub mod io;
 pub mod nn;

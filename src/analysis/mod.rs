@@ -5,10 +5,13 @@
 //! phase) in the class order used throughout cineseg: 0 background, 1 LV blood pool,
 //! 2 LV myocardium, 3 RV blood pool.
 
+pub mod clinical;
 pub mod error;
 pub mod metrics;
 pub mod postprocess;
 pub mod quality;
+pub mod reference;
+pub mod series;
 pub mod volume;
 pub mod volumes;
 

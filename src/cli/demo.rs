@@ -10,7 +10,7 @@ use crate::image::Slice2D;
 use crate::io::write_labels;
 use crate::phantom::{generate, PhantomParams};
 use crate::report::overlay::{montage, overlay_slice, OverlayStyle};
-use crate::report::plot::volume_curve;
+use crate::report::volume_plot::VolumeCurve;
 use crate::segment::{phase_volume, Segmenter};
 use std::path::PathBuf;
 
@@ -103,14 +103,14 @@ pub fn run(a: DemoArgs, threads: usize) -> Result<(), CliError> {
             .collect::<Result<Vec<_>, _>>()?;
         montage(&tiles, 5, 4)?.save_png(&a.out.join(format!("overlay_{name}.png")))?;
     }
-    volume_curve(
-        &pred.lv_curve_ml,
-        &pred.rv_curve_ml,
-        pred.ed_phase,
-        pred.es_phase,
-        640,
-        360,
-    )?
+    VolumeCurve {
+        lv: &pred.lv_curve_ml,
+        rv: &pred.rv_curve_ml,
+        times_ms: None,
+        ed_phase: pred.ed_phase,
+        es_phase: pred.es_phase,
+    }
+    .bitmap(640, 360)?
     .save_png(&a.out.join("volume_curve.png"))?;
     let report = serde_json::json!({
         "predicted": pred,

@@ -129,8 +129,9 @@ pub fn run(a: SegmentArgs, threads: usize) -> Result<(), CliError> {
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default();
+        let identity = crate::registry::ModelIdentity::of(&model_name, &model);
         let mut seg = Segmenter::new(backend.as_mut(), &model, None, a.batch)?;
-        let done = super::segment_dicom::run(&a.input, &a.out, &mut seg, &model_name)?;
+        let done = super::segment_dicom::run(&a.input, &a.out, &mut seg, &identity)?;
         println!("wrote {}", done.display());
         return Ok(());
     }

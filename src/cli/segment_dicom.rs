@@ -1,13 +1,15 @@
 //! `cineseg segment <dicom folder>`: the largest cine stack in the folder through the same
-//! stages as the daemon (prepare, infer, labels on the native grid, `daemon::pipeline::analyse`,
-//! `daemon::results::write`): DICOM SEG, overlay secondary captures, report.json and
-//! report.html with volumes per phase, ED/ES (largest and smallest LV volume), EF and LV mass.
+//! stages as the daemon (prepare, infer, labels on the native grid, `analysis::series::analyse`,
+//! `report::results::write`): DICOM SEGs, SR, summary page and overlay secondary captures,
+//! report.json and report.html.
 
 use super::CliError;
-use crate::daemon::pipeline::analyse;
-use crate::daemon::results;
+use crate::analysis::series::analyse;
 use crate::dicom::stack::{load_folder, AssembleOptions};
 use crate::image::Slice2D;
+use crate::registry::ModelIdentity;
+use crate::report::json::ResultIdentity;
+use crate::report::results;
 use crate::segment::Segmenter;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,7 @@ pub fn run(
     dir: &Path,
     out: &Path,
     seg: &mut Segmenter<'_>,
-    model_name: &str,
+    model: &ModelIdentity,
 ) -> Result<PathBuf, CliError> {
     let scan = load_folder(dir, &AssembleOptions::default())?;
     for s in &scan.skipped {
@@ -79,9 +81,16 @@ pub fn run(
         .series_uid
         .clone()
         .unwrap_or_else(|| "unknown-series".into());
-    let job = crate::daemon::queue::new_job(&series_uid, 0, Vec::new(), 0, "cineseg segment");
+    let id = result_id(&series_uid);
+    let identity = ResultIdentity {
+        id: &id,
+        version: 1,
+        supersedes: None,
+        closed_because: "cineseg segment: the folder as given",
+        series_instance_uid: &series_uid,
+    };
     super::ensure_dir(out)?;
-    let done = results::write(out, &job, &analysis, model_name, true)?;
+    let done = results::write(out, &identity, &analysis, model, true)?;
     if let Some(s) = &analysis.summary {
         println!("{}", super::segment_cmd::summary_line(s));
     }
@@ -92,4 +101,14 @@ pub fn run(
         println!("  note: {n}");
     }
     Ok(done)
+}
+
+/// Folder name of a one-off result: 16 hex digits of the series UID's hash, stable across runs
+/// (a re-run of the same folder replaces nothing; remove the folder to redo it).
+fn result_id(series_uid: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(series_uid.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -72,6 +72,15 @@ pub enum DaemonError {
     },
 }
 
+impl From<crate::fsio::PathIoError> for DaemonError {
+    fn from(e: crate::fsio::PathIoError) -> Self {
+        DaemonError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl DaemonError {
     /// A file-system error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
@@ -112,9 +121,12 @@ pub enum StageError {
     /// Preparing, segmenting or measuring the images failed.
     #[error(transparent)]
     Segment(#[from] crate::segment::SegmentError),
-    /// Keeping contours or writing the results failed.
+    /// Keeping contours failed.
     #[error(transparent)]
     Daemon(#[from] DaemonError),
+    /// Writing the results (DICOM objects, report.json, report.html) failed.
+    #[error("writing the results: {0}")]
+    Results(#[from] crate::report::ReportError),
     /// The received instances do not make one image stack; `why` lists the first defects.
     #[error("no image stack could be assembled from the {instances} received instances{why}")]
     NoStack { instances: usize, why: String },

@@ -1,49 +1,28 @@
-//! Small durable file-system steps shared by the spool and the queue: write-then-rename with
-//! fsync of the file and of its directory, so a record either exists whole or not at all
-//! after a power cut.
+//! The durable file-system steps of [`crate::fsio`] with the daemon's error type, and the
+//! daemon's own: free space (the receiver refuses when the disk is nearly full) and wall-clock
+//! milliseconds for records that survive a restart.
 
 use super::DaemonError;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::Path;
 
 /// fsync a directory so a rename or create inside it survives a crash.
 pub fn sync_dir(dir: &Path) -> Result<(), DaemonError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| DaemonError::io(dir, e))
+    Ok(crate::fsio::sync_dir(dir)?)
 }
 
 /// Writes `bytes` to `tmp`, fsyncs it, renames it to `dest` and fsyncs `dest`'s directory.
 pub fn write_atomic(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<(), DaemonError> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)
-        .map_err(|e| DaemonError::io(tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| DaemonError::io(tmp, e))?;
-    drop(f);
-    rename_durable(tmp, dest)
+    Ok(crate::fsio::write_atomic(tmp, dest, bytes)?)
 }
 
 /// Renames `from` to `to` and fsyncs both directories.
 pub fn rename_durable(from: &Path, to: &Path) -> Result<(), DaemonError> {
-    std::fs::rename(from, to).map_err(|e| DaemonError::io(to, e))?;
-    if let Some(d) = to.parent() {
-        sync_dir(d)?;
-    }
-    match from.parent() {
-        Some(d) if Some(d) != to.parent() => sync_dir(d),
-        _ => Ok(()),
-    }
+    Ok(crate::fsio::rename_durable(from, to)?)
 }
 
 /// Creates a folder (and parents).
 pub fn ensure_dir(dir: &Path) -> Result<(), DaemonError> {
-    std::fs::create_dir_all(dir).map_err(|e| DaemonError::io(dir, e))
+    Ok(crate::fsio::ensure_dir(dir)?)
 }
 
 /// Free space of the file system holding `path`: (fraction free 0..1, bytes free).

@@ -19,18 +19,17 @@
 use super::health::Health;
 use super::overnight::{labels::keep_if_segmentation, ModelSlot};
 use super::queue::{JobQueue, JobRecord, JobState};
-use super::results::{self, Analysis};
 use super::spool::Spool;
 use super::{DaemonError, StageError};
-use crate::analysis::{quality, volumes::summarize};
-use crate::dicom::masks::LabelMasks;
+use crate::analysis::quality;
+use crate::analysis::series::{analyse, SeriesAnalysis as Analysis};
 use crate::dicom::{AssembleOptions, CineStack};
 use crate::image::{Placement, Slice2D};
 use crate::nn::device::DeviceChoice;
 use crate::nn::Model;
-use crate::segment::{
-    labels_from_logits, phase_volume, prepare_slice, SegmentError, Segmenter, SliceLabels,
-};
+use crate::registry::ModelIdentity;
+use crate::report::json::ResultIdentity;
+use crate::segment::{labels_from_logits, prepare_slice, SegmentError, Segmenter, SliceLabels};
 use crossbeam::channel::{bounded, Receiver, Sender};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -73,7 +72,7 @@ struct Ctx {
     job: JobRecord,
     failed: AtomicBool,
     /// The model that segmented it, set by the inference stage (models change between series).
-    model_name: OnceLock<String>,
+    model: OnceLock<ModelIdentity>,
     /// Busy seconds per stage for this series, for the log line that says where time went.
     busy: Mutex<Vec<(&'static str, f64)>>,
 }
@@ -83,7 +82,7 @@ impl Ctx {
         Ctx {
             job,
             failed: AtomicBool::new(false),
-            model_name: OnceLock::new(),
+            model: OnceLock::new(),
             busy: Mutex::new(Vec::new()),
         }
     }
@@ -511,8 +510,8 @@ fn inference(
         }
     };
     let _ = ready.send(Ok(()));
+    let mut serving = ModelIdentity::of(&sink.settings.model_name, &model);
     drop(model);
-    let mut serving = sink.settings.model_name.clone();
     let mut last_series = String::new();
     for mut b in rx {
         let ctx = b.ctx.clone();
@@ -523,16 +522,17 @@ fn inference(
             if let Some((next, name)) = slot.take() {
                 match seg.reload(&next) {
                     Ok(()) => {
-                        log::info!("now serving {name} (was {serving})");
-                        serving = name;
+                        log::info!("now serving {name} (was {})", serving.name);
+                        serving = ModelIdentity::of(&name, &next);
                     }
                     Err(e) => log::error!(
-                        "promoted model {name} not swapped in: {e}; still serving {serving}"
+                        "promoted model {name} not swapped in: {e}; still serving {}",
+                        serving.name
                     ),
                 }
             }
         }
-        let _ = ctx.model_name.set(serving.clone());
+        let _ = ctx.model.set(serving.clone());
         let data = std::mem::take(&mut b.data);
         let n = b.items.len();
         let logits = sink.guard(&ctx, "inference", || Ok(seg.infer(data, n)?));
@@ -622,10 +622,21 @@ fn write(sink: &Sink, rx: Receiver<(Arc<Ctx>, Analysis)>) {
     for (ctx, a) in rx {
         let st = &sink.settings;
         let stored = sink.guard(&ctx, "write", || {
-            let model = ctx.model_name.get().unwrap_or(&st.model_name);
-            Ok(results::write(
+            let model = ctx
+                .model
+                .get()
+                .ok_or(StageError::Internal("no model recorded for the series"))?;
+            let job = &ctx.job;
+            let id = ResultIdentity {
+                id: &job.id,
+                version: job.version(),
+                supersedes: job.supersedes.as_deref(),
+                closed_because: &job.closed_because,
+                series_instance_uid: &job.series_uid,
+            };
+            Ok(crate::report::results::write(
                 &st.output_dir,
-                &ctx.job,
+                &id,
                 &a,
                 model,
                 st.overlays,
@@ -679,101 +690,4 @@ fn add_reception_findings(job: &JobRecord, a: &mut Analysis) {
         });
     }
     a.notes.extend(job.reception_notes.iter().cloned());
-}
-
-/// Measures one segmented series: post-processed label volumes per phase, masks aligned to the
-/// stack, ED/ES and function numbers, quality flags and notes. Shared by the daemon's measure
-/// stage and `cineseg segment` on a DICOM folder, so both report the same numbers.
-pub fn analyse(
-    stack: &CineStack,
-    labels: &HashMap<(usize, usize), SliceLabels>,
-    min_confidence: f32,
-) -> Result<Analysis, SegmentError> {
-    let st = stack;
-    let (rows, cols, ns, np) = (st.grid.rows, st.grid.cols, st.n_slices(), st.n_phases());
-    let mut masks = LabelMasks::empty(ns, np, rows, cols, vec![1, 2, 3]);
-    let mut phases = Vec::with_capacity(np);
-    let mut confidence = Vec::with_capacity(np);
-    let mut missing = 0;
-    let blank = SliceLabels {
-        labels: vec![0; rows * cols],
-        confidence: 1.0,
-        foreground: 0,
-    };
-    let spacing = [
-        st.grid.pixel_spacing[1] as f32,
-        st.grid.pixel_spacing[0] as f32,
-        st.slice_spacing as f32,
-    ];
-    for p in 0..np {
-        let mut slices = Vec::with_capacity(ns);
-        for s in 0..ns {
-            let l = labels.get(&(s, p)).cloned().unwrap_or_else(|| {
-                missing += 1;
-                blank.clone()
-            });
-            slices.push(l);
-        }
-        let fg: usize = slices.iter().map(|l| l.foreground).sum();
-        let conf = slices
-            .iter()
-            .map(|l| l.confidence as f64 * l.foreground as f64)
-            .sum::<f64>()
-            / fg.max(1) as f64;
-        confidence.push(if fg == 0 { 1.0 } else { conf as f32 });
-        let vol = phase_volume(&slices, cols, rows, spacing)?;
-        for s in 0..ns {
-            let shape = || {
-                SegmentError::Input(format!(
-                    "label volume of phase {p} is not {ns} x {rows} x {cols}"
-                ))
-            };
-            let img = masks.image_mut(s, p).ok_or_else(shape)?;
-            img.copy_from_slice(
-                vol.labels
-                    .get(s * rows * cols..(s + 1) * rows * cols)
-                    .ok_or_else(shape)?,
-            );
-        }
-        phases.push(vol);
-    }
-    for (i, a) in masks.annotated.iter_mut().enumerate() {
-        if labels.contains_key(&(i / np.max(1), i % np.max(1))) {
-            *a = vec![1, 2, 3];
-        }
-    }
-    let mut notes = Vec::new();
-    let summary = if np > 1 {
-        match summarize(&phases) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                notes.push(format!("no function numbers: {e}"));
-                None
-            }
-        }
-    } else {
-        notes.push("one phase only: no ED/ES, EF or volume curve".into());
-        None
-    };
-    let mut flags = summary
-        .as_ref()
-        .map(|s| quality::check(&phases, s))
-        .unwrap_or_default();
-    flags.extend(quality::check_confidence(&confidence, min_confidence));
-    flags.extend(quality::check_stack(stack));
-    if missing > 0 {
-        notes.push(format!(
-            "{missing} images missing from the series were not segmented"
-        ));
-    }
-    let stack = stack.clone();
-    Ok(Analysis {
-        stack,
-        masks,
-        summary,
-        flags,
-        notes,
-        confidence,
-        missing_frames: missing,
-    })
 }

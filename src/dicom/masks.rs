@@ -31,15 +31,12 @@ pub struct Structure {
     pub cielab: [u16; 3],
 }
 
+/// Segmented property category of all three structures (CID 7150; 123037004, used before, is
+/// SNOMED's "Body structure" and in no context group).
 const ANATOMICAL_STRUCTURE: Code = Code {
-    value: "123037004",
+    value: "91723000",
     scheme: "SCT",
     meaning: "Anatomical Structure",
-};
-const TISSUE: Code = Code {
-    value: "85756007",
-    scheme: "SCT",
-    meaning: "Tissue",
 };
 
 /// The three structures cineseg segments, in class order.
@@ -58,11 +55,13 @@ pub const STRUCTURES: [Structure; 3] = [
     Structure {
         class: MYO,
         label: "LV myocardium",
-        category: TISSUE,
+        category: ANATOMICAL_STRUCTURE,
+        // CID 12305; the generic "Myocardium" (74281007) used before is in no context group and
+        // does not say which ventricle.
         kind: Code {
-            value: "74281007",
+            value: "49848007",
             scheme: "SCT",
-            meaning: "Myocardium",
+            meaning: "Left Ventricle Myocardium",
         },
         cielab: [50_000, 20_000, 60_000],
     },

@@ -1,6 +1,7 @@
-//! RGB Secondary Capture overlays: the segmentation burnt into a copy of the image, for viewers
-//! and PACS that cannot display DICOM SEG. One file per (slice, phase) image, filed in the same
-//! study as a new series.
+//! RGB Secondary Captures: pictures for viewers and PACS that show neither SEG nor SR (the
+//! segmentation burnt into a copy of each image with a caption and colour key, and the summary
+//! page with the numbers), filed in the source's patient and study as a new series, each
+//! referencing the images it was made from.
 
 use std::path::Path;
 
@@ -9,106 +10,107 @@ use dicom_dictionary_std::{tags, uids};
 use dicom_object::InMemDicomObject;
 
 use super::error::DicomError;
-use super::masks::{LabelMasks, LV, MYO, RV};
-use super::stack::CineStack;
-use super::writer::{ds, new_uid, now_da_tm, save, text, us};
+use super::patient::StudyContext;
+use super::seg::SOURCE_PURPOSE;
+use super::stack::{CineStack, SourceRef};
+use super::writer::{code_seq, new_uid, now_local, save, seq, text, us, SeriesId};
+use crate::report::RgbImage;
 
-/// Overlay colours (RGB) per class, and the opacity of the overlay.
-const COLOURS: [(u8, [u8; 3]); 3] = [
-    (LV, [230, 40, 40]),
-    (MYO, [40, 200, 60]),
-    (RV, [50, 110, 240]),
-];
-const ALPHA: f32 = 0.45;
+/// The series of a result's secondary captures (overlays and the summary page).
+pub type ScSeries = SeriesId;
 
-/// Identity of the overlay series, shared by all images written for one stack.
-#[derive(Debug, Clone)]
-pub struct OverlaySeries {
-    /// SeriesInstanceUID of the overlay series.
-    pub series_uid: String,
-    /// SeriesNumber.
-    pub series_number: i64,
+/// One RGB picture to store as a secondary capture.
+pub struct ScImage<'a> {
+    /// The picture.
+    pub image: &'a RgbImage,
+    /// The source images it was derived from (referenced in SourceImageSequence).
+    pub sources: Vec<&'a SourceRef>,
+    /// InstanceNumber within the series.
+    pub instance_number: usize,
+    /// What it shows (DerivationDescription), e.g. "Slice 3 of 12, ED".
+    pub description: String,
 }
 
-impl OverlaySeries {
-    /// A new overlay series.
-    pub fn new(series_number: i64) -> Self {
-        OverlaySeries {
-            series_uid: new_uid(),
-            series_number,
-        }
-    }
-}
-
-/// Grey levels scaled to 0..255 between the 1st and 99th percentile of the image, so overlays
-/// look the same whatever the scanner's intensity range.
-fn window(pixels: &[f32]) -> Vec<u8> {
-    let mut sorted: Vec<f32> = pixels.iter().copied().filter(|v| v.is_finite()).collect();
-    sorted.sort_by(f32::total_cmp);
-    let pick = |q: f32| {
-        sorted
-            .get(((sorted.len().saturating_sub(1)) as f32 * q) as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    let (lo, hi) = (pick(0.01), pick(0.99));
-    let scale = if hi > lo { 255.0 / (hi - lo) } else { 0.0 };
-    pixels
-        .iter()
-        .map(|v| ((v - lo) * scale).clamp(0.0, 255.0) as u8)
-        .collect()
-}
-
-/// The RGB overlay of one image, interleaved (R, G, B per pixel).
-pub fn overlay_rgb(pixels: &[f32], mask: &[u8]) -> Vec<u8> {
-    let grey = window(pixels);
-    let mut out = Vec::with_capacity(grey.len() * 3);
-    for (g, m) in grey.iter().zip(mask.iter().chain(std::iter::repeat(&0))) {
-        let colour = COLOURS.iter().find(|(c, _)| c == m).map(|(_, rgb)| *rgb);
-        for k in 0..3 {
-            let base = f32::from(*g);
-            let v = match colour {
-                Some(rgb) => base * (1.0 - ALPHA) + f32::from(rgb[k]) * ALPHA,
-                None => base,
-            };
-            out.push(v.round().clamp(0.0, 255.0) as u8);
-        }
-    }
-    out
-}
-
-/// Write the overlay of image (slice, phase) as an RGB Secondary Capture at `path`.
-pub fn write_overlay(
+/// Writes `sc` as an RGB Secondary Capture at `path`, in the source's patient and study (so a
+/// PACS files it with the images), referencing its source images; returns its SOPInstanceUID.
+pub fn write_sc(
     stack: &CineStack,
-    masks: &LabelMasks,
-    slice: usize,
-    phase: usize,
-    series: &OverlaySeries,
+    context: &StudyContext,
+    sc: &ScImage<'_>,
+    series: &ScSeries,
+    series_description: &str,
     path: &Path,
 ) -> Result<String, DicomError> {
+    let img = sc.image;
     let werr = |reason: String| DicomError::Write {
         path: path.to_path_buf(),
         reason,
     };
-    let frame = stack
-        .frame(slice, phase)
-        .ok_or_else(|| werr(format!("no image at slice {slice}, phase {phase}")))?;
-    let mask = masks
-        .image(slice, phase)
-        .ok_or_else(|| werr(format!("no mask at slice {slice}, phase {phase}")))?;
-    let rgb = overlay_rgb(&frame.pixels, mask);
-    let (date, time) = now_da_tm();
+    let (Ok(rows), Ok(cols)) = (u16::try_from(img.height), u16::try_from(img.width)) else {
+        return Err(werr(format!(
+            "{}x{} is too large for DICOM",
+            img.width, img.height
+        )));
+    };
+    if img.data.len() != img.width * img.height * 3 {
+        return Err(werr("RGB buffer does not match its size".into()));
+    }
+    let now = now_local();
     let sop_uid = new_uid();
-    let ids = &stack.ids;
-    let g = &stack.grid;
-    let position = stack
-        .slices
-        .get(slice)
-        .map(|s| s.position)
-        .unwrap_or(g.position);
-    let instance_number = slice * stack.n_phases() + phase + 1;
-    let elements = vec![
-        text(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100"),
+    let sources: Vec<InMemDicomObject> = sc
+        .sources
+        .iter()
+        .map(|src| {
+            let mut item = vec![
+                text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &src.sop_class_uid),
+                text(
+                    tags::REFERENCED_SOP_INSTANCE_UID,
+                    VR::UI,
+                    &src.sop_instance_uid,
+                ),
+                code_seq(tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE, SOURCE_PURPOSE),
+            ];
+            if src.sop_class_uid == uids::ENHANCED_MR_IMAGE_STORAGE {
+                item.push(text(
+                    tags::REFERENCED_FRAME_NUMBER,
+                    VR::IS,
+                    &(src.frame + 1).to_string(),
+                ));
+            }
+            InMemDicomObject::from_element_iter(item)
+        })
+        .collect();
+    let mut obj = InMemDicomObject::new_empty();
+    for (tag, vr, value) in &context.identity {
+        obj.put(text(*tag, *vr, value));
+    }
+    if context.identity.is_empty() {
+        // No source could be read: keep at least the identifiers the stack has.
+        let ids = &stack.ids;
+        obj.put(text(
+            tags::PATIENT_ID,
+            VR::LO,
+            ids.patient_id.as_deref().unwrap_or_default(),
+        ));
+        obj.put(text(
+            tags::STUDY_INSTANCE_UID,
+            VR::UI,
+            ids.study_uid.as_deref().unwrap_or_default(),
+        ));
+        for (tag, vr) in [
+            (tags::PATIENT_NAME, VR::PN),
+            (tags::PATIENT_BIRTH_DATE, VR::DA),
+            (tags::PATIENT_SEX, VR::CS),
+            (tags::STUDY_DATE, VR::DA),
+            (tags::STUDY_TIME, VR::TM),
+            (tags::REFERRING_PHYSICIAN_NAME, VR::PN),
+            (tags::STUDY_ID, VR::SH),
+            (tags::ACCESSION_NUMBER, VR::SH),
+        ] {
+            obj.put(text(tag, vr, ""));
+        }
+    }
+    let mut elements = vec![
         text(
             tags::SOP_CLASS_UID,
             VR::UI,
@@ -116,59 +118,51 @@ pub fn write_overlay(
         ),
         text(tags::SOP_INSTANCE_UID, VR::UI, &sop_uid),
         text(tags::IMAGE_TYPE, VR::CS, "DERIVED\\SECONDARY"),
-        text(tags::STUDY_DATE, VR::DA, ""),
-        text(tags::STUDY_TIME, VR::TM, ""),
-        text(tags::CONTENT_DATE, VR::DA, &date),
-        text(tags::CONTENT_TIME, VR::TM, &time),
-        text(tags::ACCESSION_NUMBER, VR::SH, ""),
+        text(tags::CONTENT_DATE, VR::DA, &now.date),
+        text(tags::CONTENT_TIME, VR::TM, &now.time),
+        text(tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, &now.offset),
         text(tags::MODALITY, VR::CS, "OT"),
         text(tags::CONVERSION_TYPE, VR::CS, "WSD"),
         text(tags::MANUFACTURER, VR::LO, "cineseg"),
-        text(tags::REFERRING_PHYSICIAN_NAME, VR::PN, ""),
-        text(tags::SERIES_DESCRIPTION, VR::LO, "cineseg overlay"),
-        text(tags::PATIENT_NAME, VR::PN, ""),
-        text(
-            tags::PATIENT_ID,
-            VR::LO,
-            ids.patient_id.as_deref().unwrap_or_default(),
-        ),
-        text(tags::PATIENT_BIRTH_DATE, VR::DA, ""),
-        text(tags::PATIENT_SEX, VR::CS, ""),
-        text(
-            tags::STUDY_INSTANCE_UID,
-            VR::UI,
-            ids.study_uid.as_deref().unwrap_or_default(),
-        ),
-        text(tags::SERIES_INSTANCE_UID, VR::UI, &series.series_uid),
-        text(tags::STUDY_ID, VR::SH, ""),
-        text(
-            tags::SERIES_NUMBER,
-            VR::IS,
-            &series.series_number.to_string(),
-        ),
+        text(tags::SERIES_DESCRIPTION, VR::LO, series_description),
+        text(tags::DERIVATION_DESCRIPTION, VR::ST, &sc.description),
+        text(tags::SERIES_INSTANCE_UID, VR::UI, &series.uid),
+        text(tags::SERIES_NUMBER, VR::IS, &series.number.to_string()),
         text(tags::LATERALITY, VR::CS, ""),
-        text(tags::INSTANCE_NUMBER, VR::IS, &instance_number.to_string()),
+        text(
+            tags::INSTANCE_NUMBER,
+            VR::IS,
+            &sc.instance_number.to_string(),
+        ),
         text(tags::PATIENT_ORIENTATION, VR::CS, ""),
-        ds(tags::IMAGE_POSITION_PATIENT, &position),
-        ds(tags::IMAGE_ORIENTATION_PATIENT, &g.orientation),
         us(tags::SAMPLES_PER_PIXEL, 3),
         text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "RGB"),
         us(tags::PLANAR_CONFIGURATION, 0),
-        us(tags::ROWS, g.rows as u16),
-        us(tags::COLUMNS, g.cols as u16),
-        ds(tags::PIXEL_SPACING, &g.pixel_spacing),
+        us(tags::ROWS, rows),
+        us(tags::COLUMNS, cols),
         us(tags::BITS_ALLOCATED, 8),
         us(tags::BITS_STORED, 8),
         us(tags::HIGH_BIT, 7),
         us(tags::PIXEL_REPRESENTATION, 0),
+        // Slice, phase and the colour key are drawn in; no patient identity is.
         text(tags::BURNED_IN_ANNOTATION, VR::CS, "NO"),
+        text(
+            tags::SOFTWARE_VERSIONS,
+            VR::LO,
+            &format!("cineseg {}", env!("CARGO_PKG_VERSION")),
+        ),
         DataElement::new(
             tags::PIXEL_DATA,
             VR::OB,
-            PrimitiveValue::from(pad_even(rgb)),
+            PrimitiveValue::from(pad_even(img.data.clone())),
         ),
     ];
-    let obj = InMemDicomObject::from_element_iter(elements);
+    if !sources.is_empty() {
+        elements.push(seq(tags::SOURCE_IMAGE_SEQUENCE, sources));
+    }
+    for e in elements {
+        obj.put(e);
+    }
     save(obj, uids::SECONDARY_CAPTURE_IMAGE_STORAGE, &sop_uid, path)?;
     Ok(sop_uid)
 }
@@ -178,26 +172,4 @@ fn pad_even(mut v: Vec<u8>) -> Vec<u8> {
         v.push(0);
     }
     v
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn overlay_tints_labelled_pixels_only() {
-        let pixels: Vec<f32> = (0..16).map(|i| i as f32 * 10.0).collect();
-        let mut mask = vec![0u8; 16];
-        mask[5] = LV;
-        mask[6] = MYO;
-        let rgb = overlay_rgb(&pixels, &mask);
-        assert_eq!(rgb.len(), 48);
-        let px = |i: usize| [rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]];
-        let [r, g, b] = px(4);
-        assert!(r == g && g == b, "unlabelled stays grey");
-        let [r, g, b] = px(5);
-        assert!(r > g && r > b, "LV is red: {:?}", px(5));
-        let [r, g, b] = px(6);
-        assert!(g > r && g > b, "MYO is green: {:?}", px(6));
-    }
 }

@@ -15,18 +15,54 @@ use super::attr::{self, Obj};
 use super::error::DicomError;
 use super::instance::{parse, read_capped, MAX_FRAMES};
 use super::masks::{LabelMasks, Structure, STRUCTURES};
+use super::patient::StudyContext;
 use super::stack::CineStack;
 use super::writer::{
-    at, code_seq, ds, new_uid, now_da_tm, save, seq, seq1, text, ul_multi, us, us_multi, Code,
+    at, code_seq, ds, new_uid, now_local, save, seq, seq1, text, ul_multi, us, us_multi, Code,
+    SeriesId,
 };
+use crate::registry::ModelIdentity;
 
-/// The algorithm that produced a segmentation, as the model file names it.
+/// AlgorithmName of everything cineseg derives.
+pub const ALGORITHM_NAME: &str = "cineseg-unet";
+
+/// The algorithm that produced a segmentation: its name, and a version that names the model's
+/// content hash, so results made with swapped weights can be traced.
 #[derive(Debug, Clone)]
 pub struct Algorithm {
-    /// Model name, e.g. `cineseg-unet`.
+    /// AlgorithmName.
     pub name: String,
-    /// Model version, e.g. the weights file's version or hash.
+    /// AlgorithmVersion (see [`ModelIdentity::algorithm_version`]).
     pub version: String,
+}
+
+impl Algorithm {
+    /// The algorithm of results made with `model`.
+    pub fn of(model: &ModelIdentity) -> Algorithm {
+        Algorithm {
+            name: ALGORITHM_NAME.into(),
+            version: model.algorithm_version(),
+        }
+    }
+}
+
+/// Which phases a SEG holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegScope {
+    /// Every phase (a cine SEG; dimensions segment, slice, phase).
+    Cine,
+    /// One phase as a 3D SEG (dimensions segment, slice), named e.g. "end-diastole": the object
+    /// viewers and converters (dcmqi, highdicom's volumes) handle as a volume.
+    Phase(usize, &'static str),
+}
+
+impl SegScope {
+    fn includes(self, p: usize) -> bool {
+        match self {
+            SegScope::Cine => true,
+            SegScope::Phase(q, _) => p == q,
+        }
+    }
 }
 
 /// What was written.
@@ -38,9 +74,12 @@ pub struct SegWritten {
     pub series_uid: String,
     /// Frames written (non-empty segment x image pairs).
     pub frames: usize,
+    /// (cineseg class, SegmentNumber) of every segment, for references from the SR.
+    pub segments: Vec<(u8, u16)>,
 }
 
-const SOURCE_PURPOSE: Code = Code {
+/// PurposeOfReference of a source image in derived objects (SEG, secondary captures).
+pub(crate) const SOURCE_PURPOSE: Code = Code {
     value: "121322",
     scheme: "DCM",
     meaning: "Source image for image processing operation",
@@ -56,26 +95,14 @@ const AI_FAMILY: Code = Code {
     meaning: "Artificial Intelligence",
 };
 
-/// Patient and study attributes copied from the source so the SEG files into the same study.
-const COPIED: [(dicom_core::Tag, VR); 11] = [
-    (tags::SPECIFIC_CHARACTER_SET, VR::CS),
-    (tags::PATIENT_NAME, VR::PN),
-    (tags::PATIENT_ID, VR::LO),
-    (tags::PATIENT_BIRTH_DATE, VR::DA),
-    (tags::PATIENT_SEX, VR::CS),
-    (tags::STUDY_INSTANCE_UID, VR::UI),
-    (tags::STUDY_DATE, VR::DA),
-    (tags::STUDY_TIME, VR::TM),
-    (tags::REFERRING_PHYSICIAN_NAME, VR::PN),
-    (tags::STUDY_ID, VR::SH),
-    (tags::ACCESSION_NUMBER, VR::SH),
-];
-
 /// Write `masks` (aligned to `stack`) as a binary DICOM SEG at `path`.
 pub fn write_seg(
     stack: &CineStack,
     masks: &LabelMasks,
     algorithm: &Algorithm,
+    scope: SegScope,
+    context: &StudyContext,
+    series: &SeriesId,
     path: &Path,
 ) -> Result<SegWritten, DicomError> {
     let werr = |reason: String| DicomError::Write {
@@ -92,15 +119,6 @@ pub fn write_seg(
     {
         return Err(werr("masks do not match the stack's shape".into()));
     }
-    let first_source = stack
-        .slices
-        .iter()
-        .flat_map(|s| s.frames.iter().flatten())
-        .find_map(|f| f.source.as_ref())
-        .ok_or_else(|| werr("the stack has no source images to reference".into()))?;
-    let source_obj = parse(&read_capped(&first_source.path)?, &first_source.path)?;
-    let source_root: &Obj = &source_obj;
-
     let structures: Vec<Structure> = STRUCTURES
         .iter()
         .copied()
@@ -109,9 +127,8 @@ pub fn write_seg(
     if structures.is_empty() {
         return Err(werr("no labelled structure to write".into()));
     }
-    let (date, time) = now_da_tm();
+    let now = now_local();
     let sop_uid = new_uid();
-    let series_uid = new_uid();
     let dim_uid = new_uid();
     let n_px = stack.grid.rows * stack.grid.cols;
 
@@ -119,7 +136,7 @@ pub fn write_seg(
     let mut frames: Vec<(usize, usize, usize)> = Vec::new(); // (segment index, slice, phase)
     for (si, st) in structures.iter().enumerate() {
         for (s, slice) in stack.slices.iter().enumerate() {
-            for p in 0..stack.n_phases() {
+            for p in (0..stack.n_phases()).filter(|&p| scope.includes(p)) {
                 let has_source = slice
                     .frames
                     .get(p)
@@ -137,6 +154,7 @@ pub fn write_seg(
     if empty_only {
         let (s, p) = (0..stack.n_slices())
             .flat_map(|s| (0..stack.n_phases()).map(move |p| (s, p)))
+            .filter(|&(_, p)| scope.includes(p))
             .find(|&(s, p)| stack.frame(s, p).is_some_and(|f| f.source.is_some()))
             .ok_or_else(|| werr("no source image".into()))?;
         frames.push((0, s, p));
@@ -175,6 +193,8 @@ pub fn write_seg(
                 &src.sop_instance_uid,
             ),
             code_seq(tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE, SOURCE_PURPOSE),
+            // The SEG shares the source's pixel grid: viewers may overlay it without resampling.
+            text(tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES"),
         ];
         if src.sop_class_uid == uids::ENHANCED_MR_IMAGE_STORAGE {
             source_item.push(text(
@@ -194,13 +214,19 @@ pub fn write_seg(
             ),
             seq1(
                 tags::FRAME_CONTENT_SEQUENCE,
-                vec![
-                    ul_multi(
+                match scope {
+                    SegScope::Cine => vec![
+                        ul_multi(
+                            tags::DIMENSION_INDEX_VALUES,
+                            &[u32::from(segment_number), (s + 1) as u32, (p + 1) as u32],
+                        ),
+                        ul_multi(tags::TEMPORAL_POSITION_INDEX, &[(p + 1) as u32]),
+                    ],
+                    SegScope::Phase(..) => vec![ul_multi(
                         tags::DIMENSION_INDEX_VALUES,
-                        &[u32::from(segment_number), (s + 1) as u32, (p + 1) as u32],
-                    ),
-                    ul_multi(tags::TEMPORAL_POSITION_INDEX, &[(p + 1) as u32]),
-                ],
+                        &[u32::from(segment_number), (s + 1) as u32],
+                    )],
+                },
             ),
             seq1(
                 tags::PLANE_POSITION_SEQUENCE,
@@ -267,25 +293,50 @@ pub fn write_seg(
     };
     let g = &stack.grid;
     let mut obj = InMemDicomObject::new_empty();
-    for (tag, vr) in COPIED {
-        let mut value = attr::string(source_root, tag).unwrap_or_default();
-        // Anonymised exports write dates such as 00000000; type 2 allows empty, not invalid.
-        if vr == VR::DA && !valid_date(&value) {
-            value.clear();
-        }
-        obj.put(text(tag, vr, &value));
+    // Anonymised exports write dates such as 00000000: StudyContext empties those (type 2
+    // allows empty, not invalid).
+    for (tag, vr, value) in &context.identity {
+        obj.put(text(*tag, *vr, value));
     }
+    let mut dims = vec![
+        dim(
+            tags::REFERENCED_SEGMENT_NUMBER,
+            tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+            "Segment",
+        ),
+        dim(
+            tags::IMAGE_POSITION_PATIENT,
+            tags::PLANE_POSITION_SEQUENCE,
+            "Slice",
+        ),
+    ];
+    let (description, instance) = match scope {
+        SegScope::Cine => {
+            dims.push(dim(
+                tags::TEMPORAL_POSITION_INDEX,
+                tags::FRAME_CONTENT_SEQUENCE,
+                "Phase",
+            ));
+            ("cineseg segmentation, all phases".to_string(), 1)
+        }
+        SegScope::Phase(p, name) => (
+            format!("cineseg segmentation, {name} (phase {})", p + 1),
+            if name == "end-systole" { 3 } else { 2 },
+        ),
+    };
     let elements = vec![
         text(tags::SOP_CLASS_UID, VR::UI, uids::SEGMENTATION_STORAGE),
         text(tags::SOP_INSTANCE_UID, VR::UI, &sop_uid),
         text(tags::IMAGE_TYPE, VR::CS, "DERIVED\\PRIMARY"),
-        text(tags::CONTENT_DATE, VR::DA, &date),
-        text(tags::CONTENT_TIME, VR::TM, &time),
-        text(tags::SERIES_DATE, VR::DA, &date),
-        text(tags::SERIES_TIME, VR::TM, &time),
+        text(tags::CONTENT_DATE, VR::DA, &now.date),
+        text(tags::CONTENT_TIME, VR::TM, &now.time),
+        text(tags::SERIES_DATE, VR::DA, &now.date),
+        text(tags::SERIES_TIME, VR::TM, &now.time),
+        text(tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, &now.offset),
         text(tags::MODALITY, VR::CS, "SEG"),
         text(tags::MANUFACTURER, VR::LO, "cineseg"),
         text(tags::SERIES_DESCRIPTION, VR::LO, "cineseg segmentation"),
+        text(tags::CONTENT_DESCRIPTION, VR::LO, &description),
         seq(
             tags::REFERENCED_SERIES_SEQUENCE,
             vec![InMemDicomObject::from_element_iter([
@@ -304,9 +355,9 @@ pub fn write_seg(
             VR::LO,
             &format!("cineseg {}", env!("CARGO_PKG_VERSION")),
         ),
-        text(tags::SERIES_INSTANCE_UID, VR::UI, &series_uid),
-        text(tags::SERIES_NUMBER, VR::IS, "9901"),
-        text(tags::INSTANCE_NUMBER, VR::IS, "1"),
+        text(tags::SERIES_INSTANCE_UID, VR::UI, &series.uid),
+        text(tags::SERIES_NUMBER, VR::IS, &series.number.to_string()),
+        text(tags::INSTANCE_NUMBER, VR::IS, &instance.to_string()),
         text(
             tags::FRAME_OF_REFERENCE_UID,
             VR::UI,
@@ -321,26 +372,7 @@ pub fn write_seg(
             tags::DIMENSION_ORGANIZATION_SEQUENCE,
             vec![text(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dim_uid)],
         ),
-        seq(
-            tags::DIMENSION_INDEX_SEQUENCE,
-            vec![
-                dim(
-                    tags::REFERENCED_SEGMENT_NUMBER,
-                    tags::SEGMENT_IDENTIFICATION_SEQUENCE,
-                    "Segment",
-                ),
-                dim(
-                    tags::IMAGE_POSITION_PATIENT,
-                    tags::PLANE_POSITION_SEQUENCE,
-                    "Slice",
-                ),
-                dim(
-                    tags::TEMPORAL_POSITION_INDEX,
-                    tags::FRAME_CONTENT_SEQUENCE,
-                    "Phase",
-                ),
-            ],
-        ),
+        seq(tags::DIMENSION_INDEX_SEQUENCE, dims),
         us(tags::SAMPLES_PER_PIXEL, 1),
         text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
         text(tags::NUMBER_OF_FRAMES, VR::IS, &frames.len().to_string()),
@@ -354,11 +386,6 @@ pub fn write_seg(
         seq(tags::SEGMENT_SEQUENCE, segments),
         text(tags::SEGMENTATION_TYPE, VR::CS, "BINARY"),
         text(tags::CONTENT_LABEL, VR::CS, "CINESEG"),
-        text(
-            tags::CONTENT_DESCRIPTION,
-            VR::LO,
-            "LV, myocardium and RV segmentation",
-        ),
         text(tags::CONTENT_CREATOR_NAME, VR::PN, ""),
         seq1(
             tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
@@ -389,17 +416,14 @@ pub fn write_seg(
     save(obj, uids::SEGMENTATION_STORAGE, &sop_uid, path)?;
     Ok(SegWritten {
         sop_instance_uid: sop_uid,
-        series_uid,
+        series_uid: series.uid.clone(),
         frames: if empty_only { 0 } else { frames.len() },
+        segments: structures
+            .iter()
+            .enumerate()
+            .map(|(i, st)| (st.class, (i + 1) as u16))
+            .collect(),
     })
-}
-
-/// A DICOM DA value: YYYYMMDD with a plausible month and day.
-fn valid_date(s: &str) -> bool {
-    let digits = s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit());
-    let field =
-        |r: std::ops::Range<usize>| s.get(r).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-    digits && field(0..4) >= 1 && (1..=12).contains(&field(4..6)) && (1..=31).contains(&field(6..8))
 }
 
 /// Read a binary SEG back into masks aligned to `stack` (frames matched by their source SOP

@@ -26,6 +26,26 @@ pub struct Code {
     pub meaning: &'static str,
 }
 
+/// The series a written object belongs to: the SEGs of a result share one, the secondary
+/// captures another.
+#[derive(Debug, Clone)]
+pub struct SeriesId {
+    /// SeriesInstanceUID.
+    pub uid: String,
+    /// SeriesNumber.
+    pub number: i64,
+}
+
+impl SeriesId {
+    /// A new series numbered `number`.
+    pub fn new(number: i64) -> SeriesId {
+        SeriesId {
+            uid: new_uid(),
+            number,
+        }
+    }
+}
+
 /// A fresh UID under the `2.25` (UUID-derived) root, so no organisation root is needed.
 pub(crate) fn new_uid() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -44,27 +64,30 @@ pub(crate) fn new_uid() -> String {
     format!("2.25.{value}")
 }
 
-/// Current UTC date and time as DICOM DA and TM strings.
-pub(crate) fn now_da_tm() -> (String, String) {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        format!("{y:04}{m:02}{d:02}"),
-        format!("{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
-    )
+/// The moment an object is written, in the box's local time with its offset from UTC, as
+/// DICOM wants it: viewers show DA/TM as written, so a UTC time without an offset reads an hour
+/// or two wrong in a European hospital.
+#[derive(Debug, Clone)]
+pub(crate) struct DicomNow {
+    /// DA: YYYYMMDD, local.
+    pub date: String,
+    /// TM: HHMMSS, local.
+    pub time: String,
+    /// TimezoneOffsetFromUTC (0008,0201): `+HHMM` or `-HHMM`.
+    pub offset: String,
+}
+
+/// The current local date, time and UTC offset.
+pub(crate) fn now_local() -> DicomNow {
+    let now = chrono::Local::now();
+    let secs = now.offset().local_minus_utc();
+    let sign = if secs < 0 { '-' } else { '+' };
+    let m = secs.unsigned_abs() / 60;
+    DicomNow {
+        date: now.format("%Y%m%d").to_string(),
+        time: now.format("%H%M%S").to_string(),
+        offset: format!("{sign}{:02}{:02}", m / 60, m % 60),
+    }
 }
 
 /// A string-valued element.
@@ -208,8 +231,9 @@ mod tests {
 
     #[test]
     fn date_is_plausible() {
-        let (d, t) = now_da_tm();
-        assert_eq!((d.len(), t.len()), (8, 6));
-        assert!(d.as_str() >= "20240101");
+        let n = now_local();
+        assert_eq!((n.date.len(), n.time.len(), n.offset.len()), (8, 6, 5));
+        assert!(n.date.as_str() >= "20240101");
+        assert!(n.offset.starts_with('+') || n.offset.starts_with('-'));
     }
 }

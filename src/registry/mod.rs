@@ -387,6 +387,33 @@ impl Registry {
     }
 }
 
+/// Which model made a result: a name for people (file stem or `registry:<id>`) and the content
+/// id that identifies the weights exactly. Results carry both, so a result made with swapped
+/// weights can be traced to them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModelIdentity {
+    /// Name for people.
+    pub name: String,
+    /// [`content_id`] of the model.
+    pub content_id: String,
+}
+
+impl ModelIdentity {
+    /// The identity of `model`, called `name`.
+    pub fn of(name: &str, model: &Model) -> ModelIdentity {
+        ModelIdentity {
+            name: name.to_string(),
+            content_id: content_id(model),
+        }
+    }
+
+    /// AlgorithmVersion for DICOM (LO, at most 64 characters): the content id, then the name.
+    pub fn algorithm_version(&self) -> String {
+        let v = format!("{} ({})", self.content_id, self.name);
+        v.chars().take(64).collect()
+    }
+}
+
 /// The version id of a model: 16 hex digits of a SHA-256 over its tensors (f32, layout
 /// order, with names) and its architecture, labels and preprocessing.
 pub fn content_id(model: &Model) -> String {

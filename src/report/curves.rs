@@ -4,7 +4,7 @@
 //! of colour swatches because the bitmap font has digits only; the Markdown table says which
 //! number is which.
 
-use super::plot::{line, square, text, text_width, thick_line};
+use super::pixels::{line, square, text, text_width, thick_line};
 use super::{ReportError, RgbImage};
 
 /// Distinct colours for up to eight series (cycled beyond).

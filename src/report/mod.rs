@@ -1,9 +1,18 @@
-//! Pictures for people: segmentation overlays and the volume curve, as RGB buffers that can be
-//! written as PNG or wrapped into a DICOM secondary capture.
+//! What reaches people: the results folder of a series (DICOM SEG, SR and secondary captures,
+//! report.json, report.html), and the pictures in it (overlays with a colour key, the volume
+//! curve, the summary page), as RGB buffers written as PNG or wrapped into DICOM.
 
+pub mod annotate;
 pub mod curves;
+pub mod font;
+pub mod html;
+pub mod json;
 pub mod overlay;
-pub mod plot;
+pub mod page;
+pub mod pixels;
+pub mod results;
+pub mod summary_page;
+pub mod volume_plot;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,6 +32,18 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
+    /// Drawing a plot or text failed.
+    #[error("drawing failed: {0}")]
+    Draw(String),
+    /// Writing a DICOM result object failed.
+    #[error(transparent)]
+    Dicom(#[from] crate::dicom::DicomError),
+    /// A file-system step on the results folder failed.
+    #[error(transparent)]
+    Fs(#[from] crate::fsio::PathIoError),
+    /// report.json could not be encoded.
+    #[error("report.json: {0}")]
+    Json(#[from] serde_json::Error),
     /// The PNG encoder refused the data (for the named file, or `<memory>`).
     #[error("{path}: PNG encoding failed: {source}")]
     Png {

@@ -1,0 +1,181 @@
+//! Writes one series' results into the output folder: the DICOM objects a PACS files with the
+//! source study (cine SEG, one 3D SEG per key phase, the TID 1500 measurement SR, a summary
+//! page and overlay secondary captures), and `report.json` and a self-contained `report.html`.
+//! Everything goes to `<id>.partial/` first and is renamed to `<id>/` at the end, so a folder
+//! named after a result is always complete, and its existence tells a restarted daemon that the
+//! result is stored (no second copy).
+
+use std::path::{Path, PathBuf};
+
+use super::annotate::captioned_overlay;
+use super::json::{self, ResultIdentity, Written};
+use super::overlay::{overlay, OverlayStyle};
+use super::{page, summary_page, ReportError};
+use crate::analysis::series::SeriesAnalysis;
+use crate::dicom::sc::{write_sc, ScImage, ScSeries};
+use crate::dicom::seg::{write_seg, Algorithm, SegScope};
+use crate::dicom::sr::{write_sr, SrInput};
+use crate::dicom::writer::SeriesId;
+use crate::fsio;
+use crate::registry::ModelIdentity;
+
+/// Writes the results of series `id` under `out_root/<id.id>/`; returns that folder.
+pub fn write(
+    out_root: &Path,
+    id: &ResultIdentity<'_>,
+    a: &SeriesAnalysis,
+    model: &ModelIdentity,
+    overlays: bool,
+) -> Result<PathBuf, ReportError> {
+    let final_dir = out_root.join(id.id);
+    let dir = out_root.join(format!("{}.partial", id.id));
+    fsio::remove_dir_all(&dir)?;
+    fsio::ensure_dir(&dir)?;
+    let algo = Algorithm::of(model);
+    let ctx = &a.context;
+    let base = a.stack.ids.series_number.unwrap_or(0);
+    let seg_series = SeriesId::new(base + 9900);
+    let seg = |scope, name: &str| {
+        write_seg(
+            &a.stack,
+            &a.masks,
+            &algo,
+            scope,
+            ctx,
+            &seg_series,
+            &dir.join(name),
+        )
+    };
+    let mut written = Written {
+        seg_cine: Some(seg(SegScope::Cine, "seg.dcm")?),
+        ..Written::default()
+    };
+    if let Some(s) = &a.summary {
+        written.seg_ed = Some(seg(
+            SegScope::Phase(s.ed_phase, "end-diastole"),
+            "seg_ed.dcm",
+        )?);
+        if s.es_phase != s.ed_phase {
+            written.seg_es = Some(seg(
+                SegScope::Phase(s.es_phase, "end-systole"),
+                "seg_es.dcm",
+            )?);
+        }
+        written.sr = Some(write_sr(
+            &SrInput {
+                analysis: a,
+                model,
+                segs: [&written.seg_cine, &written.seg_ed, &written.seg_es]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            },
+            &dir.join("sr.dcm"),
+        )?);
+    }
+    let sc_series = ScSeries::new(base + 5000);
+    let page_img = summary_page::render(a, model, id)?;
+    let key_phases: Vec<usize> = a
+        .summary
+        .as_ref()
+        .map(|s| vec![s.ed_phase, s.es_phase])
+        .unwrap_or_default();
+    let sources = (0..a.stack.n_slices())
+        .flat_map(|s| key_phases.iter().map(move |&p| (s, p)))
+        .filter_map(|(s, p)| a.stack.frame(s, p)?.source.as_ref())
+        .collect();
+    written.summary_page = Some(write_sc(
+        &a.stack,
+        ctx,
+        &ScImage {
+            image: &page_img,
+            sources,
+            instance_number: 1,
+            description: "cineseg summary page: function numbers and volume curve".into(),
+        },
+        &sc_series,
+        "cineseg results",
+        &dir.join("summary.dcm"),
+    )?);
+    if overlays {
+        written.overlays = write_overlays(a, &sc_series, &dir)?;
+    }
+    let report = json::Report::new(id, a, model, &written);
+    let bytes = serde_json::to_vec_pretty(&report)?;
+    fsio::write_synced(&dir.join("report.json"), &bytes)?;
+    let html = page::render(id, a, model, &written)?;
+    fsio::write_synced(&dir.join("report.html"), html.as_bytes())?;
+    fsio::sync_dir(&dir)?;
+    if final_dir.exists() {
+        // A previous run stored this result completely before crashing: keep that copy.
+        fsio::remove_dir_all(&dir)?;
+        return Ok(final_dir);
+    }
+    fsio::rename_durable(&dir, &final_dir)?;
+    Ok(final_dir)
+}
+
+/// One secondary capture per slice at ED and at ES (phase 0 without a summary), captioned and
+/// with the colour key; returns how many.
+fn write_overlays(a: &SeriesAnalysis, series: &ScSeries, dir: &Path) -> Result<usize, ReportError> {
+    let sc_dir = dir.join("overlays");
+    fsio::ensure_dir(&sc_dir)?;
+    let mut phases = Vec::new();
+    match &a.summary {
+        Some(s) => {
+            phases.push((s.ed_phase, "ED"));
+            if s.es_phase != s.ed_phase {
+                phases.push((s.es_phase, "ES"));
+            }
+        }
+        None => phases.push((0, "phase 1")),
+    }
+    let (w, h, ns, np) = (
+        a.stack.grid.cols,
+        a.stack.grid.rows,
+        a.stack.n_slices(),
+        a.stack.n_phases(),
+    );
+    let mut n = 0;
+    for &(p, tag) in &phases {
+        for s in 0..ns {
+            let (Some(frame), Some(mask)) = (a.stack.frame(s, p), a.masks.image(s, p)) else {
+                continue;
+            };
+            let time = frame
+                .trigger_time
+                .map(|t| format!(", {t:.0} ms"))
+                .unwrap_or_default();
+            let caption = format!(
+                "Slice {} of {ns}, {tag} (phase {} of {np}{time})",
+                s + 1,
+                p + 1
+            );
+            let img = captioned_overlay(
+                &overlay(
+                    &frame.pixels,
+                    mask,
+                    w,
+                    h,
+                    OverlayStyle::FillAndContour { alpha: 0.35 },
+                )?,
+                &caption,
+            )?;
+            n += 1;
+            write_sc(
+                &a.stack,
+                &a.context,
+                &ScImage {
+                    image: &img,
+                    sources: frame.source.iter().collect(),
+                    instance_number: 1 + n,
+                    description: caption,
+                },
+                series,
+                "cineseg results",
+                &sc_dir.join(format!("s{s:03}_p{p:03}.dcm")),
+            )?;
+        }
+    }
+    Ok(n)
+}
