@@ -7,7 +7,9 @@
 mod daemon_support;
 
 use cineseg::dicom::masks::{LabelMasks, LV, MYO};
-use cineseg::dicom::seg::{write_seg, Algorithm};
+use cineseg::dicom::patient::StudyContext;
+use cineseg::dicom::seg::{write_seg, Algorithm, SegScope};
+use cineseg::dicom::writer::SeriesId;
 use cineseg::dicom::stack::{load_folder, AssembleOptions};
 use daemon_support::*;
 use std::path::{Path, PathBuf};
@@ -58,6 +60,9 @@ fn corrected_seg(series_dir: &Path, out: &Path) -> PathBuf {
             name: "expert".into(),
             version: "1".into(),
         },
+        SegScope::Cine,
+        &StudyContext::of_stack(&stack).expect("study context"),
+        &SeriesId::new(9901),
         &path,
     )
     .expect("write SEG");
@@ -68,7 +73,7 @@ fn report_model(dir: &Path) -> String {
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("report.json")).expect("report"))
             .expect("json");
-    r["model"].as_str().unwrap_or_default().to_string()
+    r["model"]["name"].as_str().unwrap_or_default().to_string()
 }
 
 #[test]

@@ -6,7 +6,9 @@ mod dicom_support;
 use std::process::Command;
 
 use cineseg::dicom::masks::{LabelMasks, LV, MYO, RV};
-use cineseg::dicom::seg::{read_seg, write_seg, Algorithm};
+use cineseg::dicom::patient::StudyContext;
+use cineseg::dicom::seg::{read_seg, write_seg, Algorithm, SegScope};
+use cineseg::dicom::writer::SeriesId;
 use cineseg::dicom::stack::{load_folder, AssembleOptions, CineStack};
 
 /// Concentric disc (LV), ring (MYO) and a side blob (RV) whose size varies with slice and
@@ -103,7 +105,7 @@ fn seg_on_raw_sunnybrook_only_inherits_its_uid_errors() {
         name: "cineseg-unet".into(),
         version: "test-1".into(),
     };
-    write_seg(&stack, &synthetic_masks(&stack), &algo, &path).unwrap();
+    write_seg(&stack, &synthetic_masks(&stack), &algo, SegScope::Cine, &ctx_of(&stack), &SeriesId::new(9901), &path).unwrap();
     let Some(errors) = dciodvfy_errors(&path) else {
         eprintln!("skipped: dciodvfy (dicom3tools) not installed");
         return;
@@ -154,7 +156,7 @@ fn seg_passes_dciodvfy_and_round_trips() {
         name: "cineseg-unet".into(),
         version: "test-1".into(),
     };
-    let written = write_seg(&stack, &masks, &algo, &path).unwrap();
+    let written = write_seg(&stack, &masks, &algo, SegScope::Cine, &ctx_of(&stack), &SeriesId::new(9901), &path).unwrap();
     let expected_frames: usize = [LV, MYO, RV]
         .iter()
         .map(|&c| {
@@ -201,20 +203,57 @@ fn overlay_secondary_capture_is_valid_and_decodes_as_rgb() {
     let masks = synthetic_masks(&stack);
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("overlay.dcm");
-    let series = cineseg::dicom::sc::OverlaySeries::new(9902);
-    cineseg::dicom::sc::write_overlay(&stack, &masks, 5, 3, &series, &path).unwrap();
+    let series = cineseg::dicom::writer::SeriesId::new(9902);
+    let (w, h) = (stack.grid.cols, stack.grid.rows);
+    let frame = stack.frame(5, 3).expect("frame");
+    let mask = masks.image(5, 3).unwrap();
+    let plain = cineseg::report::overlay::overlay(
+        &frame.pixels,
+        mask,
+        w,
+        h,
+        cineseg::report::overlay::OverlayStyle::Fill { alpha: 0.45 },
+    )
+    .unwrap();
+    let img = cineseg::report::annotate::captioned_overlay(&plain, "Slice 6 of 10, ED").unwrap();
+    let ctx = ctx_of(&stack);
+    let sc = cineseg::dicom::sc::ScImage {
+        image: &img,
+        sources: frame.source.iter().collect(),
+        instance_number: 1,
+        description: "Slice 6 of 10, ED".into(),
+    };
+    cineseg::dicom::sc::write_sc(&stack, &ctx, &sc, &series, "cineseg results", &path).unwrap();
     let back = cineseg::dicom::read_file(&path).unwrap();
     assert_eq!(back.len(), 1);
+    let k = img.width / w;
     assert_eq!(
         (back[0].rows, back[0].cols, back[0].samples_per_pixel),
-        (256, 256, 3)
+        (img.height, img.width, 3)
     );
-    let mask = masks.image(5, 3).unwrap();
     let lv = mask.iter().position(|&m| m == LV).expect("an LV pixel");
-    let px = &back[0].pixels[3 * lv..3 * lv + 3];
+    let (x, y) = (lv % w * k, lv / w * k);
+    let i = y * img.width + x;
+    let px = &back[0].pixels[3 * i..3 * i + 3];
     assert!(
         px[0] > px[1] && px[0] > px[2],
         "LV pixel is red-tinted: {px:?}"
+    );
+    // Filed under the source's patient and study, referencing the source image.
+    let obj = dicom_object::open_file(&path).unwrap();
+    let src_obj = dicom_object::open_file(&frame.source.as_ref().unwrap().path).unwrap();
+    let text = |o: &dicom_object::DefaultDicomObject, t| {
+        o.element(t).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+    };
+    use dicom_dictionary_std::tags;
+    for t in [tags::PATIENT_NAME, tags::PATIENT_ID, tags::STUDY_INSTANCE_UID] {
+        assert_eq!(text(&obj, t), text(&src_obj, t), "{t:?} copied from the source");
+    }
+    assert!(text(&obj, tags::PATIENT_NAME).is_some_and(|n| !n.is_empty()));
+    let refs = obj.element(tags::SOURCE_IMAGE_SEQUENCE).unwrap().items().unwrap();
+    assert_eq!(
+        refs[0].element(tags::REFERENCED_SOP_INSTANCE_UID).unwrap().to_str().unwrap().trim_end_matches('\0'),
+        frame.source.as_ref().unwrap().sop_instance_uid
     );
     if let Some(errors) = dciodvfy_errors(&path) {
         let own: Vec<&String> = errors
@@ -225,4 +264,8 @@ fn overlay_secondary_capture_is_valid_and_decodes_as_rgb() {
             .collect();
         assert!(own.is_empty(), "dciodvfy errors: {own:?}");
     }
+}
+
+fn ctx_of(stack: &CineStack) -> StudyContext {
+    StudyContext::of_stack(stack).expect("study context")
 }

@@ -473,10 +473,20 @@ fn report_json_and_html_show_the_flags_and_corrections() {
     write(src.path(), &imgs, 0);
     let stack = load(src.path()).unwrap().remove(0);
     let analysis =
-        cineseg::daemon::pipeline::analyse(&stack, &phantom_labels(&stack), 0.6).expect("analysis");
+        cineseg::analysis::series::analyse(&stack, &phantom_labels(&stack), 0.6).expect("analysis");
     let out = tempfile::tempdir().unwrap();
-    let job = cineseg::daemon::queue::new_job(UID, 0, Vec::new(), 0, "test");
-    let dir = cineseg::daemon::results::write(out.path(), &job, &analysis, "test-model", false)
+    let id = cineseg::report::json::ResultIdentity {
+        id: "test-result",
+        version: 1,
+        supersedes: None,
+        closed_because: "test",
+        series_instance_uid: UID,
+    };
+    let model = cineseg::registry::ModelIdentity {
+        name: "test-model".into(),
+        content_id: "0123456789abcdef".into(),
+    };
+    let dir = cineseg::report::results::write(out.path(), &id, &analysis, &model, false)
         .expect("results written");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();

@@ -31,6 +31,11 @@ pub struct PhaseVolumes {
 }
 
 impl PhaseVolumes {
+    /// Myocardial mass (g): the one place MYO volume becomes mass.
+    pub fn myo_mass_g(&self) -> f64 {
+        self.myo_ml * MYOCARDIAL_DENSITY_G_PER_ML
+    }
+
     /// Measures one phase.
     pub fn of(vol: &LabelVolume) -> Self {
         PhaseVolumes {
@@ -131,7 +136,7 @@ fn summary_at(v: &[PhaseVolumes], ed: usize, es: usize) -> CardiacSummary {
         lv_esv_ml: pes.lv_ml,
         lv_sv_ml: ped.lv_ml - pes.lv_ml,
         lv_ef_percent: ef(ped.lv_ml, pes.lv_ml),
-        lv_mass_g: ped.myo_ml * MYOCARDIAL_DENSITY_G_PER_ML,
+        lv_mass_g: ped.myo_mass_g(),
         rv_edv_ml: ped.rv_ml,
         rv_esv_ml: pes.rv_ml,
         rv_sv_ml: ped.rv_ml - pes.rv_ml,

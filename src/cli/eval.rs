@@ -121,7 +121,7 @@ fn numbers(ed: &PhaseVolumes, es: &PhaseVolumes) -> [f64; 7] {
         ed.lv_ml,
         es.lv_ml,
         ef(ed.lv_ml, es.lv_ml),
-        ed.myo_ml * 1.05,
+        ed.myo_mass_g(),
         ed.rv_ml,
         es.rv_ml,
         ef(ed.rv_ml, es.rv_ml),

@@ -5,7 +5,8 @@ use super::{progress::bar, CliError};
 use crate::analysis::volumes::{summarize, PhaseVolumes};
 use crate::analysis::LabelVolume;
 use crate::image::Slice2D;
-use crate::io::{read_volume, write_labels, Volume};
+use crate::io::nifti::{write_labels_at, LabelGeometry};
+use crate::io::{read_volume, Volume};
 use crate::segment::{phase_volume, Segmenter};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,8 @@ pub struct NiftiReport {
     pub summary: Option<crate::analysis::volumes::CardiacSummary>,
     /// Mean confidence of the model over foreground pixels, per phase.
     pub confidence: Vec<f32>,
+    /// The same plausibility and confidence checks as DICOM results get.
+    pub quality_flags: Vec<crate::analysis::quality::QualityFlag>,
 }
 
 /// Splits a volume into the 2D slices of phase `t`.
@@ -80,7 +83,7 @@ pub fn segment_nifti(
         let labels = seg.segment(&slices_of(vol, ti), &|d, _| {
             pb.set_position((done + d) as u64)
         })?;
-        conf.push(labels.iter().map(|l| l.confidence).sum::<f32>() / labels.len().max(1) as f32);
+        conf.push(crate::analysis::series::foreground_confidence(&labels));
         phases.push(phase_volume(&labels, w, h, spacing)?);
     }
     pb.finish_and_clear();
@@ -154,13 +157,23 @@ pub fn run(a: SegmentArgs, threads: usize) -> Result<(), CliError> {
         all.extend_from_slice(&p.labels);
     }
     let seg_path = a.out.join(format!("{s}_seg.nii.gz"));
-    write_labels(&seg_path, vol.dims, vol.spacing, &all)?;
+    // On the input's grid and header (qform/sform), so the mask overlays the image.
+    let geometry = match vol.header.as_deref() {
+        Some(h) => LabelGeometry::Like(h),
+        None => LabelGeometry::Spacing(vol.spacing),
+    };
+    write_labels_at(&seg_path, vol.dims, geometry, &all)?;
     let volumes: Vec<PhaseVolumes> = phases.iter().map(PhaseVolumes::of).collect();
     let summary = if phases.len() > 1 {
         Some(summarize(&phases)?)
     } else {
         None
     };
+    let mut quality_flags = summary
+        .as_ref()
+        .map(|s| crate::analysis::quality::check(&phases, s))
+        .unwrap_or_default();
+    quality_flags.extend(crate::analysis::quality::check_confidence(&confidence, 0.6));
     let report = NiftiReport {
         input: a.input.display().to_string(),
         model: a
@@ -169,10 +182,11 @@ pub fn run(a: SegmentArgs, threads: usize) -> Result<(), CliError> {
             .unwrap_or_else(|| super::default_model_path().display().to_string()),
         phases: phases.len(),
         slices: vol.dims[2],
-        lv_mass_g: volumes.iter().map(|v| v.myo_ml * 1.05).collect(),
+        lv_mass_g: volumes.iter().map(PhaseVolumes::myo_mass_g).collect(),
         volumes,
         summary,
         confidence,
+        quality_flags,
     };
     let json_path = a.out.join(format!("{s}_volumes.json"));
     super::write_json(&json_path, &report)?;
@@ -181,12 +195,15 @@ pub fn run(a: SegmentArgs, threads: usize) -> Result<(), CliError> {
             "phase {i:>2}: LV {:7.1} ml  MYO {:7.1} ml ({:6.1} g)  RV {:7.1} ml",
             v.lv_ml,
             v.myo_ml,
-            v.myo_ml * 1.05,
+            v.myo_mass_g(),
             v.rv_ml
         );
     }
     if let Some(s) = &report.summary {
         println!("{}", summary_line(s));
+    }
+    for f in &report.quality_flags {
+        println!("  quality: {}", f.message);
     }
     println!("wrote {} and {}", seg_path.display(), json_path.display());
     Ok(())

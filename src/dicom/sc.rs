@@ -128,6 +128,7 @@ pub fn write_sc(
         text(tags::DERIVATION_DESCRIPTION, VR::ST, &sc.description),
         text(tags::SERIES_INSTANCE_UID, VR::UI, &series.uid),
         text(tags::SERIES_NUMBER, VR::IS, &series.number.to_string()),
+        // Type 2C; dciodvfy cannot evaluate the condition and wants it present (empty: unpaired).
         text(tags::LATERALITY, VR::CS, ""),
         text(
             tags::INSTANCE_NUMBER,

@@ -266,6 +266,32 @@ impl CineStack {
             .iter()
             .all(|s| s.frames.iter().all(|f| f.is_some()))
     }
+    /// The voxel-to-world matrix in NIfTI's RAS convention for labels laid out as the masks are
+    /// (x = column, y = row, z = slice), from the DICOM geometry (LPS): what a label file needs
+    /// to overlay the images in ITK-SNAP, Slicer or FSLeyes. The slice step is the measured
+    /// vector between the first and last slice, so an oblique stack stays oblique.
+    pub fn ras_affine(&self) -> [[f64; 4]; 3] {
+        let o = self.grid.orientation;
+        let [dy, dx] = self.grid.pixel_spacing;
+        let p0 = self.slices.first().map(|s| s.position).unwrap_or(self.grid.position);
+        let n = self.slices.len();
+        let step = match self.slices.last() {
+            Some(last) if n > 1 => {
+                let k = 1.0 / (n - 1) as f64;
+                [
+                    (last.position[0] - p0[0]) * k,
+                    (last.position[1] - p0[1]) * k,
+                    (last.position[2] - p0[2]) * k,
+                ]
+            }
+            _ => self.normal.map(|v| v * self.slice_spacing),
+        };
+        let col = [o[0] * dx, o[1] * dx, o[2] * dx];
+        let row = [o[3] * dy, o[4] * dy, o[5] * dy];
+        let axis = |i: usize, sign: f64| [sign * col[i], sign * row[i], sign * step[i], sign * p0[i]];
+        [axis(0, -1.0), axis(1, -1.0), axis(2, 1.0)]
+    }
+
     /// The corrections log: one JSON object per line.
     pub fn corrections_log(&self) -> String {
         self.corrections

@@ -22,6 +22,9 @@ pub struct Volume {
     pub spacing: [f32; 4],
     /// Voxel values, x fastest, then y, z, t (NIfTI's own order).
     pub data: Vec<f32>,
+    /// The file's header, when read from a file: masks written with
+    /// [`LabelGeometry::Like`] keep its qform/sform, so they overlay the image in any viewer.
+    pub header: Option<Box<NiftiHeader>>,
 }
 
 impl Volume {
@@ -69,19 +72,48 @@ pub fn read_volume(path: &Path) -> Result<Volume, IoError> {
         dims,
         spacing,
         data,
+        header: Some(Box::new(header)),
     })
 }
 
+/// Where the voxels of a label file lie in space.
+#[derive(Debug, Clone, Copy)]
+pub enum LabelGeometry<'a> {
+    /// Voxel size only, axis-aligned at the origin (phantoms and synthetic data).
+    Spacing([f32; 4]),
+    /// The grid of an image read from NIfTI: its pixdim, qform and sform are kept.
+    Like(&'a NiftiHeader),
+    /// A scanner (RAS) affine, e.g. from DICOM geometry: voxel size and the three rows of the
+    /// voxel-to-world matrix, written as the sform.
+    Affine {
+        /// Voxel size x, y, z (mm) and t.
+        spacing: [f32; 4],
+        /// srow_x, srow_y, srow_z.
+        srow: [[f32; 4]; 3],
+    },
+}
+
 /// Writes a label volume (one `u8` class per voxel, x fastest) as NIfTI-1 with the given
-/// dimensions and spacing, so masks can be checked in any NIfTI viewer beside their images.
-///
-/// `path` must end in `.nii.gz` (compressed) or `.nii`. The file is written under a temporary
-/// name and renamed, so an interrupted write never leaves a half file under the final name.
-/// A 3D volume (`dims[3] == 1`) is written with three dimensions.
+/// dimensions and spacing, axis-aligned (see [`write_labels_at`] for a real grid).
 pub fn write_labels(
     path: &Path,
     dims: [usize; 4],
     spacing: [f32; 4],
+    labels: &[u8],
+) -> Result<(), IoError> {
+    write_labels_at(path, dims, LabelGeometry::Spacing(spacing), labels)
+}
+
+/// Writes a label volume (one `u8` class per voxel, x fastest) as NIfTI-1 on `geometry`, so
+/// masks overlay their images in any NIfTI viewer.
+///
+/// `path` must end in `.nii.gz` (compressed) or `.nii`. The file is written under a temporary
+/// name and renamed, so an interrupted write never leaves a half file under the final name.
+/// A 3D volume (`dims[3] == 1`) is written with three dimensions.
+pub fn write_labels_at(
+    path: &Path,
+    dims: [usize; 4],
+    geometry: LabelGeometry<'_>,
     labels: &[u8],
 ) -> Result<(), IoError> {
     let werr = |reason: String| IoError::Write {
@@ -109,12 +141,13 @@ pub fn write_labels(
             i16::MAX
         )));
     }
-    if spacing[..3].iter().any(|s| !s.is_finite() || *s <= 0.0) {
+    let header = label_header(geometry);
+    let spacing = [header.pixdim[1], header.pixdim[2], header.pixdim[3]];
+    if spacing.iter().any(|s| !s.is_finite() || *s <= 0.0) {
         return Err(werr(format!(
             "spacing {spacing:?} must be finite and positive in x, y, z"
         )));
     }
-    let header = label_header(spacing);
     let tmp = temp_sibling(path, ext);
     let written = if dims[3] == 1 {
         let a = Array::from_shape_vec((dims[0], dims[1], dims[2]).f(), labels.to_vec());
@@ -156,21 +189,41 @@ fn temp_sibling(path: &Path, ext: &str) -> PathBuf {
     path.with_file_name(format!(".{stem}-tmp{}{ext}", std::process::id()))
 }
 
-/// Header for a label file: spacing in mm/s, a diagonal affine (scanner orientation is not
-/// known here), no intensity scaling.
-fn label_header(spacing: [f32; 4]) -> NiftiHeader {
+/// Header for a label file on `geometry`, with no intensity scaling.
+fn label_header(geometry: LabelGeometry<'_>) -> NiftiHeader {
     let mut descrip = b"cineseg labels".to_vec();
     descrip.resize(80, 0);
-    NiftiHeader {
-        pixdim: [
-            1.0, spacing[0], spacing[1], spacing[2], spacing[3], 1.0, 1.0, 1.0,
-        ],
-        xyzt_units: 2 | 8, // millimetres, seconds
-        srow_x: [spacing[0], 0.0, 0.0, 0.0],
-        srow_y: [0.0, spacing[1], 0.0, 0.0],
-        srow_z: [0.0, 0.0, spacing[2], 0.0],
-        descrip,
-        ..NiftiHeader::default()
+    let pixdim = |s: [f32; 4]| [1.0, s[0], s[1], s[2], s[3], 1.0, 1.0, 1.0];
+    match geometry {
+        LabelGeometry::Spacing(spacing) => NiftiHeader {
+            pixdim: pixdim(spacing),
+            xyzt_units: 2 | 8, // millimetres, seconds
+            srow_x: [spacing[0], 0.0, 0.0, 0.0],
+            srow_y: [0.0, spacing[1], 0.0, 0.0],
+            srow_z: [0.0, 0.0, spacing[2], 0.0],
+            descrip,
+            ..NiftiHeader::default()
+        },
+        LabelGeometry::Like(reference) => NiftiHeader {
+            scl_slope: 1.0,
+            scl_inter: 0.0,
+            cal_min: 0.0,
+            cal_max: 0.0,
+            intent_code: 0,
+            descrip,
+            ..reference.clone()
+        },
+        LabelGeometry::Affine { spacing, srow } => NiftiHeader {
+            pixdim: pixdim(spacing),
+            xyzt_units: 2 | 8,
+            qform_code: 0,
+            sform_code: 1, // scanner anatomical
+            srow_x: srow[0],
+            srow_y: srow[1],
+            srow_z: srow[2],
+            descrip,
+            ..NiftiHeader::default()
+        },
     }
 }
 
@@ -370,6 +423,7 @@ mod tests {
             dims,
             spacing: [1.0; 4],
             data: (0..48).map(|i| i as f32).collect(),
+            header: None,
         };
         assert_eq!(v.slice(1, 0).unwrap(), &[6.0, 7.0, 8.0, 9.0, 10.0, 11.0]);
         assert_eq!(v.slice(0, 1).unwrap()[0], 24.0);

@@ -41,6 +41,9 @@ pub enum ReportError {
     /// A file-system step on the results folder failed.
     #[error(transparent)]
     Fs(#[from] crate::fsio::PathIoError),
+    /// The NIfTI label file could not be written.
+    #[error(transparent)]
+    Nifti(#[from] crate::io::IoError),
     /// report.json could not be encoded.
     #[error("report.json: {0}")]
     Json(#[from] serde_json::Error),

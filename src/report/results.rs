@@ -100,6 +100,7 @@ pub fn write(
     if overlays {
         written.overlays = write_overlays(a, &sc_series, &dir)?;
     }
+    write_label_nifti(a, &dir.join("labels.nii.gz"))?;
     let report = json::Report::new(id, a, model, &written);
     let bytes = serde_json::to_vec_pretty(&report)?;
     fsio::write_synced(&dir.join("report.json"), &bytes)?;
@@ -178,4 +179,38 @@ fn write_overlays(a: &SeriesAnalysis, series: &ScSeries, dir: &Path) -> Result<u
         }
     }
     Ok(n)
+}
+
+/// All labels as a 4D NIfTI (column, row, slice, phase) on the scanner grid of the series, for
+/// research tools that read NIfTI; it overlays a dcm2niix conversion of the same series.
+fn write_label_nifti(a: &SeriesAnalysis, path: &Path) -> Result<(), ReportError> {
+    let st = &a.stack;
+    let (ns, np) = (st.n_slices(), st.n_phases());
+    let mut all = Vec::with_capacity(st.grid.rows * st.grid.cols * ns * np);
+    for p in 0..np {
+        for s in 0..ns {
+            match a.masks.image(s, p) {
+                Some(m) => all.extend_from_slice(m),
+                None => all.resize(all.len() + st.grid.rows * st.grid.cols, 0),
+            }
+        }
+    }
+    let affine = st.ras_affine();
+    let srow = affine.map(|r| r.map(|v| v as f32));
+    let [dy, dx] = st.grid.pixel_spacing;
+    let dt = st
+        .phase_times
+        .windows(2)
+        .find_map(|w| Some((w[1]? - w[0]?) as f32 / 1000.0))
+        .unwrap_or(0.0);
+    let geometry = crate::io::nifti::LabelGeometry::Affine {
+        spacing: [dx as f32, dy as f32, st.slice_spacing as f32, dt],
+        srow,
+    };
+    Ok(crate::io::nifti::write_labels_at(
+        path,
+        [st.grid.cols, st.grid.rows, ns, np],
+        geometry,
+        &all,
+    )?)
 }
