@@ -8,8 +8,8 @@ use std::process::Command;
 use cineseg::dicom::masks::{LabelMasks, LV, MYO, RV};
 use cineseg::dicom::patient::StudyContext;
 use cineseg::dicom::seg::{read_seg, write_seg, Algorithm, SegScope};
-use cineseg::dicom::writer::SeriesId;
 use cineseg::dicom::stack::{load_folder, AssembleOptions, CineStack};
+use cineseg::dicom::writer::SeriesId;
 
 /// Concentric disc (LV), ring (MYO) and a side blob (RV) whose size varies with slice and
 /// phase; some images left empty so empty-frame omission is exercised.
@@ -105,7 +105,16 @@ fn seg_on_raw_sunnybrook_only_inherits_its_uid_errors() {
         name: "cineseg-unet".into(),
         version: "test-1".into(),
     };
-    write_seg(&stack, &synthetic_masks(&stack), &algo, SegScope::Cine, &ctx_of(&stack), &SeriesId::new(9901), &path).unwrap();
+    write_seg(
+        &stack,
+        &synthetic_masks(&stack),
+        &algo,
+        SegScope::Cine,
+        &ctx_of(&stack),
+        &SeriesId::new(9901),
+        &path,
+    )
+    .unwrap();
     let Some(errors) = dciodvfy_errors(&path) else {
         eprintln!("skipped: dciodvfy (dicom3tools) not installed");
         return;
@@ -156,7 +165,16 @@ fn seg_passes_dciodvfy_and_round_trips() {
         name: "cineseg-unet".into(),
         version: "test-1".into(),
     };
-    let written = write_seg(&stack, &masks, &algo, SegScope::Cine, &ctx_of(&stack), &SeriesId::new(9901), &path).unwrap();
+    let written = write_seg(
+        &stack,
+        &masks,
+        &algo,
+        SegScope::Cine,
+        &ctx_of(&stack),
+        &SeriesId::new(9901),
+        &path,
+    )
+    .unwrap();
     let expected_frames: usize = [LV, MYO, RV]
         .iter()
         .map(|&c| {
@@ -243,16 +261,36 @@ fn overlay_secondary_capture_is_valid_and_decodes_as_rgb() {
     let obj = dicom_object::open_file(&path).unwrap();
     let src_obj = dicom_object::open_file(&frame.source.as_ref().unwrap().path).unwrap();
     let text = |o: &dicom_object::DefaultDicomObject, t| {
-        o.element(t).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+        o.element(t)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
     };
     use dicom_dictionary_std::tags;
-    for t in [tags::PATIENT_NAME, tags::PATIENT_ID, tags::STUDY_INSTANCE_UID] {
-        assert_eq!(text(&obj, t), text(&src_obj, t), "{t:?} copied from the source");
+    for t in [
+        tags::PATIENT_NAME,
+        tags::PATIENT_ID,
+        tags::STUDY_INSTANCE_UID,
+    ] {
+        assert_eq!(
+            text(&obj, t),
+            text(&src_obj, t),
+            "{t:?} copied from the source"
+        );
     }
     assert!(text(&obj, tags::PATIENT_NAME).is_some_and(|n| !n.is_empty()));
-    let refs = obj.element(tags::SOURCE_IMAGE_SEQUENCE).unwrap().items().unwrap();
+    let refs = obj
+        .element(tags::SOURCE_IMAGE_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap();
     assert_eq!(
-        refs[0].element(tags::REFERENCED_SOP_INSTANCE_UID).unwrap().to_str().unwrap().trim_end_matches('\0'),
+        refs[0]
+            .element(tags::REFERENCED_SOP_INSTANCE_UID)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches('\0'),
         frame.source.as_ref().unwrap().sop_instance_uid
     );
     if let Some(errors) = dciodvfy_errors(&path) {

@@ -273,7 +273,11 @@ impl CineStack {
     pub fn ras_affine(&self) -> [[f64; 4]; 3] {
         let o = self.grid.orientation;
         let [dy, dx] = self.grid.pixel_spacing;
-        let p0 = self.slices.first().map(|s| s.position).unwrap_or(self.grid.position);
+        let p0 = self
+            .slices
+            .first()
+            .map(|s| s.position)
+            .unwrap_or(self.grid.position);
         let n = self.slices.len();
         let step = match self.slices.last() {
             Some(last) if n > 1 => {
@@ -288,7 +292,8 @@ impl CineStack {
         };
         let col = [o[0] * dx, o[1] * dx, o[2] * dx];
         let row = [o[3] * dy, o[4] * dy, o[5] * dy];
-        let axis = |i: usize, sign: f64| [sign * col[i], sign * row[i], sign * step[i], sign * p0[i]];
+        let axis =
+            |i: usize, sign: f64| [sign * col[i], sign * row[i], sign * step[i], sign * p0[i]];
         [axis(0, -1.0), axis(1, -1.0), axis(2, 1.0)]
     }
 

@@ -86,7 +86,7 @@ pub fn render(
         ));
         y += 26;
     }
-    let cols = [30, 330, 420, 560, 740, 820, 990];
+    let cols = [30, 280, 360, 450, 640, 720, 900];
     for (x, head) in cols.iter().zip([
         "Measurement",
         "Value",

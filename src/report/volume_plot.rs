@@ -108,7 +108,7 @@ impl VolumeCurve<'_> {
             .margin(12)
             .x_label_area_size(44)
             .y_label_area_size(60)
-            .build_cartesian_2d(x0 - 0.02 * span..x1 + 0.02 * span, 0.0..vmax * 1.12)
+            .build_cartesian_2d(x0 - 0.02 * span..x1 + 0.02 * span, 0.0..vmax * 1.4)
             .map_err(draw_err)?;
         chart
             .configure_mesh()
@@ -148,11 +148,11 @@ impl VolumeCurve<'_> {
             let x = self.x(phase);
             chart
                 .draw_series(std::iter::once(PathElement::new(
-                    vec![(x, 0.0), (x, vmax * 1.12)],
+                    vec![(x, 0.0), (x, vmax * 1.4)],
                     colour.stroke_width(1),
                 )))
                 .map_err(draw_err)?
-                .label(format!("{tag} (phase {phase})"))
+                .label(format!("{tag} (phase {})", phase + 1))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(1))
                 });
