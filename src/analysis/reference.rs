@@ -23,7 +23,8 @@ pub struct Range {
     pub source: &'static str,
 }
 
-const SOURCE: &str =
+/// Citation of the ranges in use.
+pub const SOURCE: &str =
     "Kawel-Boehm et al., JCMR 2015;17:29 (adult SSFP, mean +/- 2 SD), via Cardiovasc Diagn Ther 2020;10:1918 Table 3";
 
 /// One row: quantity, (male absolute, male indexed), (female absolute, female indexed); each

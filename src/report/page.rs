@@ -185,7 +185,11 @@ fn key_phases(a: &SeriesAnalysis) -> String {
     if let Some(why) = &p.ranges_missing_because {
         let _ = writeln!(h, "<p>No reference ranges: {}.</p>", escape(why));
     } else {
-        h.push_str("<p>Reference ranges: Kawel-Boehm et al., J Cardiovasc Magn Reson 2020;22:87 (adult SSFP, by sex). Values outside are highlighted (\u{2191} high, \u{2193} low).</p>\n");
+        let _ = writeln!(
+            h,
+            "<p>Reference ranges: {} (adult, by sex; LV only: RV ranges are not yet entered). Values outside are highlighted (\u{2191} high, \u{2193} low).</p>",
+            escape(crate::analysis::reference::SOURCE)
+        );
     }
     h
 }
