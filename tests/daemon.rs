@@ -129,9 +129,9 @@ fn storescu_series_to_results_and_storescp() {
     );
     let html = std::fs::read_to_string(res[0].join("report.html")).expect("html");
     assert!(html.contains("data:image/png;base64,"), "images embedded");
-    // storescp received the SEG and the overlays
+    // storescp received every DICOM object of the result: SEGs, SR, summary page, overlays
     let deadline = Instant::now() + Duration::from_secs(30);
-    let expected = 1 + count(&res[0].join("overlays"));
+    let expected = dcm_files(&res[0]);
     while count(&pacs_dir) < expected && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -142,8 +142,9 @@ fn storescu_series_to_results_and_storescp() {
         .collect::<Vec<_>>();
     assert_eq!(got.len(), expected, "storescp got {got:?}");
     assert!(
-        got.iter().any(|n| n.starts_with("SG")),
-        "a SEG arrived: {got:?}"
+        got.iter().filter(|n| n.starts_with("SG")).count() == 3
+            && got.iter().any(|n| n.starts_with("SR")),
+        "three SEGs and the SR arrived: {got:?}"
     );
     println!(
         "series of 18 instances: sent and results stored at storescp in {:.2} s",

@@ -40,7 +40,7 @@ fn send_one_series(d: &Served, dir: &Path, uid: &str) {
 fn result_files(d: &Served) -> usize {
     let res = d.results();
     assert_eq!(res.len(), 1);
-    1 + count(&res[0].join("overlays"))
+    dcm_files(&res[0])
 }
 
 #[test]

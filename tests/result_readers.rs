@@ -138,6 +138,69 @@ fn sr_segs_and_captures_validate_and_read_back_in_highdicom_and_dcmqi() {
         assert!(ms.iter().any(|m| m["quantity"] == q), "{q} reported");
     }
 
+    // The ED SEG: a 3D SEG with SpatialLocationsPreserved, LV myocardium coded as such, local
+    // time with its UTC offset, and the model's content id as AlgorithmVersion.
+    let seg = dicom_object::open_file(dir.join("seg_ed.dcm")).unwrap();
+    let str_of = |o: &dicom_object::InMemDicomObject, t| {
+        o.element(t)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|v| v.trim_end_matches(['\0', ' ']).to_string())
+    };
+    let offset = str_of(&seg, tags::TIMEZONE_OFFSET_FROM_UTC).expect("TimezoneOffsetFromUTC");
+    assert!(
+        offset.len() == 5 && (offset.starts_with('+') || offset.starts_with('-')),
+        "{offset}"
+    );
+    let frame = &seg
+        .element(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap()[0];
+    let deriv = &frame
+        .element(tags::DERIVATION_IMAGE_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap()[0];
+    let source = &deriv
+        .element(tags::SOURCE_IMAGE_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap()[0];
+    assert_eq!(
+        str_of(source, tags::SPATIAL_LOCATIONS_PRESERVED).as_deref(),
+        Some("YES")
+    );
+    let segments = seg
+        .element(tags::SEGMENT_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap();
+    let kind = |item: &dicom_object::InMemDicomObject| {
+        let code = &item
+            .element(tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE)
+            .unwrap()
+            .items()
+            .unwrap()[0];
+        str_of(code, tags::CODE_VALUE).unwrap()
+    };
+    let kinds: Vec<String> = segments.iter().map(kind).collect();
+    assert_eq!(
+        kinds,
+        ["87878005", "49848007", "53085002"],
+        "LV, LV myocardium, RV"
+    );
+    let algo = &segments[0]
+        .element(tags::SEGMENTATION_ALGORITHM_IDENTIFICATION_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap()[0];
+    let content_id = report["model"]["content_id"].as_str().unwrap();
+    assert!(
+        str_of(algo, tags::ALGORITHM_VERSION).is_some_and(|v| v.starts_with(content_id)),
+        "AlgorithmVersion names the model content id {content_id}"
+    );
+
     match Command::new("dciodvfy").arg("-h").output() {
         Err(_) => println!("skipped: dciodvfy not installed (dicom3tools)"),
         Ok(_) => {

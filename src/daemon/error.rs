@@ -56,13 +56,6 @@ pub enum DaemonError {
         #[source]
         source: crate::dicom::DicomError,
     },
-    /// An overlay, montage or plot could not be drawn.
-    #[error("drawing {what}: {source}")]
-    Report {
-        what: &'static str,
-        #[source]
-        source: crate::report::ReportError,
-    },
     /// A record or report could not be encoded as JSON.
     #[error("encoding {what} as JSON: {source}")]
     Json {
@@ -98,11 +91,6 @@ impl DaemonError {
     /// A DICOM error in `context`, for `map_err`.
     pub fn dicom(context: &'static str) -> impl Fn(crate::dicom::DicomError) -> Self + Copy {
         move |source| DaemonError::Dicom { context, source }
-    }
-
-    /// A drawing error of `what`, for `map_err`.
-    pub fn report(what: &'static str) -> impl Fn(crate::report::ReportError) -> Self + Copy {
-        move |source| DaemonError::Report { what, source }
     }
 
     /// A failed thread start of `name`, for `map_err`.

@@ -7,14 +7,8 @@ use serde::Serialize;
 
 use super::writer::Code;
 
-/// Background.
-pub const BACKGROUND: u8 = 0;
-/// Left-ventricle blood pool.
-pub const LV: u8 = 1;
-/// Left-ventricle myocardium.
-pub const MYO: u8 = 2;
-/// Right-ventricle blood pool.
-pub const RV: u8 = 3;
+/// The class ids, from their one definition in [`crate::analysis::volume`].
+pub use crate::analysis::volume::{BACKGROUND, LV, MYO, RV};
 
 /// A structure written as one DICOM SEG segment.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -19,7 +19,8 @@ pub const MAX_CROP: usize = 1024;
 /// so a tiny spacing would make the resampled image (and its allocation) enormous.
 pub const SPACING_RANGE_MM: (f32, f32) = (0.1, 20.0);
 
-/// Architecture of the fixed U-Net (ARCHITECTURE.md): `depth` poolings, `base * 2^i` channels.
+/// Architecture of the fixed U-Net (docs/ARCHITECTURE.md): `depth` poolings, `base * 2^i`
+/// channels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UNetConfig {
     pub in_channels: usize,

@@ -1,6 +1,6 @@
 //! The one place that calls the GEMM crate, behind a bounds-checked safe function.
 //!
-//! `gemm` 0.19 was chosen from the measurements in shared/CRATES.md (pixels-as-rows shapes, the
+//! `gemm` 0.19 was chosen from the measurements in docs/CRATES.md 4 (pixels-as-rows shapes, the
 //! NHWC convolution layout, run at 60-70 GFLOP/s per Zen 3 core) and from `benches/`.
 
 /// A read-only matrix view: element (i, j) is `data[offset + i * rs + j * cs]`.

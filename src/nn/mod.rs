@@ -1,5 +1,5 @@
-//! The neural-network engine: the fixed U-Net of ARCHITECTURE.md, its weights file, the loss,
-//! and the `Backend` trait with a CPU implementation.
+//! The neural-network engine: the fixed U-Net of docs/ARCHITECTURE.md, its weights file, the
+//! loss, and the `Backend` trait with a CPU implementation.
 //!
 //! Layers have explicit forward and backward passes side by side (as in llm.c) instead of an
 //! autograd tape: the graph is fixed, so explicit passes are faster and easier to audit.

@@ -19,7 +19,8 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// Which result this is: the daemon's job, or a one-off `cineseg segment`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResultIdentity<'a> {
-    /// Result id, also the folder name.
+    /// Result id, also the folder name (`job` in report.json, as in schema 1).
+    #[serde(rename = "job")]
     pub id: &'a str,
     /// Reception of the series this result is from (1 the first time): a higher version of the
     /// same series supersedes the lower ones.

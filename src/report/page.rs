@@ -53,7 +53,7 @@ fn measurement_rows(ms: &[Measurement], ef_flagged: bool) -> Vec<Vec<(String, &'
         .map(|m| {
             let mut value = with_verdict(m.value, m.unit, m.verdict);
             if ef_flagged && m.unit == "%" {
-                value.push_str(" (FLAGGED)");
+                value.push_str(" (FLAGGED: see quality flags)");
             }
             vec![
                 (m.label.to_string(), ""),

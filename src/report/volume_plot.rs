@@ -200,8 +200,8 @@ mod tests {
             "RV blood pool",
             "Volume (ml)",
             "Time after R wave (ms)",
-            "ED (phase 0)",
-            "ES (phase 3)",
+            "ED (phase 1)",
+            "ES (phase 4)",
         ] {
             assert!(svg.contains(text), "{text} missing from the SVG");
         }

@@ -20,7 +20,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Output channel of the LV blood pool in cineseg's class order (background, LV, MYO, RV).
-pub const LV_CLASS: usize = 1;
+pub const LV_CLASS: usize = crate::analysis::volume::LV as usize;
 
 /// A subset of the candidate frames, as chosen on the command line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

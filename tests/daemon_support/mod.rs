@@ -407,3 +407,21 @@ pub fn echoscu(port: u16, calling: &str) -> Output {
         Duration::from_secs(20),
     )
 }
+
+/// DICOM files (`*.dcm`) under `dir`, recursively: what a result folder sends to the PACS.
+pub fn dcm_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .map(|p| {
+                    if p.is_dir() {
+                        dcm_files(&p)
+                    } else {
+                        usize::from(p.extension().is_some_and(|e| e == "dcm"))
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}

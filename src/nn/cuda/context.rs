@@ -1,6 +1,6 @@
 //! Opening the GPU without ever panicking. cudarc's dynamic loader panics when a library is
-//! missing (CRATES.md 1.2), so every library is probed with `is_culib_present` (a plain dlopen)
-//! before the first call into it; after that, cudarc returns `Result`s.
+//! missing (docs/CRATES.md 1.2), so every library is probed with `is_culib_present` (a plain
+//! dlopen) before the first call into it; after that, cudarc returns `Result`s.
 
 use cudarc::driver::{CudaContext, CudaStream};
 use std::sync::Arc;

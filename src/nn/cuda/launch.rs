@@ -1,5 +1,5 @@
 //! Kernel launches: one typed wrapper per kernel, so argument order and types (which cudarc
-//! cannot check against the kernel signature, CRATES.md 1.3) are written down exactly once,
+//! cannot check against the kernel signature, docs/CRATES.md 1.3) are written down once,
 //! next to the launch geometry the kernel assumes (kernels/*.cu).
 //!
 //! Buffers are passed as raw device addresses (`u64`) so a channel slice of a concatenation
