@@ -15,4 +15,16 @@ for l in sys.stdin:
         print(m["executable"])')
 [ -n "$exe" ] || { echo "gpu-prepare.sh: cuda_backend test executable not built" >&2; exit 1; }
 cp "$exe" gpu-bundle/cuda_backend
+# The unstripped test binary is ~61 MiB (debug info); stripped it is ~3.4 MB. What is carried to
+# the GPU machine (working tree + gpu-bundle) must stay under 64 MiB, or the run fails to start.
+strip gpu-bundle/cuda_backend
 ls -la gpu-bundle
+limit=$((64 * 1024 * 1024))
+tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+bundle=$(du -cb gpu-bundle | tail -1 | cut -f1)
+total=$((tree + bundle))
+echo "carry size: working tree $((tree / 1024 / 1024)) MiB + gpu-bundle $((bundle / 1024 / 1024)) MiB = $((total / 1024 / 1024)) MiB (limit 64 MiB)"
+if [ "$total" -ge "$limit" ]; then
+  echo "gpu-prepare.sh: $total bytes exceed the 64 MiB that can be carried to the GPU machine" >&2
+  exit 1
+fi

@@ -87,7 +87,7 @@ pub fn measure_cineseg(o: &BenchOptions) -> Result<Vec<Row>, NnError> {
             return Err(e);
         }
         rows.push(Row {
-            engine: "cineseg-cpu".into(),
+            engine: format!("cineseg-{}", crate::nn::cpu::isa::selected()),
             mode: "infer",
             batch: b,
             images_per_s: r,
@@ -118,7 +118,7 @@ pub fn measure_cineseg(o: &BenchOptions) -> Result<Vec<Row>, NnError> {
         return Err(e);
     }
     rows.push(Row {
-        engine: "cineseg-cpu".into(),
+        engine: format!("cineseg-{}", crate::nn::cpu::isa::selected()),
         mode: "train",
         batch: b,
         images_per_s: r,
@@ -165,11 +165,16 @@ pub fn measure_anchors(o: &BenchOptions) -> (Vec<Row>, Vec<String>) {
         .map(|b| b.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    match common("bench").args(["--batch", &pt_batches]).output() {
+    // Every CPU mode the reference offers: the fastest is what a user here would pick instead.
+    match common("bench")
+        .args(["--batch", &pt_batches, "--modes", "fp32,fp32-cl,bf16-cl"])
+        .output()
+    {
         Ok(out) if out.status.success() => {
             for line in String::from_utf8_lossy(&out.stdout).lines() {
                 let f: Vec<&str> = line.split_whitespace().collect();
-                if f.len() >= 5 && f[0] == "pytorch" && f[1] == "fp32" {
+                if f.len() >= 5 && f[0] == "pytorch" {
+                    let engine = format!("pytorch-{}", f[1]);
                     if let (Ok(b), Ok(inf), Ok(tr)) = (
                         f[2].parse::<usize>(),
                         f[3].parse::<f64>(),
@@ -177,7 +182,7 @@ pub fn measure_anchors(o: &BenchOptions) -> (Vec<Row>, Vec<String>) {
                     ) {
                         if o.infer_batches.contains(&b) {
                             rows.push(Row {
-                                engine: "pytorch".into(),
+                                engine: engine.clone(),
                                 mode: "infer",
                                 batch: b,
                                 images_per_s: inf,
@@ -185,7 +190,7 @@ pub fn measure_anchors(o: &BenchOptions) -> (Vec<Row>, Vec<String>) {
                         }
                         if b == o.train_batch {
                             rows.push(Row {
-                                engine: "pytorch".into(),
+                                engine: engine.clone(),
                                 mode: "train",
                                 batch: b,
                                 images_per_s: tr,
@@ -295,8 +300,10 @@ pub fn run(o: &BenchOptions) -> Result<String, NnError> {
     let peak = Some(measured)
         .filter(|m| m.is_finite() && *m > 0.0)
         .or(nominal);
+    let path = crate::nn::cpu::isa::selected();
     let mut s = format!(
-        "# U-Net base {} depth {}, {}x{}, {} threads: {:.2} GFLOP/image forward as direct convolution (~3x for a training step)\n",
+        "# CPU: {}\n# U-Net base {} depth {}, {}x{}, {} threads: {:.2} GFLOP/image forward as direct convolution (~3x for a training step)\n",
+        crate::nn::cpu::isa::CpuInfo::get().describe(path),
         o.cfg.base, o.cfg.depth, o.size, o.size, o.threads, gflop
     );
     if let Some(p) = nominal {
@@ -311,14 +318,15 @@ pub fn run(o: &BenchOptions) -> Result<String, NnError> {
     );
     s += "# GFLOP/s counts direct-convolution FLOPs; cineseg's Winograd convolutions do fewer, so it can exceed the peak\n";
     s += &format!(
-        "{:<13} {:<6} {:>5} {:>10} {:>9} {:>10} {:>12} {:>8}\n",
-        "engine", "mode", "batch", "img/s", "GFLOP/s", "% peak", "vs pytorch", "vs ort"
+        "{:<16} {:<6} {:>5} {:>10} {:>9} {:>10} {:>12}  {}\n",
+        "engine", "mode", "batch", "img/s", "GFLOP/s", "% peak", "vs fastest", "fastest anchor"
     );
-    let find = |e: &str, m: &str, b: usize| {
+    // The fastest anchor of this machine for a mode and batch.
+    let fastest = |m: &str, b: usize| {
         anchors
             .iter()
-            .find(|r| r.engine == e && r.mode == m && r.batch == b)
-            .map(|r| r.images_per_s)
+            .filter(|r| r.mode == m && r.batch == b)
+            .max_by(|x, y| x.images_per_s.total_cmp(&y.images_per_s))
     };
     for r in ours.iter().chain(anchors.iter()) {
         let gf = r.images_per_s * gflop * if r.mode == "train" { 3.0 } else { 1.0 };
@@ -329,17 +337,13 @@ pub fn run(o: &BenchOptions) -> Result<String, NnError> {
             x.map(|a| format!("{:.2}x", r.images_per_s / a))
                 .unwrap_or_else(|| "-".into())
         };
-        let (vs_pt, vs_ort) = if r.engine.starts_with("cineseg") {
-            (
-                ratio(find("pytorch", r.mode, r.batch)),
-                ratio(find("onnxruntime", r.mode, r.batch)),
-            )
-        } else {
-            ("-".into(), "-".into())
+        let (vs, which) = match (r.engine.starts_with("cineseg"), fastest(r.mode, r.batch)) {
+            (true, Some(f)) => (ratio(Some(f.images_per_s)), f.engine.clone()),
+            _ => ("-".into(), String::new()),
         };
         s += &format!(
-            "{:<13} {:<6} {:>5} {:>10.2} {:>9.1} {:>10} {:>12} {:>8}\n",
-            r.engine, r.mode, r.batch, r.images_per_s, gf, pct, vs_pt, vs_ort
+            "{:<16} {:<6} {:>5} {:>10.2} {:>9.1} {:>10} {:>12}  {}\n",
+            r.engine, r.mode, r.batch, r.images_per_s, gf, pct, vs, which
         );
     }
     for n in notes {

@@ -209,3 +209,37 @@ fn marginal_loss_never_penalises_undrawn_class() {
     );
     assert!(moved_p < base_p, "merged background+RV probability rose, so the marginal CE must fall: {base_p} -> {moved_p}");
 }
+
+/// Re-runs every test of this file once per CPU path the processor supports (the child runs
+/// with `CINESEG_CPU_PATH` set), so each compiled copy of the per-path loops meets the f64
+/// references; unsupported paths print `skipped`.
+#[test]
+fn layer_tests_pass_on_every_cpu_path_this_processor_has() {
+    use cineseg::nn::cpu::isa::CpuPath;
+    if std::env::var_os("CINESEG_CPU_PATH").is_some() {
+        return; // the child run itself
+    }
+    let exe = std::env::current_exe().expect("test executable");
+    for p in CpuPath::ALL {
+        if !p.supported() {
+            println!("skipped: CPU path {p} is not supported by this processor");
+            continue;
+        }
+        let out = std::process::Command::new(&exe)
+            .env("CINESEG_CPU_PATH", p.to_string())
+            .args(["--test-threads", "2"])
+            .output()
+            .expect("re-run the layer tests");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let summary = text
+            .lines()
+            .find(|l| l.starts_with("test result"))
+            .unwrap_or("no summary");
+        println!("CPU path {p}: {summary}");
+        assert!(
+            out.status.success(),
+            "layer tests fail on CPU path {p}:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -46,6 +46,11 @@ pub struct Cli {
     /// CPU threads for the compute backend (0 = all cores).
     #[arg(long, global = true, default_value_t = 0)]
     pub threads: usize,
+    /// Vector instructions of the CPU backend: generic, avx2, avx512 (x86-64) or neon (AArch64).
+    /// Default: the best this processor has (or $CINESEG_CPU_PATH). Forcing a path changes
+    /// cineseg's own loops; the GEMM library always picks its kernel from CPUID.
+    #[arg(long, global = true)]
+    pub cpu_path: Option<crate::nn::cpu::isa::CpuPath>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -146,6 +151,11 @@ impl CliError {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let threads = cli.threads;
+    let path = crate::nn::cpu::isa::select(cli.cpu_path).map_err(CliError::Usage)?;
+    log::debug!(
+        "CPU: {}",
+        crate::nn::cpu::isa::CpuInfo::get().describe(path)
+    );
     match cli.command {
         Command::Demo(a) => demo::run(a, threads),
         Command::Import(a) => import::run(a),

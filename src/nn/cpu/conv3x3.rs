@@ -6,6 +6,7 @@
 //! small batches), one after another with a multi-threaded GEMM. Summation order depends only on
 //! the thread count, so a run is bit-for-bit repeatable for a fixed `threads`.
 
+use super::isa::per_path;
 use crate::nn::buffer::Scratch;
 use crate::nn::gemm::{sgemm, MatRef, Par};
 use crate::nn::Tensor;
@@ -175,6 +176,7 @@ fn im2col(x: &Tensor, p0: usize, rows: usize, buf: &mut [f32]) {
     }
 }
 
+per_path! {
 fn apply_epilogue(out: &mut [f32], cout: usize, epi: Epilogue<'_>) {
     if let Epilogue::BiasRelu(bias) = epi {
         for row in out.chunks_exact_mut(cout) {
@@ -183,6 +185,7 @@ fn apply_epilogue(out: &mut [f32], cout: usize, epi: Epilogue<'_>) {
             }
         }
     }
+}
 }
 
 /// Convolution of `x` (NHWC) with packed weights (see [`pack`]) into `cout` channels.

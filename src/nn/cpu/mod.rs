@@ -3,6 +3,7 @@
 pub mod batchnorm;
 pub mod conv3x3;
 pub mod head;
+pub mod isa;
 pub mod parallel;
 pub mod pool;
 pub mod unet;
@@ -56,7 +57,11 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     fn describe(&self) -> String {
-        format!("cpu (f32, {} threads)", self.threads)
+        format!(
+            "cpu (f32, {} threads, {} path)",
+            self.threads,
+            isa::selected()
+        )
     }
 
     fn load_inference(&mut self, params: &UNetParams) -> Result<(), NnError> {

@@ -8,6 +8,7 @@
 //! `A^T = [[1,1,1,0],[0,1,-1,-1]]`; `Y = A^T [(G g G^T) ⊙ (B^T d B)] A`.
 
 use super::conv3x3::Epilogue;
+use super::isa::per_path;
 use crate::nn::buffer::Scratch;
 use crate::nn::gemm::{sgemm, MatRef, Par};
 use crate::nn::Tensor;
@@ -51,6 +52,7 @@ pub fn tile_count(n: usize, h: usize, w: usize) -> usize {
     n * h.div_ceil(2) * w.div_ceil(2)
 }
 
+per_path! {
 /// Input transform of tiles `t0..t0 + tc` into `v` (`[16][tc][c]`). Loops run over channels
 /// innermost on contiguous slices so they vectorise.
 fn transform_input(x: &Tensor, t0: usize, tc: usize, v: &mut [f32], scratch: &mut Vec<f32>) {
@@ -117,7 +119,9 @@ fn transform_input(x: &Tensor, t0: usize, tc: usize, v: &mut [f32], scratch: &mu
         }
     }
 }
+}
 
+per_path! {
 /// Output transform of `m` (`[16][tc][cout]`) into the output rows, with the epilogue.
 #[allow(clippy::too_many_arguments)]
 fn transform_output(
@@ -183,6 +187,7 @@ fn transform_output(
             }
         }
     }
+}
 }
 
 /// Shared output buffer written at disjoint ranges by the tile chunks.
@@ -259,6 +264,7 @@ pub fn forward_into(
     }
 }
 
+per_path! {
 /// Transform of the output-gradient tiles for the weight gradient: each 2x2 tile `g` of `dy`
 /// becomes `A g A^T` (4x4), `A = [[1,0],[1,1],[1,-1],[0,-1]]`; written as `[16][tc][c]`.
 fn transform_dy(dy: &Tensor, t0: usize, tc: usize, u: &mut [f32], scratch: &mut Vec<f32>) {
@@ -306,6 +312,7 @@ fn transform_dy(dy: &Tensor, t0: usize, tc: usize, u: &mut [f32], scratch: &mut 
             }
         }
     }
+}
 }
 
 /// Weight gradient by Winograd: `dW = G^T [ sum over tiles (B^T d B) ⊙ (A g A^T) ] G` for each
