@@ -237,16 +237,24 @@ pub fn measure_anchors(o: &BenchOptions) -> (Vec<Row>, Vec<String>) {
     (rows, notes)
 }
 
-/// Nominal FMA peak in GFLOP/s: AVX2 gives 2 FMA units x 8 lanes x 2 flops per cycle per
-/// core; the clock is the highest `cpu MHz` in /proc/cpuinfo.
+/// Nominal f32 FMA peak in GFLOP/s: 2 FMA units x 8 lanes (16 with AVX-512) x 2 flops per
+/// cycle per core; the clock is the highest `cpu MHz` in /proc/cpuinfo.
 pub fn fma_peak_gflops(threads: usize) -> Option<f64> {
+    let lanes = if crate::nn::cpu::isa::CpuInfo::get()
+        .features
+        .contains(&"avx512f")
+    {
+        16.0
+    } else {
+        8.0
+    };
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     let mhz = info
         .lines()
         .filter(|l| l.starts_with("cpu MHz"))
         .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
         .fold(0.0, f64::max);
-    (mhz > 0.0).then(|| mhz / 1000.0 * 32.0 * threads as f64)
+    (mhz > 0.0).then(|| mhz / 1000.0 * 4.0 * lanes * threads as f64)
 }
 
 /// Measured FMA peak in GFLOP/s: the best of a few 1024^3 f32 GEMMs on `threads` threads.
@@ -308,7 +316,7 @@ pub fn run(o: &BenchOptions) -> Result<String, NnError> {
     );
     if let Some(p) = nominal {
         s += &format!(
-            "# nominal AVX2 FMA peak of {} cores at the base clock: {:.0} GFLOP/s\n",
+            "# nominal f32 FMA peak of {} cores at the base clock: {:.0} GFLOP/s\n",
             o.threads, p
         );
     }

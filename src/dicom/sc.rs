@@ -11,9 +11,8 @@ use dicom_object::InMemDicomObject;
 
 use super::error::DicomError;
 use super::patient::StudyContext;
-use super::seg::SOURCE_PURPOSE;
 use super::stack::{CineStack, SourceRef};
-use super::writer::{code_seq, new_uid, now_local, save, seq, text, us, SeriesId};
+use super::writer::{new_uid, now_local, save, seq, source_image_item, text, us, SeriesId};
 use crate::report::RgbImage;
 
 /// The series of a result's secondary captures (overlays and the summary page).
@@ -60,25 +59,7 @@ pub fn write_sc(
     let sources: Vec<InMemDicomObject> = sc
         .sources
         .iter()
-        .map(|src| {
-            let mut item = vec![
-                text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &src.sop_class_uid),
-                text(
-                    tags::REFERENCED_SOP_INSTANCE_UID,
-                    VR::UI,
-                    &src.sop_instance_uid,
-                ),
-                code_seq(tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE, SOURCE_PURPOSE),
-            ];
-            if src.sop_class_uid == uids::ENHANCED_MR_IMAGE_STORAGE {
-                item.push(text(
-                    tags::REFERENCED_FRAME_NUMBER,
-                    VR::IS,
-                    &(src.frame + 1).to_string(),
-                ));
-            }
-            InMemDicomObject::from_element_iter(item)
-        })
+        .map(|src| source_image_item(src, Vec::new()))
         .collect();
     let mut obj = InMemDicomObject::new_empty();
     for (tag, vr, value) in &context.identity {

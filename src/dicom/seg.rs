@@ -18,8 +18,8 @@ use super::masks::{LabelMasks, Structure, STRUCTURES};
 use super::patient::StudyContext;
 use super::stack::CineStack;
 use super::writer::{
-    at, code_seq, ds, new_uid, now_local, save, seq, seq1, text, ul_multi, us, us_multi, Code,
-    SeriesId,
+    at, code_seq, ds, new_uid, now_local, save, seq, seq1, sop_ref, source_image_item, text,
+    ul_multi, us, us_multi, Code, SeriesId,
 };
 use crate::registry::ModelIdentity;
 
@@ -185,30 +185,17 @@ pub fn write_seg(
             .frame(s, p)
             .and_then(|f| f.source.as_ref())
             .ok_or_else(|| werr("source".into()))?;
-        let mut source_item = vec![
-            text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &src.sop_class_uid),
-            text(
-                tags::REFERENCED_SOP_INSTANCE_UID,
-                VR::UI,
-                &src.sop_instance_uid,
-            ),
-            code_seq(tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE, SOURCE_PURPOSE),
-            // The SEG shares the source's pixel grid: viewers may overlay it without resampling.
-            text(tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES"),
-        ];
-        if src.sop_class_uid == uids::ENHANCED_MR_IMAGE_STORAGE {
-            source_item.push(text(
-                tags::REFERENCED_FRAME_NUMBER,
-                VR::IS,
-                &(src.frame + 1).to_string(),
-            ));
-        }
+        // The SEG shares the source's pixel grid: viewers may overlay it without resampling.
+        let source_item = source_image_item(
+            src,
+            vec![text(tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES")],
+        );
         let segment_number = (si + 1) as u16;
         per_frame.push(InMemDicomObject::from_element_iter([
             seq1(
                 tags::DERIVATION_IMAGE_SEQUENCE,
                 vec![
-                    seq1(tags::SOURCE_IMAGE_SEQUENCE, source_item),
+                    seq(tags::SOURCE_IMAGE_SEQUENCE, vec![source_item]),
                     code_seq(tags::DERIVATION_CODE_SEQUENCE, DERIVATION),
                 ],
             ),
@@ -272,14 +259,10 @@ pub fn write_seg(
         .filter_map(|f| f.source.as_ref())
     {
         if seen.insert(f.sop_instance_uid.clone()) {
-            referenced.push(InMemDicomObject::from_element_iter([
-                text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &f.sop_class_uid),
-                text(
-                    tags::REFERENCED_SOP_INSTANCE_UID,
-                    VR::UI,
-                    &f.sop_instance_uid,
-                ),
-            ]));
+            referenced.push(InMemDicomObject::from_element_iter(sop_ref(
+                &f.sop_class_uid,
+                &f.sop_instance_uid,
+            )));
         }
     }
 

@@ -18,7 +18,7 @@ use super::error::DicomError;
 use super::masks::{LV, MYO, RV};
 use super::seg::SegWritten;
 use super::sr_codes as codes;
-use super::writer::{ds, new_uid, now_local, save, seq, seq1, text, us, Code};
+use super::writer::{ds, new_uid, now_local, save, seq, seq1, sop_ref, text, us, Code};
 use crate::analysis::clinical::{Measurement, Quantity};
 use crate::analysis::series::SeriesAnalysis;
 use crate::registry::ModelIdentity;
@@ -210,22 +210,11 @@ fn structure_group(input: &SrInput<'_>, class: u8, seg: &SegWritten) -> Option<I
         "CONTAINS",
         "IMAGE",
         codes::REFERENCED_SEGMENT,
-        vec![seq1(
-            tags::REFERENCED_SOP_SEQUENCE,
-            vec![
-                text(
-                    tags::REFERENCED_SOP_CLASS_UID,
-                    VR::UI,
-                    uids::SEGMENTATION_STORAGE,
-                ),
-                text(
-                    tags::REFERENCED_SOP_INSTANCE_UID,
-                    VR::UI,
-                    &seg.sop_instance_uid,
-                ),
-                us(tags::REFERENCED_SEGMENT_NUMBER, segment_number),
-            ],
-        )],
+        vec![seq1(tags::REFERENCED_SOP_SEQUENCE, {
+            let mut r = sop_ref(uids::SEGMENTATION_STORAGE, &seg.sop_instance_uid);
+            r.push(us(tags::REFERENCED_SEGMENT_NUMBER, segment_number));
+            r
+        })],
     ));
     items.push(uid_item(
         "CONTAINS",
@@ -286,14 +275,10 @@ fn evidence(input: &SrInput<'_>) -> DataElement<Item> {
         .filter_map(|f| f.source.as_ref())
     {
         if seen.insert(f.sop_instance_uid.clone()) {
-            sources.push(InMemDicomObject::from_element_iter([
-                text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &f.sop_class_uid),
-                text(
-                    tags::REFERENCED_SOP_INSTANCE_UID,
-                    VR::UI,
-                    &f.sop_instance_uid,
-                ),
-            ]));
+            sources.push(InMemDicomObject::from_element_iter(sop_ref(
+                &f.sop_class_uid,
+                &f.sop_instance_uid,
+            )));
         }
     }
     let mut series = vec![InMemDicomObject::from_element_iter([
@@ -308,18 +293,7 @@ fn evidence(input: &SrInput<'_>) -> DataElement<Item> {
         series.push(InMemDicomObject::from_element_iter([
             seq1(
                 tags::REFERENCED_SOP_SEQUENCE,
-                vec![
-                    text(
-                        tags::REFERENCED_SOP_CLASS_UID,
-                        VR::UI,
-                        uids::SEGMENTATION_STORAGE,
-                    ),
-                    text(
-                        tags::REFERENCED_SOP_INSTANCE_UID,
-                        VR::UI,
-                        &s.sop_instance_uid,
-                    ),
-                ],
+                sop_ref(uids::SEGMENTATION_STORAGE, &s.sop_instance_uid),
             ),
             text(tags::SERIES_INSTANCE_UID, VR::UI, &s.series_uid),
         ]));

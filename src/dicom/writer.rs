@@ -162,6 +162,37 @@ pub(crate) fn seq1(
     seq(tag, vec![InMemDicomObject::from_element_iter(elements)])
 }
 
+/// ReferencedSOPClassUID and ReferencedSOPInstanceUID: the pair every reference to an
+/// object (source image, SEG, evidence) starts with.
+pub(crate) fn sop_ref(class: &str, instance: &str) -> Vec<DataElement<InMemDicomObject>> {
+    vec![
+        text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, class),
+        text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, instance),
+    ]
+}
+
+/// A SourceImageSequence item for a derived object: the source image, the purpose of the
+/// reference, its frame within an Enhanced MR file, and `extra` elements.
+pub(crate) fn source_image_item(
+    src: &super::stack::SourceRef,
+    extra: Vec<DataElement<InMemDicomObject>>,
+) -> InMemDicomObject {
+    let mut item = sop_ref(&src.sop_class_uid, &src.sop_instance_uid);
+    item.push(code_seq(
+        tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
+        super::seg::SOURCE_PURPOSE,
+    ));
+    if src.sop_class_uid == uids::ENHANCED_MR_IMAGE_STORAGE {
+        item.push(text(
+            tags::REFERENCED_FRAME_NUMBER,
+            VR::IS,
+            &(src.frame + 1).to_string(),
+        ));
+    }
+    item.extend(extra);
+    InMemDicomObject::from_element_iter(item)
+}
+
 /// A code sequence with one coded concept.
 pub(crate) fn code_seq(tag: Tag, code: Code) -> DataElement<InMemDicomObject> {
     seq1(
