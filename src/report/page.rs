@@ -187,8 +187,9 @@ fn key_phases(a: &SeriesAnalysis) -> String {
     } else {
         let _ = writeln!(
             h,
-            "<p>Reference ranges: {} (adult, by sex; LV only: RV ranges are not yet entered). Values outside are highlighted (\u{2191} high, \u{2193} low).</p>",
-            escape(crate::analysis::reference::SOURCE)
+            "<p>Reference ranges (adult, by sex): LV {}; RV volumes {}; none yet for RV SV, RV EF and indexed RV values. Values outside are highlighted (\u{2191} high, \u{2193} low).</p>",
+            escape(crate::analysis::reference::SOURCE),
+            escape(crate::analysis::reference::HUDSMITH)
         );
     }
     h
