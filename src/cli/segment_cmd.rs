@@ -29,6 +29,10 @@ pub struct SegmentArgs {
     /// Images per inference batch.
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Mean model confidence below which a phase is flagged (the daemon's
+    /// `pipeline.min_confidence`).
+    #[arg(long, default_value_t = 0.6)]
+    min_confidence: f32,
 }
 
 /// What `segment` reports for a NIfTI input.
@@ -134,7 +138,8 @@ pub fn run(a: SegmentArgs, threads: usize) -> Result<(), CliError> {
             .unwrap_or_default();
         let identity = crate::registry::ModelIdentity::of(&model_name, &model);
         let mut seg = Segmenter::new(backend.as_mut(), &model, None, a.batch)?;
-        let done = super::segment_dicom::run(&a.input, &a.out, &mut seg, &identity)?;
+        let done =
+            super::segment_dicom::run(&a.input, &a.out, &mut seg, &identity, a.min_confidence)?;
         println!("wrote {}", done.display());
         return Ok(());
     }
@@ -173,7 +178,10 @@ pub fn run(a: SegmentArgs, threads: usize) -> Result<(), CliError> {
         .as_ref()
         .map(|s| crate::analysis::quality::check(&phases, s))
         .unwrap_or_default();
-    quality_flags.extend(crate::analysis::quality::check_confidence(&confidence, 0.6));
+    quality_flags.extend(crate::analysis::quality::check_confidence(
+        &confidence,
+        a.min_confidence,
+    ));
     let report = NiftiReport {
         input: a.input.display().to_string(),
         model: a

@@ -20,6 +20,7 @@ pub fn run(
     out: &Path,
     seg: &mut Segmenter<'_>,
     model: &ModelIdentity,
+    min_confidence: f32,
 ) -> Result<PathBuf, CliError> {
     let scan = load_folder(dir, &AssembleOptions::default())?;
     for s in &scan.skipped {
@@ -75,7 +76,7 @@ pub fn run(
     let labelled = seg.segment(&slices, &|d, _| pb.set_position(d as u64))?;
     pb.finish_and_clear();
     let labels: HashMap<(usize, usize), _> = keys.into_iter().zip(labelled).collect();
-    let analysis = analyse(&stack, &labels, 0.6)?;
+    let analysis = analyse(&stack, &labels, min_confidence)?;
     let series_uid = stack
         .ids
         .series_uid

@@ -4,7 +4,7 @@
 //!
 //! Data flow: [`net::scp`] acknowledges an instance only after [`spool::Spool`] has fsync'd it;
 //! the spool closes a series into a [`queue::JobQueue`] job (one file per job, moved by atomic
-//! renames); [`pipeline`] turns jobs into results ([`results`]); [`sender`] stores them at the
+//! renames); [`pipeline`] turns jobs into results (through [`crate::analysis::series`] and [`crate::report::results`]); [`sender`] stores them at the
 //! destination with retries and a dead-letter folder. [`server::Daemon`] wires it together.
 //!
 //! Corrected contours that come back as DICOM SEG are kept by [`overnight::labels`]; the
