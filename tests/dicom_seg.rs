@@ -241,7 +241,7 @@ fn overlay_secondary_capture_is_valid_and_decodes_as_rgb() {
         instance_number: 1,
         description: "Slice 6 of 10, ED".into(),
     };
-    cineseg::dicom::sc::write_sc(&stack, &ctx, &sc, &series, "cineseg results", &path).unwrap();
+    cineseg::dicom::sc::write_sc(&ctx, &sc, &series, "cineseg results", &path).unwrap();
     let back = cineseg::dicom::read_file(&path).unwrap();
     assert_eq!(back.len(), 1);
     let k = img.width / w;

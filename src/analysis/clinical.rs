@@ -50,6 +50,22 @@ pub enum Quantity {
 }
 
 impl Quantity {
+    /// Every quantity, in report order.
+    pub const ALL: [Quantity; 12] = [
+        Quantity::LvEdv,
+        Quantity::LvEsv,
+        Quantity::LvSv,
+        Quantity::LvEf,
+        Quantity::LvMass,
+        Quantity::RvEdv,
+        Quantity::RvEsv,
+        Quantity::RvSv,
+        Quantity::RvEf,
+        Quantity::HeartRate,
+        Quantity::CardiacOutput,
+        Quantity::Bsa,
+    ];
+
     /// Label for people.
     pub fn label(self) -> &'static str {
         match self {

@@ -31,7 +31,7 @@ pub struct SeriesAnalysis {
     pub physiology: Physiology,
     /// Every reported measurement with unit, index and reference range (empty without a summary).
     pub measurements: Vec<Measurement>,
-    /// Trigger times (ms after the R wave) of ED and ES: the mean over the slices' frames.
+    /// Trigger times (ms after the R wave) of ED and ES: the stack's representative times.
     pub key_times_ms: KeyTimes,
     /// Quality flags of the analysis module.
     pub flags: Vec<QualityFlag>,
@@ -81,6 +81,12 @@ impl SeriesAnalysis {
         self.confidence.iter().sum::<f32>() / self.confidence.len().max(1) as f32
     }
 
+    /// The stack's representative trigger time of every phase (ms), when all phases have one:
+    /// the time axis of the volume curve.
+    pub fn phase_times_ms(&self) -> Option<Vec<f64>> {
+        self.stack.phase_times.iter().copied().collect()
+    }
+
     /// Per-slice volumes at ED and ES; empty without a summary.
     pub fn slice_table(&self) -> Vec<SliceRow> {
         let Some(s) = &self.summary else {
@@ -108,16 +114,6 @@ impl SeriesAnalysis {
             })
             .collect()
     }
-}
-
-/// Mean trigger time of phase `p` over the slices that have it.
-pub fn phase_trigger_time(stack: &CineStack, p: usize) -> Option<f64> {
-    let t: Vec<f64> = stack
-        .slices
-        .iter()
-        .filter_map(|s| s.frames.get(p)?.as_ref()?.trigger_time)
-        .collect();
-    (!t.is_empty()).then(|| t.iter().sum::<f64>() / t.len() as f64)
 }
 
 /// Measures one segmented series from its per-image labels (keyed by (slice, phase)).
@@ -201,14 +197,14 @@ pub fn analyse(
         notes.push(format!(
             "patient and study data could not be read from the source ({e}): no heart rate, BSA or reference ranges"
         ));
-        StudyContext::default()
+        StudyContext::of_identifiers(&stack.ids)
     });
     let physiology = Physiology::of(&context);
     let key_times_ms = summary
         .as_ref()
         .map(|s| KeyTimes {
-            ed_ms: phase_trigger_time(stack, s.ed_phase),
-            es_ms: phase_trigger_time(stack, s.es_phase),
+            ed_ms: stack.phase_times.get(s.ed_phase).copied().flatten(),
+            es_ms: stack.phase_times.get(s.es_phase).copied().flatten(),
         })
         .unwrap_or_default();
     let measurements = summary

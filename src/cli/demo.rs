@@ -103,15 +103,9 @@ pub fn run(a: DemoArgs, threads: usize) -> Result<(), CliError> {
             .collect::<Result<Vec<_>, _>>()?;
         montage(&tiles, 5, 4)?.save_png(&a.out.join(format!("overlay_{name}.png")))?;
     }
-    VolumeCurve {
-        lv: &pred.lv_curve_ml,
-        rv: &pred.rv_curve_ml,
-        times_ms: None,
-        ed_phase: pred.ed_phase,
-        es_phase: pred.es_phase,
-    }
-    .bitmap(640, 360)?
-    .save_png(&a.out.join("volume_curve.png"))?;
+    VolumeCurve::of(&pred, None)
+        .bitmap(640, 360)?
+        .save_png(&a.out.join("volume_curve.png"))?;
     let report = serde_json::json!({
         "predicted": pred,
         "truth": tru,

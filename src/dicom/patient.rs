@@ -79,6 +79,28 @@ impl StudyContext {
         Ok(StudyContext::of_object(&obj))
     }
 
+    /// The context when no source image can be read: the identifiers the stack kept
+    /// (PatientID, StudyInstanceUID), every other copied attribute empty (type 2), so the
+    /// written objects still file under the right patient and study.
+    pub fn of_identifiers(ids: &super::Identifiers) -> StudyContext {
+        let identity = COPIED
+            .iter()
+            .map(|&(tag, vr)| {
+                let v = match tag {
+                    tags::PATIENT_ID => ids.patient_id.clone(),
+                    tags::STUDY_INSTANCE_UID => ids.study_uid.clone(),
+                    _ => None,
+                };
+                (tag, vr, v.unwrap_or_default())
+            })
+            .collect();
+        StudyContext {
+            identity,
+            patient_id: ids.patient_id.clone(),
+            ..StudyContext::default()
+        }
+    }
+
     /// Reads the context from one source object.
     pub fn of_object(o: &Obj) -> StudyContext {
         let s = |tag| attr::string(o, tag).filter(|v: &String| !v.trim().is_empty());

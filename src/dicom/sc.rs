@@ -11,7 +11,7 @@ use dicom_object::InMemDicomObject;
 
 use super::error::DicomError;
 use super::patient::StudyContext;
-use super::stack::{CineStack, SourceRef};
+use super::stack::SourceRef;
 use super::writer::{new_uid, now_local, save, seq, source_image_item, text, us, SeriesId};
 use crate::report::RgbImage;
 
@@ -33,7 +33,6 @@ pub struct ScImage<'a> {
 /// Writes `sc` as an RGB Secondary Capture at `path`, in the source's patient and study (so a
 /// PACS files it with the images), referencing its source images; returns its SOPInstanceUID.
 pub fn write_sc(
-    stack: &CineStack,
     context: &StudyContext,
     sc: &ScImage<'_>,
     series: &ScSeries,
@@ -64,32 +63,6 @@ pub fn write_sc(
     let mut obj = InMemDicomObject::new_empty();
     for (tag, vr, value) in &context.identity {
         obj.put(text(*tag, *vr, value));
-    }
-    if context.identity.is_empty() {
-        // No source could be read: keep at least the identifiers the stack has.
-        let ids = &stack.ids;
-        obj.put(text(
-            tags::PATIENT_ID,
-            VR::LO,
-            ids.patient_id.as_deref().unwrap_or_default(),
-        ));
-        obj.put(text(
-            tags::STUDY_INSTANCE_UID,
-            VR::UI,
-            ids.study_uid.as_deref().unwrap_or_default(),
-        ));
-        for (tag, vr) in [
-            (tags::PATIENT_NAME, VR::PN),
-            (tags::PATIENT_BIRTH_DATE, VR::DA),
-            (tags::PATIENT_SEX, VR::CS),
-            (tags::STUDY_DATE, VR::DA),
-            (tags::STUDY_TIME, VR::TM),
-            (tags::REFERRING_PHYSICIAN_NAME, VR::PN),
-            (tags::STUDY_ID, VR::SH),
-            (tags::ACCESSION_NUMBER, VR::SH),
-        ] {
-            obj.put(text(tag, vr, ""));
-        }
     }
     let mut elements = vec![
         text(

@@ -313,14 +313,18 @@ fn evidence(input: &SrInput<'_>) -> DataElement<Item> {
 
 /// A UID that stays the same for this box (its host name), as TID 1004 wants for the device.
 fn device_uid() -> String {
-    use sha2::{Digest, Sha256};
-    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-    let d = Sha256::digest(format!("cineseg device {}", host.trim()).as_bytes());
-    let mut v: u128 = 0;
-    for b in &d[..16] {
-        v = v << 8 | u128::from(*b);
-    }
-    format!("2.25.{}", v >> 1)
+    static UID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    UID.get_or_init(|| {
+        use sha2::{Digest, Sha256};
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let d = Sha256::digest(format!("cineseg device {}", host.trim()).as_bytes());
+        let mut v: u128 = 0;
+        for b in &d[..16] {
+            v = v << 8 | u128::from(*b);
+        }
+        format!("2.25.{}", v >> 1)
+    })
+    .clone()
 }
 
 /// Writes the SR at `path`; returns its SOPInstanceUID.

@@ -147,21 +147,7 @@ pub fn all() -> Vec<Code> {
         END_DIASTOLE,
         END_SYSTOLE,
     ];
-    use Quantity::*;
-    for q in [
-        LvEdv,
-        LvEsv,
-        LvSv,
-        LvEf,
-        LvMass,
-        RvEdv,
-        RvEsv,
-        RvSv,
-        RvEf,
-        HeartRate,
-        CardiacOutput,
-        Bsa,
-    ] {
+    for q in Quantity::ALL {
         v.push(concept(q));
         v.extend(indexed_concept(q));
     }

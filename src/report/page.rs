@@ -320,16 +320,8 @@ pub fn render(
         );
     }
     if let Some(s) = &a.summary {
-        let times: Option<Vec<f64>> = (0..s.phases)
-            .map(|p| crate::analysis::series::phase_trigger_time(&a.stack, p))
-            .collect();
-        let curve = VolumeCurve {
-            lv: &s.lv_curve_ml,
-            rv: &s.rv_curve_ml,
-            times_ms: times.as_deref(),
-            ed_phase: s.ed_phase,
-            es_phase: s.es_phase,
-        };
+        let times = a.phase_times_ms();
+        let curve = VolumeCurve::of(s, times.as_deref());
         body.push_str("<h2>Volume over the cardiac cycle</h2>\n");
         body += &curve.svg(760, 380)?;
         body.push('\n');

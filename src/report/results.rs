@@ -85,7 +85,6 @@ pub fn write(
         .filter_map(|(s, p)| a.stack.frame(s, p)?.source.as_ref())
         .collect();
     written.summary_page = Some(write_sc(
-        &a.stack,
         ctx,
         &ScImage {
             image: &page_img,
@@ -164,7 +163,6 @@ fn write_overlays(a: &SeriesAnalysis, series: &ScSeries, dir: &Path) -> Result<u
             )?;
             n += 1;
             write_sc(
-                &a.stack,
                 &a.context,
                 &ScImage {
                     image: &img,

@@ -8,7 +8,7 @@ use super::page::{number, range_text, with_verdict};
 use super::volume_plot::VolumeCurve;
 use super::{ReportError, RgbImage};
 use crate::analysis::clinical::Verdict;
-use crate::analysis::series::{phase_trigger_time, SeriesAnalysis};
+use crate::analysis::series::SeriesAnalysis;
 use crate::registry::ModelIdentity;
 
 const WIDTH: usize = 1024;
@@ -160,22 +160,9 @@ pub fn render(
         ));
         y += 36;
     }
+    let times = a.phase_times_ms();
     let curve = match &a.summary {
-        Some(s) => {
-            let times: Option<Vec<f64>> = (0..s.phases)
-                .map(|p| phase_trigger_time(&a.stack, p))
-                .collect();
-            Some(
-                VolumeCurve {
-                    lv: &s.lv_curve_ml,
-                    rv: &s.rv_curve_ml,
-                    times_ms: times.as_deref(),
-                    ed_phase: s.ed_phase,
-                    es_phase: s.es_phase,
-                }
-                .bitmap(960, 400)?,
-            )
-        }
+        Some(s) => Some(VolumeCurve::of(s, times.as_deref()).bitmap(960, 400)?),
         None => None,
     };
     let curve_y = y as usize;

@@ -26,7 +26,21 @@ pub struct VolumeCurve<'a> {
     pub es_phase: usize,
 }
 
-impl VolumeCurve<'_> {
+impl<'a> VolumeCurve<'a> {
+    /// The curve of a series' summary, on `times_ms` when given.
+    pub fn of(
+        s: &'a crate::analysis::volumes::CardiacSummary,
+        times_ms: Option<&'a [f64]>,
+    ) -> Self {
+        VolumeCurve {
+            lv: &s.lv_curve_ml,
+            rv: &s.rv_curve_ml,
+            times_ms,
+            ed_phase: s.ed_phase,
+            es_phase: s.es_phase,
+        }
+    }
+
     fn check(&self) -> Result<(), ReportError> {
         let n = self.lv.len();
         if n == 0 || (!self.rv.is_empty() && self.rv.len() != n) {
