@@ -1,6 +1,7 @@
 //! Times 3x3 convolutions per U-Net level with both methods (im2col, Winograd), to set
 //! `WINOGRAD_MIN_TILES`. Usage: conv_profile [batch]
 use cineseg::nn::cpu::conv3x3::{self, ConvWeights, Epilogue, Method};
+use cineseg::nn::cpu::precision::Precision;
 use cineseg::nn::Tensor;
 use std::time::Instant;
 fn main() {
@@ -40,8 +41,8 @@ fn main() {
             let time = |f: &dyn Fn()| (0..3).map(|_| { let t = Instant::now(); f(); t.elapsed().as_secs_f64() }).fold(f64::MAX, f64::min);
             let im = time(&|| { wim.apply(&x, Epilogue::None, threads); });
             let wi = time(&|| { wwi.apply(&x, Epilogue::None, threads); });
-            let wg = time(&|| { conv3x3::backward_weights_with(Method::Im2col, &x, &dy, threads); });
-            let ww = time(&|| { conv3x3::backward_weights_with(Method::Winograd, &x, &dy, threads); });
+            let wg = time(&|| { conv3x3::backward_weights_with(Method::Im2col, Precision::F32, &x, &dy, threads); });
+            let ww = time(&|| { conv3x3::backward_weights_with(Method::Winograd, Precision::F32, &x, &dy, threads); });
             println!("level {lvl} {s}x{s} {cin}->{cout} batch {batch}: fwd im2col {:.1} ms, winograd {:.1} ms; wgrad im2col {:.1} ms, winograd {:.1} ms",
                 im * 1e3, wi * 1e3, wg * 1e3, ww * 1e3);
         });

@@ -23,11 +23,18 @@ fn main() {
     pool.install(|| {
         for _ in 0..3 {
             let t0 = Instant::now();
-            let (logits, cache) = unet::forward_train(&mut p, &x, threads);
+            let (logits, cache) =
+                unet::forward_train(&mut p, &x, cineseg::nn::cpu::precision::selected(), threads);
             let t1 = Instant::now();
             let l = loss_and_grad(&logits, &t).expect("loss");
             let t2 = Instant::now();
-            let g = unet::backward(&p, &cache, &l.dlogits, threads);
+            let g = unet::backward(
+                &p,
+                &cache,
+                &l.dlogits,
+                cineseg::nn::cpu::precision::selected(),
+                threads,
+            );
             let t3 = Instant::now();
             drop((g, cache, logits));
             print!("{}", cineseg::nn::profile::take_report());

@@ -2,6 +2,7 @@
 //! throughput next to PyTorch and ONNX Runtime run in the same session through
 //! `../shared/bench/unet_ref.py`, printed as ratios, plus the fraction of the FMA peak.
 
+use crate::nn::cpu::precision::Precision;
 use crate::nn::cpu::CpuBackend;
 use crate::nn::loss::Target;
 use crate::nn::{Backend, NnError, Tensor, UNetConfig, UNetParams};
@@ -69,10 +70,20 @@ fn measure(repeats: usize, images: usize, mut f: impl FnMut()) -> f64 {
     rates[rates.len() / 2]
 }
 
-/// Measures cineseg's CPU backend.
-pub fn measure_cineseg(o: &BenchOptions) -> Result<Vec<Row>, NnError> {
+/// The precisions to measure: f32 always, bf16 where the processor multiplies it natively.
+pub fn precisions() -> Vec<Precision> {
+    let mut p = vec![Precision::F32];
+    if crate::nn::cpu::bf16::native() {
+        p.push(Precision::Bf16);
+    }
+    p
+}
+
+/// Measures cineseg's CPU backend in `precision`.
+pub fn measure_cineseg(o: &BenchOptions, precision: Precision) -> Result<Vec<Row>, NnError> {
     let mut params = UNetParams::init(&o.cfg, 1)?;
-    let mut cpu = CpuBackend::new(o.threads)?;
+    let mut cpu = CpuBackend::with_precision(o.threads, precision)?;
+    let engine = format!("cineseg-{}-{precision}", crate::nn::cpu::isa::selected());
     cpu.load_inference(&params)?;
     let mut rows = Vec::new();
     for &b in &o.infer_batches {
@@ -87,7 +98,7 @@ pub fn measure_cineseg(o: &BenchOptions) -> Result<Vec<Row>, NnError> {
             return Err(e);
         }
         rows.push(Row {
-            engine: format!("cineseg-{}", crate::nn::cpu::isa::selected()),
+            engine: engine.clone(),
             mode: "infer",
             batch: b,
             images_per_s: r,
@@ -118,7 +129,7 @@ pub fn measure_cineseg(o: &BenchOptions) -> Result<Vec<Row>, NnError> {
         return Err(e);
     }
     rows.push(Row {
-        engine: format!("cineseg-{}", crate::nn::cpu::isa::selected()),
+        engine,
         mode: "train",
         batch: b,
         images_per_s: r,
@@ -257,11 +268,12 @@ pub fn fma_peak_gflops(threads: usize) -> Option<f64> {
     (mhz > 0.0).then(|| mhz / 1000.0 * 4.0 * lanes * threads as f64)
 }
 
-/// Measured FMA peak in GFLOP/s: the best of a few 1024^3 f32 GEMMs on `threads` threads.
-/// The nominal figure from /proc/cpuinfo is the base clock; boost clocks make real code beat
-/// it, so ratios are given against this measured ceiling too.
-pub fn measured_gemm_peak(threads: usize) -> f64 {
-    use crate::nn::gemm::{sgemm, MatRef, Par};
+/// Measured FMA peak in GFLOP/s: the best of a few 1024^3 GEMMs in `precision` on `threads`
+/// threads (the `gemm` crate for f32, cineseg's kernel for bf16). The nominal figure from
+/// /proc/cpuinfo is the base clock; boost clocks make real code beat it, so ratios are given
+/// against this measured ceiling.
+pub fn measured_gemm_peak(threads: usize, precision: Precision) -> f64 {
+    use crate::nn::gemm::{gemm_in, MatRef, Par};
     let n = 1024;
     let a = vec![0.5f32; n * n];
     let b = vec![0.25f32; n * n];
@@ -274,7 +286,8 @@ pub fn measured_gemm_peak(threads: usize) -> f64 {
         (0..5)
             .map(|_| {
                 let t = Instant::now();
-                sgemm(
+                gemm_in(
+                    precision,
                     MatRef::row_major(&a, n, n),
                     MatRef::row_major(&b, n, n),
                     &mut c,
@@ -300,11 +313,16 @@ pub fn default_anchor_paths(root: &Path) -> (Option<PathBuf>, Option<PathBuf>) {
 
 /// Runs everything and returns the printed report.
 pub fn run(o: &BenchOptions) -> Result<String, NnError> {
-    let ours = measure_cineseg(o)?;
+    let mut ours = Vec::new();
+    for p in precisions() {
+        ours.extend(measure_cineseg(o, p)?);
+    }
     let (anchors, notes) = measure_anchors(o);
     let gflop = o.cfg.forward_flops(o.size, o.size) / 1e9;
     let nominal = fma_peak_gflops(o.threads);
-    let measured = measured_gemm_peak(o.threads);
+    let measured = measured_gemm_peak(o.threads, Precision::F32);
+    let measured_bf16 =
+        crate::nn::cpu::bf16::native().then(|| measured_gemm_peak(o.threads, Precision::Bf16));
     let peak = Some(measured)
         .filter(|m| m.is_finite() && *m > 0.0)
         .or(nominal);
@@ -324,9 +342,23 @@ pub fn run(o: &BenchOptions) -> Result<String, NnError> {
         "# measured peak (best 1024^3 f32 GEMM, {} threads): {:.0} GFLOP/s = the % peak column\n",
         o.threads, measured
     );
+    if crate::nn::cpu::bf16::native() {
+        s += &format!(
+            "# bf16: native (AVX512-BF16); its multiply rate is {:.2}x the f32 FMA rate on one core, so --precision auto picks {}\n",
+            crate::nn::cpu::bf16::calibrate::speedup_over_f32(),
+            crate::nn::cpu::precision::PrecisionChoice::Auto
+                .resolve()
+                .unwrap_or(Precision::F32)
+        );
+    }
+    if let Some(b) = measured_bf16 {
+        s += &format!(
+            "# measured bf16 peak (best 1024^3 bf16 GEMM, cineseg's AVX512-BF16 kernel): {b:.0} GFLOP/s = % peak of the bf16 rows; bf16-cl anchors use the f32 figure\n"
+        );
+    }
     s += "# GFLOP/s counts direct-convolution FLOPs; cineseg's Winograd convolutions do fewer, so it can exceed the peak\n";
     s += &format!(
-        "{:<16} {:<6} {:>5} {:>10} {:>9} {:>10} {:>12}  {}\n",
+        "{:<22} {:<6} {:>5} {:>10} {:>9} {:>10} {:>12}  {}\n",
         "engine", "mode", "batch", "img/s", "GFLOP/s", "% peak", "vs fastest", "fastest anchor"
     );
     // The fastest anchor of this machine for a mode and batch.
@@ -338,7 +370,12 @@ pub fn run(o: &BenchOptions) -> Result<String, NnError> {
     };
     for r in ours.iter().chain(anchors.iter()) {
         let gf = r.images_per_s * gflop * if r.mode == "train" { 3.0 } else { 1.0 };
-        let pct = peak
+        let row_peak = if r.engine.ends_with("-bf16") {
+            measured_bf16.or(peak)
+        } else {
+            peak
+        };
+        let pct = row_peak
             .map(|p| format!("{:.0}%", 100.0 * gf / p))
             .unwrap_or_else(|| "-".into());
         let ratio = |x: Option<f64>| {
@@ -350,7 +387,7 @@ pub fn run(o: &BenchOptions) -> Result<String, NnError> {
             _ => ("-".into(), String::new()),
         };
         s += &format!(
-            "{:<16} {:<6} {:>5} {:>10.2} {:>9.1} {:>10} {:>12}  {}\n",
+            "{:<22} {:<6} {:>5} {:>10.2} {:>9.1} {:>10} {:>12}  {}\n",
             r.engine, r.mode, r.batch, r.images_per_s, gf, pct, vs, which
         );
     }

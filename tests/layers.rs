@@ -3,6 +3,7 @@
 //! both the chunk-parallel and the GEMM-parallel paths run), and finite-difference checks of
 //! the loss gradient, including the marginal (partial-label) variant.
 
+use cineseg::nn::cpu::precision::Precision;
 use cineseg::nn::cpu::{conv3x3, pool, upconv};
 use cineseg::nn::loss::{loss_and_grad, Target};
 use cineseg::nn::reference;
@@ -50,8 +51,8 @@ proptest! {
         let (ys, dxs, dwp) = pool.install(|| {
             let methods = [conv3x3::Method::Im2col, conv3x3::Method::Winograd];
             let ys: Vec<Tensor> = methods.iter().map(|m| conv3x3::ConvWeights::with_method(&wf, cin, cout, *m).apply(&xt, conv3x3::Epilogue::None, threads)).collect();
-            let dxs: Vec<Tensor> = methods.iter().map(|m| conv3x3::ConvWeights::for_dgrad_with(&wf, cin, cout, *m).apply(&dyt, conv3x3::Epilogue::None, threads)).collect();
-            let dwps: Vec<Vec<f32>> = methods.iter().map(|m| conv3x3::backward_weights_with(*m, &xt, &dyt, threads)).collect();
+            let dxs: Vec<Tensor> = methods.iter().map(|m| conv3x3::ConvWeights::for_dgrad_with(&wf, cin, cout, *m, Precision::F32).apply(&dyt, conv3x3::Epilogue::None, threads)).collect();
+            let dwps: Vec<Vec<f32>> = methods.iter().map(|m| conv3x3::backward_weights_with(*m, Precision::F32, &xt, &dyt, threads)).collect();
             (ys, dxs, dwps)
         });
 

@@ -51,6 +51,11 @@ pub struct Cli {
     /// cineseg's own loops; the GEMM library always picks its kernel from CPUID.
     #[arg(long, global = true)]
     pub cpu_path: Option<crate::nn::cpu::isa::CpuPath>,
+    /// Arithmetic of the CPU convolutions: f32; bf16 (inputs and weights rounded to bf16, f32
+    /// sums, f32 BatchNorm and master weights; needs AVX512-BF16); or auto, bf16 only where
+    /// the processor multiplies it natively. Default: auto (or $CINESEG_PRECISION).
+    #[arg(long, global = true)]
+    pub precision: Option<crate::nn::cpu::precision::PrecisionChoice>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -152,8 +157,9 @@ impl CliError {
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let threads = cli.threads;
     let path = crate::nn::cpu::isa::select(cli.cpu_path).map_err(CliError::Usage)?;
+    let precision = crate::nn::cpu::precision::select(cli.precision).map_err(CliError::Usage)?;
     log::debug!(
-        "CPU: {}",
+        "CPU: {}; precision {precision}",
         crate::nn::cpu::isa::CpuInfo::get().describe(path)
     );
     match cli.command {

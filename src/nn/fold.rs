@@ -2,6 +2,7 @@
 //! `w' = w * gamma / sqrt(var + eps)`, `b' = beta - mean * gamma / sqrt(var + eps)`, so an
 //! inference pass is convolutions with a fused bias + ReLU epilogue and nothing else.
 
+use crate::nn::cpu::precision::Precision;
 use crate::nn::cpu::{conv3x3, upconv};
 use crate::nn::params::{BatchNorm, Block, UNetParams};
 
@@ -54,25 +55,30 @@ pub fn fold_conv_bn(
     (w, b)
 }
 
-fn fold_block(b: &Block) -> FoldedBlock {
+fn fold_block(b: &Block, prec: Precision) -> FoldedBlock {
     let (w1, b1) = fold_conv_bn(&b.conv1, b.cin, b.cout, &b.bn1);
     let (w2, b2) = fold_conv_bn(&b.conv2, b.cout, b.cout, &b.bn2);
     FoldedBlock {
         cin: b.cin,
         cout: b.cout,
-        w1: conv3x3::ConvWeights::new(&w1, b.cin, b.cout),
+        w1: conv3x3::ConvWeights::new_in(&w1, b.cin, b.cout, prec),
         b1,
-        w2: conv3x3::ConvWeights::new(&w2, b.cout, b.cout),
+        w2: conv3x3::ConvWeights::new_in(&w2, b.cout, b.cout, prec),
         b2,
     }
 }
 
 impl FoldedUNet {
-    /// Folds and packs all weights of `p`.
+    /// Folds and packs all weights of `p` for f32 convolutions.
     pub fn new(p: &UNetParams) -> Self {
+        Self::new_in(p, Precision::F32)
+    }
+
+    /// Folds and packs all weights of `p`, the 3x3 convolutions for `prec`.
+    pub fn new_in(p: &UNetParams, prec: Precision) -> Self {
         FoldedUNet {
             depth: p.cfg.depth,
-            enc: p.enc.iter().map(fold_block).collect(),
+            enc: p.enc.iter().map(|b| fold_block(b, prec)).collect(),
             up: p
                 .up
                 .iter()
@@ -81,7 +87,7 @@ impl FoldedUNet {
                     bias: u.bias.clone(),
                 })
                 .collect(),
-            dec: p.dec.iter().map(fold_block).collect(),
+            dec: p.dec.iter().map(|b| fold_block(b, prec)).collect(),
             head_weight: p.head_weight.clone(),
             head_bias: p.head_bias.clone(),
         }

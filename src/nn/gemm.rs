@@ -112,3 +112,42 @@ pub fn sgemm(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32], ldc: usize, accumulate
         )
     }
 }
+
+/// The right operand of a convolution GEMM in the form its precision wants: an f32 view, or
+/// bf16 panels packed once (weights prepared for [`Precision::Bf16`]).
+///
+/// [`Precision::Bf16`]: crate::nn::cpu::precision::Precision::Bf16
+#[derive(Clone, Copy, Debug)]
+pub enum Rhs<'a> {
+    F32(MatRef<'a>),
+    Bf16(&'a crate::nn::cpu::bf16::PackedB),
+}
+
+impl Rhs<'_> {
+    /// `c = (accumulate ? c : 0) + a · self`, in the operand's precision.
+    pub fn gemm(&self, a: MatRef<'_>, c: &mut [f32], ldc: usize, accumulate: bool, par: Par) {
+        match self {
+            Rhs::F32(b) => sgemm(a, *b, c, ldc, accumulate, par),
+            Rhs::Bf16(b) => crate::nn::cpu::bf16::gemm_packed(a, b, c, ldc, accumulate, par),
+        }
+    }
+}
+
+/// `c = (accumulate ? c : 0) + a · b` in `precision`, for operands that change every call
+/// (gradient GEMMs).
+pub fn gemm_in(
+    precision: crate::nn::cpu::precision::Precision,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    par: Par,
+) {
+    match precision {
+        crate::nn::cpu::precision::Precision::F32 => sgemm(a, b, c, ldc, accumulate, par),
+        crate::nn::cpu::precision::Precision::Bf16 => {
+            crate::nn::cpu::bf16::gemm(a, b, c, ldc, accumulate, par)
+        }
+    }
+}

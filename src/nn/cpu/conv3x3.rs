@@ -6,9 +6,11 @@
 //! small batches), one after another with a multi-threaded GEMM. Summation order depends only on
 //! the thread count, so a run is bit-for-bit repeatable for a fixed `threads`.
 
+use super::bf16::PackedB;
 use super::isa::per_path;
+use super::precision::Precision;
 use crate::nn::buffer::Scratch;
-use crate::nn::gemm::{sgemm, MatRef, Par};
+use crate::nn::gemm::{gemm_in, MatRef, Par, Rhs};
 use crate::nn::Tensor;
 use rayon::prelude::*;
 
@@ -74,32 +76,68 @@ pub fn method_for(cin: usize, cout: usize) -> Method {
     }
 }
 
-/// A 3x3 convolution's weights prepared for one method (chosen from the channel counts, or
-/// given explicitly by tests that compare methods).
+/// The GEMM operands of a convolution's weights: one matrix for im2col, sixteen for Winograd.
+#[derive(Clone, Debug)]
+enum Packed {
+    F32(Vec<f32>),
+    Bf16(Vec<PackedB>),
+}
+
+/// A 3x3 convolution's weights prepared for one method and precision (the method chosen from
+/// the channel counts, or given explicitly by tests that compare methods).
 #[derive(Clone, Debug)]
 pub struct ConvWeights {
     pub cin: usize,
     pub cout: usize,
     pub method: Method,
-    data: Vec<f32>,
+    pub precision: Precision,
+    data: Packed,
 }
 
 impl ConvWeights {
-    /// Prepares OIHW weights `cout x cin x 3 x 3` for the method [`method_for`] picks.
+    /// Prepares OIHW weights `cout x cin x 3 x 3` for the method [`method_for`] picks, in f32.
     pub fn new(w_oihw: &[f32], cin: usize, cout: usize) -> Self {
-        Self::with_method(w_oihw, cin, cout, method_for(cin, cout))
+        Self::prepare(w_oihw, cin, cout, method_for(cin, cout), Precision::F32)
     }
 
-    /// Prepares OIHW weights for a given method.
+    /// Prepares OIHW weights for the method [`method_for`] picks, in `precision`.
+    pub fn new_in(w_oihw: &[f32], cin: usize, cout: usize, precision: Precision) -> Self {
+        Self::prepare(w_oihw, cin, cout, method_for(cin, cout), precision)
+    }
+
+    /// Prepares OIHW weights for a given method, in f32.
     pub fn with_method(w_oihw: &[f32], cin: usize, cout: usize, method: Method) -> Self {
-        let data = match method {
+        Self::prepare(w_oihw, cin, cout, method, Precision::F32)
+    }
+
+    /// Prepares OIHW weights for a given method and precision: transformed (Winograd) or
+    /// packed (im2col) in f32, then, for bf16, rounded into the kernel's panels.
+    pub fn prepare(
+        w_oihw: &[f32],
+        cin: usize,
+        cout: usize,
+        method: Method,
+        precision: Precision,
+    ) -> Self {
+        let f32_data = match method {
             Method::Im2col => pack(w_oihw, cin, cout),
             Method::Winograd => super::winograd::transform_weights(w_oihw, cin, cout),
+        };
+        let data = match precision {
+            Precision::F32 => Packed::F32(f32_data),
+            Precision::Bf16 => Packed::Bf16(match method {
+                Method::Im2col => vec![PackedB::pack(MatRef::row_major(&f32_data, 9 * cin, cout))],
+                Method::Winograd => f32_data
+                    .chunks_exact(cin * cout)
+                    .map(|u| PackedB::pack(MatRef::row_major(u, cin, cout)))
+                    .collect(),
+            }),
         };
         ConvWeights {
             cin,
             cout,
             method,
+            precision,
             data,
         }
     }
@@ -110,9 +148,43 @@ impl ConvWeights {
         Self::new(&flip_for_dgrad(w_oihw, cin, cout), cout, cin)
     }
 
-    /// Same as [`for_dgrad`](Self::for_dgrad) with a given method.
-    pub fn for_dgrad_with(w_oihw: &[f32], cin: usize, cout: usize, method: Method) -> Self {
-        Self::with_method(&flip_for_dgrad(w_oihw, cin, cout), cout, cin, method)
+    /// Same as [`for_dgrad`](Self::for_dgrad) in `precision`.
+    pub fn for_dgrad_in(w_oihw: &[f32], cin: usize, cout: usize, precision: Precision) -> Self {
+        Self::new_in(&flip_for_dgrad(w_oihw, cin, cout), cout, cin, precision)
+    }
+
+    /// Same as [`for_dgrad`](Self::for_dgrad) with a given method and precision.
+    pub fn for_dgrad_with(
+        w_oihw: &[f32],
+        cin: usize,
+        cout: usize,
+        method: Method,
+        precision: Precision,
+    ) -> Self {
+        Self::prepare(
+            &flip_for_dgrad(w_oihw, cin, cout),
+            cout,
+            cin,
+            method,
+            precision,
+        )
+    }
+
+    /// The GEMM right operands: 1 (im2col, `9 cin x cout`) or 16 (Winograd, `cin x cout`).
+    fn operands(&self) -> Vec<Rhs<'_>> {
+        match &self.data {
+            Packed::F32(d) => {
+                let k = if self.method == Method::Im2col {
+                    9 * self.cin
+                } else {
+                    self.cin
+                };
+                d.chunks_exact(k * self.cout)
+                    .map(|m| Rhs::F32(MatRef::row_major(m, k, self.cout)))
+                    .collect()
+            }
+            Packed::Bf16(panels) => panels.iter().map(Rhs::Bf16).collect(),
+        }
     }
 
     /// Convolution of `x`.
@@ -123,10 +195,11 @@ impl ConvWeights {
             x.c, self.cin
         );
         let mut out = Tensor::uninit(x.n, x.h, x.w, self.cout);
+        let ops = self.operands();
         match self.method {
-            Method::Im2col => forward_into(x, &self.data, self.cout, epi, threads, &mut out.data),
+            Method::Im2col => forward_rhs(x, ops[0], self.cout, epi, threads, &mut out.data),
             Method::Winograd => {
-                super::winograd::forward_into(x, &self.data, self.cout, epi, threads, &mut out.data)
+                super::winograd::forward_into(x, &ops, self.cout, epi, threads, &mut out.data)
             }
         }
         out
@@ -211,22 +284,41 @@ pub fn forward_into(
     out: &mut [f32],
 ) {
     let k = 9 * x.c;
-    let pixels = x.pixels();
     assert_eq!(
         packed.len(),
         k * cout,
         "conv3x3: packed weights do not match {} -> {cout}",
         x.c
     );
+    forward_rhs(
+        x,
+        Rhs::F32(MatRef::row_major(packed, k, cout)),
+        cout,
+        epi,
+        threads,
+        out,
+    );
+}
+
+/// im2col convolution with the weights as a GEMM operand of either precision.
+fn forward_rhs(
+    x: &Tensor,
+    wmat: Rhs<'_>,
+    cout: usize,
+    epi: Epilogue<'_>,
+    threads: usize,
+    out: &mut [f32],
+) {
+    let k = 9 * x.c;
+    let pixels = x.pixels();
     assert_eq!(out.len(), pixels * cout);
     let rows = chunk_rows(pixels, k, threads);
-    let wmat = MatRef::row_major(packed, k, cout);
     let run = |ci: usize, oc: &mut [f32], buf: &mut Scratch, par: Par| {
         let p0 = ci * rows;
         let n = oc.len() / cout;
         let buf = buf.resize(n * k);
         im2col(x, p0, n, buf);
-        sgemm(MatRef::row_major(buf, n, k), wmat, oc, cout, false, par);
+        wmat.gemm(MatRef::row_major(buf, n, k), oc, cout, false, par);
         apply_epilogue(oc, cout, epi);
     };
     if pixels.div_ceil(rows) >= 2 && threads > 1 {
@@ -247,8 +339,18 @@ pub fn forward_into(
 pub const WINOGRAD_WGRAD_MIN_TILES: usize = 512;
 
 /// Weight gradient in packed layout `[(tap * cin + ci) x cout]`, by Winograd where the channel
-/// counts and the number of tiles make it faster, else by im2col.
+/// counts and the number of tiles make it faster, else by im2col; f32.
 pub fn backward_weights(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
+    backward_weights_in(Precision::F32, x, dy, threads)
+}
+
+/// [`backward_weights`] with the GEMMs in `precision`.
+pub fn backward_weights_in(
+    precision: Precision,
+    x: &Tensor,
+    dy: &Tensor,
+    threads: usize,
+) -> Vec<f32> {
     let wino = method_for(x.c, dy.c) == Method::Winograd
         && super::winograd::tile_count(x.n, x.h, x.w) >= WINOGRAD_WGRAD_MIN_TILES;
     backward_weights_with(
@@ -257,22 +359,34 @@ pub fn backward_weights(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
         } else {
             Method::Im2col
         },
+        precision,
         x,
         dy,
         threads,
     )
 }
 
-/// Weight gradient by a given method (tests compare methods).
-pub fn backward_weights_with(m: Method, x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
+/// Weight gradient by a given method and precision (tests compare methods).
+pub fn backward_weights_with(
+    m: Method,
+    precision: Precision,
+    x: &Tensor,
+    dy: &Tensor,
+    threads: usize,
+) -> Vec<f32> {
     match m {
-        Method::Im2col => backward_weights_im2col(x, dy, threads),
-        Method::Winograd => super::winograd::backward_weights(x, dy, threads),
+        Method::Im2col => backward_weights_im2col(precision, x, dy, threads),
+        Method::Winograd => super::winograd::backward_weights(precision, x, dy, threads),
     }
 }
 
 /// Weight gradient as `im2col(x)^T · dy`.
-fn backward_weights_im2col(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
+fn backward_weights_im2col(
+    precision: Precision,
+    x: &Tensor,
+    dy: &Tensor,
+    threads: usize,
+) -> Vec<f32> {
     let (k, cout, pixels) = (9 * x.c, dy.c, x.pixels());
     assert_eq!(dy.pixels(), pixels);
     let rows = chunk_rows(pixels, k, threads);
@@ -287,7 +401,7 @@ fn backward_weights_im2col(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> 
             im2col(x, p0, n, buf);
             let a = MatRef::row_major(buf, n, k).t();
             let b = MatRef::row_major(&dy.data[p0 * cout..(p0 + n) * cout], n, cout);
-            sgemm(a, b, &mut acc, cout, ci > first, par);
+            gemm_in(precision, a, b, &mut acc, cout, ci > first, par);
         }
         acc
     };

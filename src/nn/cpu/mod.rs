@@ -1,11 +1,14 @@
-//! The CPU backend: f32, NHWC, im2col + GEMM convolutions on a dedicated rayon pool.
+//! The CPU backend: NHWC, im2col / Winograd + GEMM convolutions (f32, or bf16 operands with f32
+//! sums where native) on a dedicated rayon pool.
 
 pub mod batchnorm;
+pub mod bf16;
 pub mod conv3x3;
 pub mod head;
 pub mod isa;
 pub mod parallel;
 pub mod pool;
+pub mod precision;
 pub mod unet;
 pub mod upconv;
 pub mod winograd;
@@ -18,13 +21,29 @@ use super::{NnError, Tensor, UNetConfig, UNetParams};
 /// CPU implementation of [`Backend`].
 pub struct CpuBackend {
     threads: usize,
+    precision: precision::Precision,
     pool: rayon::ThreadPool,
     folded: Option<(UNetConfig, FoldedUNet)>,
 }
 
 impl CpuBackend {
-    /// A backend on `threads` worker threads (0 = all cores).
+    /// A backend on `threads` worker threads (0 = all cores), in the process's precision
+    /// ([`precision::selected`]: f32 unless the command line chose otherwise).
     pub fn new(threads: usize) -> Result<Self, NnError> {
+        Self::with_precision(threads, precision::selected())
+    }
+
+    /// A backend in a given precision; bf16 needs a processor that multiplies it natively.
+    pub fn with_precision(
+        threads: usize,
+        precision: precision::Precision,
+    ) -> Result<Self, NnError> {
+        if precision == precision::Precision::Bf16 && !bf16::native() {
+            return Err(NnError::Device(format!(
+                "bf16 is not native on this processor ({})",
+                isa::CpuInfo::get().model
+            )));
+        }
         let threads = if threads == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -39,9 +58,15 @@ impl CpuBackend {
             .map_err(|e| NnError::Device(format!("cannot start {threads} CPU threads: {e}")))?;
         Ok(CpuBackend {
             threads,
+            precision,
             pool,
             folded: None,
         })
+    }
+
+    /// The convolutions' GEMM precision.
+    pub fn precision(&self) -> precision::Precision {
+        self.precision
     }
 
     /// Worker threads in use.
@@ -58,7 +83,8 @@ impl CpuBackend {
 impl Backend for CpuBackend {
     fn describe(&self) -> String {
         format!(
-            "cpu (f32, {} threads, {} path)",
+            "cpu ({}, {} threads, {} path)",
+            self.precision,
             self.threads,
             isa::selected()
         )
@@ -66,7 +92,10 @@ impl Backend for CpuBackend {
 
     fn load_inference(&mut self, params: &UNetParams) -> Result<(), NnError> {
         params.cfg.validate()?;
-        self.folded = Some((params.cfg.clone(), FoldedUNet::new(params)));
+        self.folded = Some((
+            params.cfg.clone(),
+            FoldedUNet::new_in(params, self.precision),
+        ));
         Ok(())
     }
 
@@ -92,11 +121,11 @@ impl Backend for CpuBackend {
         }
         // Validate before the forward pass, which updates BatchNorm running statistics.
         target.check(x.n, x.h * x.w, params.cfg.classes)?;
-        let t = self.threads;
+        let (t, prec) = (self.threads, self.precision);
         self.pool.install(|| {
-            let (logits, cache) = unet::forward_train(params, x, t);
+            let (logits, cache) = unet::forward_train(params, x, prec, t);
             let l = loss_and_grad(&logits, target)?;
-            let grads = unet::backward(params, &cache, &l.dlogits, t);
+            let grads = unet::backward(params, &cache, &l.dlogits, prec, t);
             Ok(TrainOutput {
                 loss: l.loss,
                 cross_entropy: l.cross_entropy,

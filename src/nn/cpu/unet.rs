@@ -1,6 +1,7 @@
 //! The U-Net graph on the CPU layers: training forward (keeping what backward needs),
 //! backward, and the folded inference forward.
 
+use super::precision::Precision;
 use super::{batchnorm, conv3x3, head, pool, upconv};
 use crate::nn::fold::FoldedUNet;
 use crate::nn::params::{Block, UNetParams};
@@ -25,10 +26,10 @@ pub struct TrainCache {
     dec: Vec<BlockCache>,
 }
 
-fn block_forward(b: &mut Block, input: Tensor, threads: usize) -> BlockCache {
+fn block_forward(b: &mut Block, input: Tensor, prec: Precision, threads: usize) -> BlockCache {
     let z1 = {
         let _s = span(Op::ConvForward);
-        conv3x3::ConvWeights::new(&b.conv1, b.cin, b.cout).apply(
+        conv3x3::ConvWeights::new_in(&b.conv1, b.cin, b.cout, prec).apply(
             &input,
             conv3x3::Epilogue::None,
             threads,
@@ -40,7 +41,7 @@ fn block_forward(b: &mut Block, input: Tensor, threads: usize) -> BlockCache {
     };
     let z2 = {
         let _s = span(Op::ConvForward);
-        conv3x3::ConvWeights::new(&b.conv2, b.cout, b.cout).apply(
+        conv3x3::ConvWeights::new_in(&b.conv2, b.cout, b.cout, prec).apply(
             &a1,
             conv3x3::Epilogue::None,
             threads,
@@ -68,6 +69,7 @@ fn block_backward(
     da2: &Tensor,
     g: &mut Block,
     need_dx: bool,
+    prec: Precision,
     threads: usize,
 ) -> Option<Tensor> {
     let dz2 = {
@@ -86,7 +88,7 @@ fn block_backward(
     {
         let _s = span(Op::ConvWeightGrad);
         conv3x3::unpack_add(
-            &conv3x3::backward_weights(&c.a1, &dz2, threads),
+            &conv3x3::backward_weights_in(prec, &c.a1, &dz2, threads),
             b.cout,
             b.cout,
             &mut g.conv2,
@@ -96,7 +98,7 @@ fn block_backward(
         let _s = span(Op::ConvDataGrad);
         conv3x3::backward_data(
             &dz2,
-            &conv3x3::ConvWeights::for_dgrad(&b.conv2, b.cout, b.cout),
+            &conv3x3::ConvWeights::for_dgrad_in(&b.conv2, b.cout, b.cout, prec),
             threads,
         )
     };
@@ -116,7 +118,7 @@ fn block_backward(
     {
         let _s = span(Op::ConvWeightGrad);
         conv3x3::unpack_add(
-            &conv3x3::backward_weights(&c.input, &dz1, threads),
+            &conv3x3::backward_weights_in(prec, &c.input, &dz1, threads),
             b.cin,
             b.cout,
             &mut g.conv1,
@@ -126,21 +128,26 @@ fn block_backward(
         let _s = span(Op::ConvDataGrad);
         conv3x3::backward_data(
             &dz1,
-            &conv3x3::ConvWeights::for_dgrad(&b.conv1, b.cin, b.cout),
+            &conv3x3::ConvWeights::for_dgrad_in(&b.conv1, b.cin, b.cout, prec),
             threads,
         )
     })
 }
 
 /// Training-mode forward: batch statistics (running statistics in `p` are updated), returns
-/// the logits and the cache for [`backward`].
-pub fn forward_train(p: &mut UNetParams, x: &Tensor, threads: usize) -> (Tensor, TrainCache) {
+/// the logits and the cache for [`backward`]. `prec` is the convolutions' GEMM precision.
+pub fn forward_train(
+    p: &mut UNetParams,
+    x: &Tensor,
+    prec: Precision,
+    threads: usize,
+) -> (Tensor, TrainCache) {
     let depth = p.cfg.depth;
     let mut enc: Vec<BlockCache> = Vec::with_capacity(depth + 1);
     let mut pool_idx = Vec::with_capacity(depth);
     let mut cur = x.clone();
     for i in 0..=depth {
-        let c = block_forward(&mut p.enc[i], cur, threads);
+        let c = block_forward(&mut p.enc[i], cur, prec, threads);
         cur = if i < depth {
             let _s = span(Op::Pool);
             let (pooled, idx) = pool::forward(&c.a2);
@@ -166,7 +173,7 @@ pub fn forward_train(p: &mut UNetParams, x: &Tensor, threads: usize) -> (Tensor,
             threads,
         );
         drop(_s);
-        let c = block_forward(&mut p.dec[i], cat, threads);
+        let c = block_forward(&mut p.dec[i], cat, prec, threads);
         dec.push(c);
     }
     dec.reverse();
@@ -181,6 +188,7 @@ pub fn backward(
     p: &UNetParams,
     cache: &TrainCache,
     dlogits: &Tensor,
+    prec: Precision,
     threads: usize,
 ) -> UNetParams {
     let depth = p.cfg.depth;
@@ -196,8 +204,16 @@ pub fn backward(
     );
     let mut dskips: Vec<Option<Tensor>> = (0..depth).map(|_| None).collect();
     for i in 0..depth {
-        let dcat = block_backward(&p.dec[i], &dec[i], &dcur, &mut g.dec[i], true, threads)
-            .unwrap_or_else(|| Tensor::zeros(0, 0, 0, 0));
+        let dcat = block_backward(
+            &p.dec[i],
+            &dec[i],
+            &dcur,
+            &mut g.dec[i],
+            true,
+            prec,
+            threads,
+        )
+        .unwrap_or_else(|| Tensor::zeros(0, 0, 0, 0));
         let _s = span(Op::UpConv);
         let skip = &enc[i].a2;
         let mut dskip = Tensor::zeros(skip.n, skip.h, skip.w, skip.c);
@@ -224,7 +240,15 @@ pub fn backward(
     }
     // dcur is now the gradient of the bottleneck output.
     for i in (0..=depth).rev() {
-        let dx = block_backward(&p.enc[i], &enc[i], &dcur, &mut g.enc[i], i > 0, threads);
+        let dx = block_backward(
+            &p.enc[i],
+            &enc[i],
+            &dcur,
+            &mut g.enc[i],
+            i > 0,
+            prec,
+            threads,
+        );
         if i > 0 {
             let _s = span(Op::Pool);
             let dpooled = dx.unwrap_or_else(|| Tensor::zeros(0, 0, 0, 0));

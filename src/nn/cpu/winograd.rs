@@ -9,8 +9,9 @@
 
 use super::conv3x3::Epilogue;
 use super::isa::per_path;
+use super::precision::Precision;
 use crate::nn::buffer::Scratch;
-use crate::nn::gemm::{sgemm, MatRef, Par};
+use crate::nn::gemm::{gemm_in, MatRef, Par, Rhs};
 use crate::nn::Tensor;
 use rayon::prelude::*;
 
@@ -211,21 +212,18 @@ impl OutPtr {
     }
 }
 
-/// 3x3 convolution (padding 1) of `x` with transformed weights `u` into `out` (`pixels x cout`).
+/// 3x3 convolution (padding 1) of `x` with transformed weights `u` (the 16 `cin x cout`
+/// GEMM operands, either precision) into `out` (`pixels x cout`).
 pub fn forward_into(
     x: &Tensor,
-    u: &[f32],
+    u: &[Rhs<'_>],
     cout: usize,
     epi: Epilogue<'_>,
     threads: usize,
     out: &mut [f32],
 ) {
     let c = x.c;
-    assert_eq!(
-        u.len(),
-        16 * c * cout,
-        "winograd: weights do not match {c} -> {cout}"
-    );
+    assert_eq!(u.len(), 16, "winograd: 16 weight matrices expected");
     assert_eq!(out.len(), x.pixels() * cout);
     let tiles = tile_count(x.n, x.h, x.w);
     let tc = chunk_tiles(c, cout);
@@ -239,10 +237,8 @@ pub fn forward_into(
         let m = bufs.1.resize(16 * n * cout);
         for k in 0..16 {
             let a = MatRef::row_major(&v[k * n * c..(k + 1) * n * c], n, c);
-            let b = MatRef::row_major(&u[k * c * cout..(k + 1) * c * cout], c, cout);
-            sgemm(
+            u[k].gemm(
                 a,
-                b,
                 &mut m[k * n * cout..(k + 1) * n * cout],
                 cout,
                 false,
@@ -319,7 +315,7 @@ fn transform_dy(dy: &Tensor, t0: usize, tc: usize, u: &mut [f32], scratch: &mut 
 /// channel pair (the transposition of F(2x2, 3x3)), returned in the im2col packed layout
 /// `[(tap * cin + ci) x cout]`. The 16 sums over tiles are GEMMs; workers own fixed ranges of
 /// chunks and are added in order, so results are repeatable for a thread count.
-pub fn backward_weights(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
+pub fn backward_weights(precision: Precision, x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
     let (cin, cout) = (x.c, dy.c);
     assert_eq!(
         (x.n, x.h, x.w),
@@ -342,7 +338,8 @@ pub fn backward_weights(x: &Tensor, dy: &Tensor, threads: usize) -> Vec<f32> {
             for k in 0..16 {
                 let a = MatRef::row_major(&v[k * n * cin..(k + 1) * n * cin], n, cin).t();
                 let b = MatRef::row_major(&u[k * n * cout..(k + 1) * n * cout], n, cout);
-                sgemm(
+                gemm_in(
+                    precision,
                     a,
                     b,
                     &mut m[k * cin * cout..(k + 1) * cin * cout],
