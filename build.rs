@@ -3,7 +3,7 @@
 //! For every kernel file it writes into `OUT_DIR/kernels.rs` one `KernelImage` with:
 //! - the source, with its `#include "*.cuh"` lines inlined, always (NVRTC compiles it at run time
 //!   when no prebuilt image loads, e.g. a build without nvcc or a future GPU);
-//! - when nvcc is found and the `cuda` feature is on: PTX for the virtual architecture
+//! - when nvcc is found and a CUDA feature (`cuda`, `cuda-jetson`) is on: PTX for the virtual architecture
 //!   `compute_80` (JIT-compiled by newer drivers for newer GPUs) and a fatbin with cubins for
 //!   sm_80 (A100), sm_87 (Jetson Orin) and sm_90 (H100) plus that PTX.
 //!
@@ -39,7 +39,7 @@ fn main() {
             .join("kernels");
     let sources = kernel_sources(&kdir);
 
-    let cuda = env::var_os("CARGO_FEATURE_CUDA").is_some();
+    let cuda = env::var_os("CARGO_FEATURE_GPU").is_some();
     let skip = env::var("CINESEG_SKIP_NVCC")
         .map(|v| v == "1")
         .unwrap_or(false);

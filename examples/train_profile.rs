@@ -23,8 +23,12 @@ fn main() {
     pool.install(|| {
         for _ in 0..3 {
             let t0 = Instant::now();
-            let (logits, cache) =
-                unet::forward_train(&mut p, &x, cineseg::nn::cpu::precision::selected(), threads);
+            let (logits, cache) = unet::forward_train(
+                &mut p,
+                &x,
+                cineseg::nn::cpu::precision::selected().into(),
+                threads,
+            );
             let t1 = Instant::now();
             let l = loss_and_grad(&logits, &t).expect("loss");
             let t2 = Instant::now();

@@ -29,6 +29,8 @@ fi
 
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+# tests/layers.rs re-runs itself once per CPU path; the child needs the emulator too.
+export CINESEG_TEST_RUNNER="$CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
 # A separate target directory keeps the host build's artefacts untouched.
@@ -36,3 +38,5 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/cross"
 # The layer property tests, then the library's own tests of the network code.
 cargo test --release --target "$target" --no-default-features --test layers --test layers_bf16 "$@"
 cargo test --release --target "$target" --no-default-features --lib "$@" -- nn::
+# The CUDA backend for a Jetson Orin (CUDA 12.6) compiles for aarch64.
+cargo check --release --target "$target" --no-default-features --features cuda-jetson --lib

@@ -1,7 +1,7 @@
 //! The CUDA backend against the CPU backend, on a real GPU. Prints "skipped: no CUDA device"
 //! and passes where there is none (most machines, CI). Built here and run on the GPU machine by
 //! scripts/gpu-check.sh; the `#[ignore]` benchmark runs only from there.
-#![cfg(feature = "cuda")]
+#![cfg(feature = "gpu")]
 
 mod compare_support;
 use compare_support::rel_l2;

@@ -213,7 +213,8 @@ fn marginal_loss_never_penalises_undrawn_class() {
 
 /// Re-runs every test of this file once per CPU path the processor supports (the child runs
 /// with `CINESEG_CPU_PATH` set), so each compiled copy of the per-path loops meets the f64
-/// references; unsupported paths print `skipped`.
+/// references; unsupported paths print `skipped`. Under an emulator (the aarch64 build run by
+/// qemu, scripts/test-aarch64.sh) the child runs through `CINESEG_TEST_RUNNER` too.
 #[test]
 fn layer_tests_pass_on_every_cpu_path_this_processor_has() {
     use cineseg::nn::cpu::isa::CpuPath;
@@ -226,7 +227,17 @@ fn layer_tests_pass_on_every_cpu_path_this_processor_has() {
             println!("skipped: CPU path {p} is not supported by this processor");
             continue;
         }
-        let out = std::process::Command::new(&exe)
+        let runner = std::env::var("CINESEG_TEST_RUNNER").unwrap_or_default();
+        let mut words = runner.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(program) => {
+                let mut c = std::process::Command::new(program);
+                c.args(words).arg(&exe);
+                c
+            }
+            None => std::process::Command::new(&exe),
+        };
+        let out = cmd
             .env("CINESEG_CPU_PATH", p.to_string())
             .args(["--test-threads", "2"])
             .output()

@@ -13,15 +13,20 @@
 //!   with depth into the backward pass (head 2e-3, last decoder 1e-2, encoder 4-7e-2 measured
 //!   here), fp16 rounding amplified by each BatchNorm backward, most at the bottleneck where a
 //!   channel's statistics come from only 2 x 4 x 4 = 32 values; a wiring error (a missing skip
-//!   gradient, a wrong slice) gives cosines far below 0.99;
+//!   gradient, a wrong slice) gives cosines far below 0.99. That this is rounding and not a bug
+//!   is shown by `fp16_gradient_differences_are_rounding`: the f32 CPU step rounded to fp16
+//!   where the CUDA backend stores values reproduces each difference, and the simulator is
+//!   ~40x closer to it than to f32;
 //! - running statistics: |err| <= 2e-3 (1 + |value|).
 //!
 //! Skips (prints "skipped: ...") when no C++ compiler is installed.
-#![cfg(feature = "cuda")]
+#![cfg(feature = "gpu")]
 
 mod compare_support;
 use compare_support::rel_l2;
 
+use cineseg::nn::cpu::numerics::{Numerics, Storage};
+use cineseg::nn::cpu::precision::Precision;
 use cineseg::nn::cpu::CpuBackend;
 use cineseg::nn::cuda::device::{Buf, DeviceMem};
 use cineseg::nn::cuda::launch::{Arg, Launch};
@@ -410,4 +415,105 @@ fn resident_adamw_matches_host_adamw_and_skips_overflow() {
             );
         }
     }
+}
+
+/// One CPU training step with the given storage rounding: the f32 step, or the
+/// reduced-precision reference of the CUDA step (weights packed to fp16, activations and
+/// loss-scaled activation gradients stored as fp16, sums in f32).
+fn cpu_reference_step(
+    p0: &UNetParams,
+    x: &Tensor,
+    target: &Target,
+    storage: Storage,
+) -> (f64, UNetParams) {
+    use cineseg::nn::cpu::unet;
+    let num = Numerics {
+        gemm: Precision::F32,
+        storage,
+    };
+    let mut p = p0.clone();
+    if let Storage::F16 { .. } = storage {
+        for (info, t) in UNetParams::layout(&p.cfg).iter().zip(p.tensors_mut()) {
+            if info.kind == Kind::Weight4d {
+                for v in t.iter_mut() {
+                    *v = half::f16::from_f32(*v).to_f32();
+                }
+            }
+        }
+    }
+    let (logits, cache) = unet::forward_train(&mut p, x, num, 1);
+    let l = cineseg::nn::loss::loss_and_grad(&logits, target).expect("loss");
+    let dlogits = num.stored_grad(l.dlogits);
+    (l.loss, unet::backward(&p, &cache, &dlogits, num, 1))
+}
+
+/// The 7 % question (issue 12, item 5): the deep-encoder gradients of the simulated fp16 CUDA
+/// step differ from the f32 CPU step by up to 7 % (relative L2). Rounding, or a bug? The
+/// reduced-precision reference rounds the f32 CPU step to fp16 where the CUDA backend stores
+/// values. If rounding explains the difference, (1) the reference differs from f32 by as much
+/// as the simulator does, tensor by tensor, and (2) the simulator is much closer to the
+/// reference than to f32. A wiring bug would leave the simulator as far from the reference as
+/// from f32.
+#[test]
+fn fp16_gradient_differences_are_rounding() {
+    let s = need_sim!();
+    let (p0, x, target) = setup(21);
+    let mut t = GpuTrainer::new(s, &p0.cfg).expect("trainer");
+    let loss_scale = t.scale.scale;
+    let mut p_gpu = p0.clone();
+    let sim = t.step(s, &mut p_gpu, &x, &target).expect("simulated step");
+    let (_, f32_grads) = cpu_reference_step(&p0, &x, &target, Storage::F32);
+    let (_, f16_grads) = cpu_reference_step(&p0, &x, &target, Storage::F16 { loss_scale });
+    let layout = UNetParams::layout(&p0.cfg);
+    println!("loss scale {loss_scale}");
+    println!(
+        "{:<22} {:>12} {:>12} {:>12}",
+        "tensor", "sim vs f32", "f16ref vs f32", "sim vs f16ref"
+    );
+    let mut rows = Vec::new();
+    for (((info, g), w), r) in layout
+        .iter()
+        .zip(sim.grads.tensors())
+        .zip(f32_grads.tensors())
+        .zip(f16_grads.tensors())
+    {
+        if info.kind == Kind::RunningStat {
+            continue;
+        }
+        let (a, _) = rel_l2(g, w);
+        let (b, _) = rel_l2(r, w);
+        let (c, _) = rel_l2(g, r);
+        println!("{:<22} {a:>12.2e} {b:>12.2e} {c:>12.2e}", info.name);
+        rows.push((info.name.clone(), a, b, c));
+    }
+    let flat = |p: &UNetParams| {
+        p.tensors()
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect::<Vec<f32>>()
+    };
+    let (a, _) = rel_l2(&flat(&sim.grads), &flat(&f32_grads));
+    let (b, _) = rel_l2(&flat(&f16_grads), &flat(&f32_grads));
+    let (c, _) = rel_l2(&flat(&sim.grads), &flat(&f16_grads));
+    println!("{:<22} {a:>12.2e} {b:>12.2e} {c:>12.2e}", "all gradients");
+    // Measured (2026-12-03): all gradients 4.43e-2 / 4.44e-2 / 1.04e-3; the worst tensor,
+    // enc1.bn2.bias, 7.26e-2 / 7.28e-2 / 1.41e-3. Where the difference is more than 1 %, the
+    // reference reproduces it within 20 % and the simulator sits 10x closer to the reference.
+    for (name, a, b, c) in &rows {
+        if *a >= 1e-2 {
+            assert!(
+                *b >= 0.8 * a && *b <= 1.25 * a,
+                "{name}: fp16 rounding moves it by {b:.2e}, the simulator by {a:.2e}"
+            );
+            assert!(
+                *c <= 0.1 * a,
+                "{name}: the simulator is {c:.2e} from the fp16 reference, {a:.2e} from f32"
+            );
+        }
+    }
+    assert!(
+        b >= 0.8 * a && c <= 0.1 * a,
+        "all gradients: {a:.2e} / {b:.2e} / {c:.2e}"
+    );
 }

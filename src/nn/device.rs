@@ -47,12 +47,12 @@ impl std::fmt::Display for DeviceChoice {
 
 /// Opens the CUDA backend, or says why it cannot be used (no cuda feature, no libcuda, no
 /// device, kernels that do not load).
-#[cfg(feature = "cuda")]
+#[cfg(feature = "gpu")]
 fn open_cuda() -> Result<Box<dyn Backend + Send>, String> {
     super::cuda::CudaBackend::open(0).map(|b| Box::new(b) as Box<dyn Backend + Send>)
 }
 
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(feature = "gpu"))]
 fn open_cuda() -> Result<Box<dyn Backend + Send>, String> {
     Err("this cineseg was built without the `cuda` feature".into())
 }

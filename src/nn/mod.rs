@@ -10,7 +10,7 @@ pub mod backend;
 pub mod buffer;
 pub mod config;
 pub mod cpu;
-#[cfg(feature = "cuda")]
+#[cfg(feature = "gpu")]
 pub mod cuda;
 pub mod device;
 pub mod error;

@@ -258,7 +258,12 @@ impl Served {
     pub fn spawn(root: &Path, config: PathBuf, port: u16) -> Served {
         let log = root.join(format!("daemon-{}.log", count(root)));
         let f = std::fs::File::create(&log).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_cineseg"))
+        // CINESEG_TEST_BIN runs these tests against another build (e.g. an old commit's, to
+        // show that a test fails there).
+        let bin = std::env::var_os("CINESEG_TEST_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cineseg")));
+        let child = Command::new(bin)
             .args(["--log-level", "info", "serve", "--config"])
             .arg(&config)
             .env("CINESEG_NO_CUDA", "1")

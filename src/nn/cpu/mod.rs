@@ -6,6 +6,7 @@ pub mod bf16;
 pub mod conv3x3;
 pub mod head;
 pub mod isa;
+pub mod numerics;
 pub mod parallel;
 pub mod pool;
 pub mod precision;
@@ -123,9 +124,9 @@ impl Backend for CpuBackend {
         target.check(x.n, x.h * x.w, params.cfg.classes)?;
         let (t, prec) = (self.threads, self.precision);
         self.pool.install(|| {
-            let (logits, cache) = unet::forward_train(params, x, prec, t);
+            let (logits, cache) = unet::forward_train(params, x, prec.into(), t);
             let l = loss_and_grad(&logits, target)?;
-            let grads = unet::backward(params, &cache, &l.dlogits, prec, t);
+            let grads = unet::backward(params, &cache, &l.dlogits, prec.into(), t);
             Ok(TrainOutput {
                 loss: l.loss,
                 cross_entropy: l.cross_entropy,

@@ -1,7 +1,7 @@
 //! The U-Net graph on the CPU layers: training forward (keeping what backward needs),
 //! backward, and the folded inference forward.
 
-use super::precision::Precision;
+use super::numerics::Numerics;
 use super::{batchnorm, conv3x3, head, pool, upconv};
 use crate::nn::fold::FoldedUNet;
 use crate::nn::params::{Block, UNetParams};
@@ -26,7 +26,8 @@ pub struct TrainCache {
     dec: Vec<BlockCache>,
 }
 
-fn block_forward(b: &mut Block, input: Tensor, prec: Precision, threads: usize) -> BlockCache {
+fn block_forward(b: &mut Block, input: Tensor, num: Numerics, threads: usize) -> BlockCache {
+    let prec = num.gemm;
     let z1 = {
         let _s = span(Op::ConvForward);
         conv3x3::ConvWeights::new_in(&b.conv1, b.cin, b.cout, prec).apply(
@@ -35,10 +36,12 @@ fn block_forward(b: &mut Block, input: Tensor, prec: Precision, threads: usize) 
             threads,
         )
     };
+    let z1 = num.stored(z1);
     let (a1, bn1) = {
         let _s = span(Op::BatchNormForward);
         batchnorm::forward_train(&z1, &mut b.bn1, threads)
     };
+    let a1 = num.stored(a1);
     let z2 = {
         let _s = span(Op::ConvForward);
         conv3x3::ConvWeights::new_in(&b.conv2, b.cout, b.cout, prec).apply(
@@ -47,10 +50,12 @@ fn block_forward(b: &mut Block, input: Tensor, prec: Precision, threads: usize) 
             threads,
         )
     };
+    let z2 = num.stored(z2);
     let (a2, bn2) = {
         let _s = span(Op::BatchNormForward);
         batchnorm::forward_train(&z2, &mut b.bn2, threads)
     };
+    let a2 = num.stored(a2);
     BlockCache {
         input,
         z1,
@@ -69,9 +74,10 @@ fn block_backward(
     da2: &Tensor,
     g: &mut Block,
     need_dx: bool,
-    prec: Precision,
+    num: Numerics,
     threads: usize,
 ) -> Option<Tensor> {
+    let prec = num.gemm;
     let dz2 = {
         let _s = span(Op::BatchNormBackward);
         batchnorm::backward(
@@ -85,6 +91,7 @@ fn block_backward(
             threads,
         )
     };
+    let dz2 = num.stored_grad(dz2);
     {
         let _s = span(Op::ConvWeightGrad);
         conv3x3::unpack_add(
@@ -102,6 +109,7 @@ fn block_backward(
             threads,
         )
     };
+    let da1 = num.stored_grad(da1);
     let dz1 = {
         let _s = span(Op::BatchNormBackward);
         batchnorm::backward(
@@ -115,6 +123,7 @@ fn block_backward(
             threads,
         )
     };
+    let dz1 = num.stored_grad(dz1);
     {
         let _s = span(Op::ConvWeightGrad);
         conv3x3::unpack_add(
@@ -126,28 +135,28 @@ fn block_backward(
     }
     need_dx.then(|| {
         let _s = span(Op::ConvDataGrad);
-        conv3x3::backward_data(
+        num.stored_grad(conv3x3::backward_data(
             &dz1,
             &conv3x3::ConvWeights::for_dgrad_in(&b.conv1, b.cin, b.cout, prec),
             threads,
-        )
+        ))
     })
 }
 
 /// Training-mode forward: batch statistics (running statistics in `p` are updated), returns
-/// the logits and the cache for [`backward`]. `prec` is the convolutions' GEMM precision.
+/// the logits and the cache for [`backward`]. `num` says what is rounded (see [`Numerics`]).
 pub fn forward_train(
     p: &mut UNetParams,
     x: &Tensor,
-    prec: Precision,
+    num: Numerics,
     threads: usize,
 ) -> (Tensor, TrainCache) {
     let depth = p.cfg.depth;
     let mut enc: Vec<BlockCache> = Vec::with_capacity(depth + 1);
     let mut pool_idx = Vec::with_capacity(depth);
-    let mut cur = x.clone();
+    let mut cur = num.stored(x.clone());
     for i in 0..=depth {
-        let c = block_forward(&mut p.enc[i], cur, prec, threads);
+        let c = block_forward(&mut p.enc[i], cur, num, threads);
         cur = if i < depth {
             let _s = span(Op::Pool);
             let (pooled, idx) = pool::forward(&c.a2);
@@ -173,12 +182,17 @@ pub fn forward_train(
             threads,
         );
         drop(_s);
-        let c = block_forward(&mut p.dec[i], cat, prec, threads);
+        let c = block_forward(&mut p.dec[i], num.stored(cat), num, threads);
         dec.push(c);
     }
     dec.reverse();
     let _s = span(Op::Head);
-    let logits = head::forward(&dec[0].a2, &p.head_weight, &p.head_bias, threads);
+    let logits = num.stored(head::forward(
+        &dec[0].a2,
+        &p.head_weight,
+        &p.head_bias,
+        threads,
+    ));
     (logits, TrainCache { enc, pool_idx, dec })
 }
 
@@ -188,32 +202,24 @@ pub fn backward(
     p: &UNetParams,
     cache: &TrainCache,
     dlogits: &Tensor,
-    prec: Precision,
+    num: Numerics,
     threads: usize,
 ) -> UNetParams {
     let depth = p.cfg.depth;
     let mut g = UNetParams::zeros(&p.cfg);
     let (enc, dec) = (&cache.enc, &cache.dec);
-    let mut dcur = head::backward(
+    let mut dcur = num.stored_grad(head::backward(
         &dec[0].a2,
         &p.head_weight,
         dlogits,
         &mut g.head_weight,
         &mut g.head_bias,
         threads,
-    );
+    ));
     let mut dskips: Vec<Option<Tensor>> = (0..depth).map(|_| None).collect();
     for i in 0..depth {
-        let dcat = block_backward(
-            &p.dec[i],
-            &dec[i],
-            &dcur,
-            &mut g.dec[i],
-            true,
-            prec,
-            threads,
-        )
-        .unwrap_or_else(|| Tensor::zeros(0, 0, 0, 0));
+        let dcat = block_backward(&p.dec[i], &dec[i], &dcur, &mut g.dec[i], true, num, threads)
+            .unwrap_or_else(|| Tensor::zeros(0, 0, 0, 0));
         let _s = span(Op::UpConv);
         let skip = &enc[i].a2;
         let mut dskip = Tensor::zeros(skip.n, skip.h, skip.w, skip.c);
@@ -236,6 +242,7 @@ pub fn backward(
             &mut g.up[i].bias,
             threads,
         );
+        num.store_grad(&mut dcur);
         upconv::unpack_add(&dpacked, u.cin, u.cout, &mut g.up[i].weight);
     }
     // dcur is now the gradient of the bottleneck output.
@@ -246,7 +253,7 @@ pub fn backward(
             &dcur,
             &mut g.enc[i],
             i > 0,
-            prec,
+            num,
             threads,
         );
         if i > 0 {
@@ -259,7 +266,7 @@ pub fn backward(
                     *x += y;
                 }
             }
-            dcur = d;
+            dcur = num.stored_grad(d);
         }
     }
     g

@@ -6,7 +6,6 @@
 //! loops) and uses bf16 only where it is clearly faster.
 
 use std::sync::OnceLock;
-use std::time::Instant;
 
 /// How much faster bf16 must multiply than f32 before `auto` picks it: the rest of a network
 /// (transforms, BatchNorm, packing) does not speed up, so a small edge is not worth the
@@ -25,6 +24,7 @@ fn measure() -> f64 {
     if !super::native() {
         return 0.0;
     }
+    use std::time::Instant;
     const ITERS: usize = 100_000;
     let best = |f: &dyn Fn() -> f32| {
         (0..3)
