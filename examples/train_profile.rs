@@ -36,7 +36,7 @@ fn main() {
                 &p,
                 &cache,
                 &l.dlogits,
-                cineseg::nn::cpu::precision::selected(),
+                cineseg::nn::cpu::precision::selected().into(),
                 threads,
             );
             let t3 = Instant::now();
