@@ -122,9 +122,16 @@ pub fn summarize_at(
     Ok(summary_at(v, ed_phase, es_phase))
 }
 
+/// Ejection fraction in percent, `100 (EDV - ESV) / EDV`: the one place the formula lives
+/// (the report, the SR, the daemon and `cineseg eval` all use it). `None` for an empty
+/// end-diastolic volume, where it is undefined.
+pub fn ejection_fraction(edv_ml: f64, esv_ml: f64) -> Option<f64> {
+    (edv_ml > 0.0).then(|| 100.0 * (edv_ml - esv_ml) / edv_ml)
+}
+
 fn summary_at(v: &[PhaseVolumes], ed: usize, es: usize) -> CardiacSummary {
     let (ped, pes) = (v[ed], v[es]);
-    let ef = |edv: f64, esv: f64| (edv > 0.0).then(|| 100.0 * (edv - esv) / edv);
+    let ef = ejection_fraction;
     CardiacSummary {
         phases: v.len(),
         lv_curve_ml: v.iter().map(|p| p.lv_ml).collect(),

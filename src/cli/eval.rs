@@ -5,7 +5,7 @@
 use super::segment_cmd::segment_nifti;
 use super::{CliError, VALIDATION_FRACTION};
 use crate::analysis::metrics::evaluate;
-use crate::analysis::volumes::{agreement, Agreement, PhaseVolumes};
+use crate::analysis::volumes::{agreement, ejection_fraction, Agreement, PhaseVolumes};
 use crate::analysis::LabelVolume;
 use crate::io::acdc::{acdc_to_cineseg, scan, AcdcPatient};
 use crate::io::{read_volume, IoError};
@@ -108,12 +108,9 @@ fn truth_volume(path: &Path) -> Result<LabelVolume, CliError> {
     )?)
 }
 
+/// EF, NaN where undefined (agreement skips non-finite pairs).
 fn ef(edv: f64, esv: f64) -> f64 {
-    if edv > 0.0 {
-        100.0 * (edv - esv) / edv
-    } else {
-        f64::NAN
-    }
+    ejection_fraction(edv, esv).unwrap_or(f64::NAN)
 }
 
 fn numbers(ed: &PhaseVolumes, es: &PhaseVolumes) -> [f64; 7] {

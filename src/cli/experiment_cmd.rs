@@ -117,7 +117,7 @@ fn transfer(a: TransferArgs, threads: usize) -> Result<(), CliError> {
 
 fn write_outputs(t: &TransferTable, a: &TransferArgs, command: &str) -> Result<(), CliError> {
     let md = format!(
-        "# Transfer learning: {}\n\n{}\nLearning curves (mean test Dice, % per epoch; numbers as in the table; flat dashed lines have no epochs): `transfer-curves.png`.\n\nRegenerate with:\n\n```\n{command}\n```\n",
+        "# Transfer learning: {}\n\n{}\nLearning curves (mean test Dice, % per epoch; named as in the table; dashed lines are arms without epochs): `transfer-curves.png`.\n\nRegenerate with:\n\n```\n{command}\n```\n",
         a.data.display(),
         markdown(t)
     );
@@ -138,6 +138,7 @@ fn write_outputs(t: &TransferTable, a: &TransferArgs, command: &str) -> Result<(
                 }
             };
             Series {
+                name: r.name.clone(),
                 values: if r.curve.is_empty() {
                     vec![flat]
                 } else {

@@ -1,11 +1,11 @@
 //! Learning curves of a transfer-learning experiment: test Dice (in %) per epoch for each
 //! fine-tuning arm, and flat dashed lines for arms without epochs (the base model, BatchNorm
-//! adaptation). Drawn with the plot module's primitives; series are numbered 1..n in a legend
-//! of colour swatches because the bitmap font has digits only; the Markdown table says which
-//! number is which.
+//! adaptation). Drawn with plotters and the bundled font, as the volume curve is: a legend
+//! that names every arm, titled axes with units.
 
-use super::pixels::{line, square, text, text_width, thick_line};
-use super::{ReportError, RgbImage};
+use plotters::prelude::*;
+
+use super::{font, ReportError, RgbImage};
 
 /// Distinct colours for up to eight series (cycled beyond).
 pub const SERIES_COLOURS: [[u8; 3]; 8] = [
@@ -22,6 +22,8 @@ pub const SERIES_COLOURS: [[u8; 3]; 8] = [
 /// One curve: values per epoch (a single value draws a flat dashed reference line).
 #[derive(Clone, Debug)]
 pub struct Series {
+    /// The legend entry (the arm's name).
+    pub name: String,
     pub values: Vec<f64>,
     pub colour: [u8; 3],
 }
@@ -40,75 +42,109 @@ pub fn learning_curves(
     if series.is_empty() {
         return Err(ReportError::Shape("no series to plot".into()));
     }
-    let mut img = RgbImage::filled(width, height, [255, 255, 255]);
-    let (left, right, top, bottom) = (44i64, width as i64 - 12, 30i64, height as i64 - 24);
-    let n = series
+    font::ensure_registered()?;
+    let mut buf = vec![255u8; width * height * 3];
+    {
+        let root =
+            BitMapBackend::with_buffer(&mut buf, (width as u32, height as u32)).into_drawing_area();
+        draw(&root, series)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(RgbImage {
+        width,
+        height,
+        data: buf,
+    })
+}
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    series: &[Series],
+) -> Result<(), ReportError> {
+    root.fill(&WHITE).map_err(draw_err)?;
+    let epochs = series
         .iter()
         .map(|s| s.values.len())
         .max()
         .unwrap_or(1)
         .max(2);
-    let px = |i: usize| left + (i as i64 * (right - left)) / (n as i64 - 1);
-    let py = |v: f64| bottom - (v.clamp(0.0, 1.0) * (bottom - top) as f64).round() as i64;
-    for k in 0..=5 {
-        let v = k as f64 / 5.0;
-        line(&mut img, left, py(v), right, py(v), [225, 225, 225]);
-        let label = format!("{}", k * 20);
-        text(
-            &mut img,
-            left - 6 - text_width(&label),
-            py(v) - 4,
-            &label,
-            [0, 0, 0],
-        );
-    }
-    line(&mut img, left, top, left, bottom, [0, 0, 0]);
-    line(&mut img, left, bottom, right, bottom, [0, 0, 0]);
-    for (i, label) in [(0, "1".to_string()), (n - 1, n.to_string())] {
-        text(
-            &mut img,
-            px(i) - text_width(&label) / 2,
-            bottom + 6,
-            &label,
-            [0, 0, 0],
-        );
-    }
-    for (k, s) in series.iter().enumerate() {
-        // Legend: number and swatch along the top.
-        let lx = left + 8 + k as i64 * 36;
-        text(&mut img, lx, 8, &(k + 1).to_string(), [0, 0, 0]);
-        for dy in 0..6 {
-            line(&mut img, lx + 12, 10 + dy, lx + 26, 10 + dy, s.colour);
-        }
+    let x_end = epochs as f64;
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(52)
+        .build_cartesian_2d(1.0..x_end, 0.0..100.0)
+        .map_err(draw_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("Epoch")
+        .y_desc("Test Dice (%)")
+        .x_labels(epochs.min(12))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .label_style((font::FAMILY, 13))
+        .axis_desc_style((font::FAMILY, 14))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(draw_err)?;
+    for s in series {
+        let colour = RGBColor(s.colour[0], s.colour[1], s.colour[2]);
+        let pct = |v: f64| 100.0 * v.clamp(0.0, 1.0);
         match s.values.as_slice() {
             [] => {}
             [v] if v.is_finite() => {
-                let mut x = left;
-                while x < right {
-                    thick_line(&mut img, x, py(*v), (x + 6).min(right), py(*v), s.colour);
-                    x += 12;
-                }
+                // A reference without epochs: a dashed horizontal line.
+                let y = pct(*v);
+                let dashes = (0..)
+                    .map(|k| 1.0 + k as f64 * 0.04 * (x_end - 1.0))
+                    .take_while(|x| *x < x_end)
+                    .map(move |x| {
+                        PathElement::new(
+                            vec![(x, y), ((x + 0.02 * (x_end - 1.0)).min(x_end), y)],
+                            colour.stroke_width(2),
+                        )
+                    });
+                chart
+                    .draw_series(dashes)
+                    .map_err(draw_err)?
+                    .label(format!("{} (no epochs)", s.name))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 7, y)], colour.stroke_width(2))
+                    });
             }
             vals => {
-                for i in 1..vals.len() {
-                    if vals[i - 1].is_finite() && vals[i].is_finite() {
-                        thick_line(
-                            &mut img,
-                            px(i - 1),
-                            py(vals[i - 1]),
-                            px(i),
-                            py(vals[i]),
-                            s.colour,
-                        );
-                    }
-                }
-                for (i, v) in vals.iter().enumerate().filter(|(_, v)| v.is_finite()) {
-                    square(&mut img, px(i), py(*v), 2, s.colour);
-                }
+                let pts: Vec<(f64, f64)> = vals
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.is_finite())
+                    .map(|(i, v)| ((i + 1) as f64, pct(*v)))
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
+                    .map_err(draw_err)?
+                    .label(s.name.clone())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                    });
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                    .map_err(draw_err)?;
             }
         }
     }
-    Ok(img)
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font((font::FAMILY, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_err)?;
+    Ok(())
+}
+
+fn draw_err<E: std::error::Error>(e: E) -> ReportError {
+    ReportError::Draw(e.to_string())
 }
 
 #[cfg(test)]
@@ -116,25 +152,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn draws_curves_in_their_colours() {
+    fn draws_curves_in_their_colours_with_a_legend() {
         let s = vec![
             Series {
+                name: "base".into(),
                 values: vec![0.5],
                 colour: SERIES_COLOURS[1],
             },
             Series {
+                name: "paper recipe".into(),
                 values: vec![0.2, 0.6, 0.8],
                 colour: SERIES_COLOURS[2],
             },
         ];
-        let img = learning_curves(&s, 320, 200).unwrap();
-        let count = |c: [u8; 3]| {
-            (0..img.height)
-                .flat_map(|y| (0..img.width).map(move |x| (x, y)))
-                .filter(|(x, y)| img.pixel(*x, *y) == Some(c))
-                .count()
-        };
+        let img = learning_curves(&s, 640, 360).unwrap();
+        let count = |c: [u8; 3]| img.data.chunks(3).filter(|p| *p == c).count();
         assert!(count(SERIES_COLOURS[1]) > 50 && count(SERIES_COLOURS[2]) > 50);
+        let dark = img
+            .data
+            .chunks(3)
+            .filter(|p| p.iter().all(|&v| v < 80))
+            .count();
+        assert!(
+            dark > 300,
+            "axes, titles and legend drawn ({dark} dark pixels)"
+        );
         assert!(learning_curves(&[], 320, 200).is_err());
         assert!(learning_curves(&s, 50, 50).is_err());
     }

@@ -9,7 +9,6 @@ pub mod html;
 pub mod json;
 pub mod overlay;
 pub mod page;
-pub mod pixels;
 pub mod results;
 pub mod summary_page;
 pub mod volume_plot;
