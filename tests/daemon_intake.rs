@@ -347,6 +347,59 @@ fn a_record_torn_while_running_costs_no_acknowledged_instance() {
     );
 }
 
+/// `chattr` on every file of a folder (`+i` makes them undeletable, even for root).
+fn chattr_all(dir: &Path, flag: &str) -> bool {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    !files.is_empty()
+        && Command::new("chattr")
+            .arg(flag)
+            .args(&files)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+}
+
+/// Item 2 end to end: the crash between "results stored" and "received images removed" is
+/// staged by making the images undeletable (`chattr +i`) until the daemon is killed; after the
+/// restart the images of the processed series must go (`keep_received = false`).
+#[test]
+fn images_of_a_processed_series_do_not_outlive_a_crash() {
+    if !have_dcmtk() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = synthetic_series(&dir.path().join("in"), "1.2.826.0.1.3680043.10.1.7", 2, 3);
+    let port = free_port();
+    // no continuation window: the images are no longer needed once the series is processed
+    let spool = "settle_ms = 2000\ncontinuation_window_s = 0";
+    let mut d = Served::start_with_spool(dir.path(), "", spool, port);
+    assert!(stored_ok(&storescu(port, "SCANNER", &files)));
+    let objects = dir.path().join("state/objects");
+    if !chattr_all(&objects, "+i") {
+        println!("skipped: chattr +i is not supported here");
+        return;
+    }
+    let r = wait_reports(&d, 1, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    d.kill9();
+    let undeletable = chattr_all(&objects, "-i");
+    assert!(undeletable, "chattr -i");
+    assert_eq!(r.len(), 1, "the series was processed before the kill");
+    assert_eq!(count(&objects), files.len(), "the removal was held off");
+    let _d2 = Served::spawn(dir.path(), d.config.clone(), port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(&objects) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        count(&objects),
+        0,
+        "the received images of a processed series are removed after the crash"
+    );
+}
+
 #[test]
 fn kill_9_at_random_points_loses_nothing_and_duplicates_nothing() {
     if !have_dcmtk() {

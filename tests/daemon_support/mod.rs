@@ -250,6 +250,15 @@ impl Served {
                 .unwrap_or(1),
             o = root.join("results").display()
         );
+        // CINESEG_TEST_OMIT_KEYS (comma-separated) drops config keys an older build under
+        // CINESEG_TEST_BIN does not know.
+        let omit = std::env::var("CINESEG_TEST_OMIT_KEYS").unwrap_or_default();
+        let omitted: Vec<&str> = omit.split(',').filter(|k| !k.trim().is_empty()).collect();
+        let text: String = text
+            .lines()
+            .filter(|l| !omitted.iter().any(|k| l.trim_start().starts_with(k.trim())))
+            .map(|l| format!("{l}\n"))
+            .collect();
         std::fs::write(&config, text).expect("config");
         Self::spawn(root, config, port)
     }
