@@ -94,6 +94,21 @@ pub fn check_implicit_dataset(dataset: &[u8]) -> Result<(), String> {
     check_nesting(dataset, &ts)
 }
 
+/// An open sequence or item of the walk, as the parser's stack of delimiters holds it.
+struct Open {
+    item: bool,
+    /// Where a defined-length one ends (the parser closes it there without a delimiter).
+    end: Option<usize>,
+}
+
+/// Walks the element and item headers the way dicom-parser's `DataSetReader` reads them, so
+/// every length it will allocate for is checked against the bytes left. The parser's state
+/// decides how a header is read: where it expects an item (right after a sequence starts, and
+/// after an item ends) it reads an item header and ignores any length a delimiter declares;
+/// where it expects an element, a (FFFE,E0DD) is a plain element whose declared length is
+/// read as its value, and an undefined length opens a sequence whatever the VR. (A walk that
+/// skipped a sequence delimiter's length in item context let a 1.5 KB file make the parser
+/// reserve 4 GB: fuzzing, 2026-12-03.)
 fn walk_lengths(body: &[u8], start: usize, syntax: Syntax, in_meta: bool) -> Result<(), String> {
     let mut w = Walker {
         bytes: body,
@@ -102,8 +117,23 @@ fn walk_lengths(body: &[u8], start: usize, syntax: Syntax, in_meta: bool) -> Res
     let mut syntax = syntax;
     let mut in_meta = in_meta;
     let mut in_fragments = false;
+    let mut expect_item = false;
+    let mut open: Vec<Open> = Vec::new();
     let mut transfer_syntax = String::new();
-    while w.pos < body.len() {
+    loop {
+        // Defined-length sequences and items close where their length ends.
+        while let Some(top) = open.last() {
+            match top.end {
+                Some(end) if w.pos >= end => {
+                    expect_item = top.item;
+                    open.pop();
+                }
+                _ => break,
+            }
+        }
+        if w.pos >= body.len() {
+            return Ok(());
+        }
         let group_le = w.u16(w.pos, false).ok_or("element header cut off")?;
         if in_meta && group_le != 0x0002 {
             in_meta = false;
@@ -120,10 +150,49 @@ fn walk_lengths(body: &[u8], start: usize, syntax: Syntax, in_meta: bool) -> Res
         let group = w.u16(w.pos, big).ok_or("element header cut off")?;
         let element = w.u16(w.pos + 2, big).ok_or("element header cut off")?;
         let start = w.pos;
-        let (len, header) = if group == 0xFFFE {
-            (w.u32(w.pos + 4, big).ok_or("item header cut off")?, 8)
-        } else if syntax == Syntax::ImplicitLe && !in_meta {
-            (w.u32(w.pos + 4, false).ok_or("element header cut off")?, 8)
+        if expect_item && !in_fragments && group != 0xFFFE {
+            // Not an item where one is expected: the parser stops there with an error; walk
+            // on as if it read an element, so whatever follows is checked too.
+            expect_item = false;
+        }
+        if in_fragments || expect_item {
+            // An item header: tag and 4-byte length.
+            let len = w.u32(w.pos + 4, big).ok_or("item header cut off")?;
+            w.pos += 8;
+            match (group, element) {
+                (0xFFFE, 0xE000) if in_fragments => {
+                    if len != UNDEFINED {
+                        skip(&mut w, start, group, element, len)?;
+                    }
+                }
+                (0xFFFE, 0xE0DD) if in_fragments => in_fragments = false,
+                (0xFFFE, 0xE000) => {
+                    let remaining = body.len().saturating_sub(w.pos);
+                    if len != UNDEFINED && len as usize > remaining {
+                        return Err(format!(
+                            "item at byte {start} claims {len} bytes but only {remaining} remain"
+                        ));
+                    }
+                    let end = (len != UNDEFINED).then(|| w.pos + len as usize);
+                    open.push(Open { item: true, end });
+                    expect_item = false;
+                }
+                (0xFFFE, 0xE00D) => {
+                    open.pop();
+                    expect_item = true;
+                }
+                (0xFFFE, 0xE0DD) => {
+                    open.pop();
+                    expect_item = false;
+                }
+                // Any other (FFFE,xxxx) item tag: the parser stops with an error here, before
+                // allocating anything.
+                _ => return Ok(()),
+            }
+            continue;
+        }
+        let (len, header) = if group == 0xFFFE || (syntax == Syntax::ImplicitLe && !in_meta) {
+            (w.u32(w.pos + 4, big).ok_or("element header cut off")?, 8)
         } else {
             let vr = body
                 .get(w.pos + 4..w.pos + 6)
@@ -138,54 +207,41 @@ fn walk_lengths(body: &[u8], start: usize, syntax: Syntax, in_meta: bool) -> Res
             }
         };
         w.pos += header;
-        if group == 0xFFFE {
-            match element {
-                // Delimiters: the parser skips whatever length they (wrongly) declare.
-                0xE0DD | 0xE00D => {
-                    if element == 0xE0DD {
-                        in_fragments = false;
-                    }
-                    if len != UNDEFINED {
-                        skip(&mut w, start, group, element, len)?;
-                    }
-                }
-                0xE000 if in_fragments && len != UNDEFINED => {
-                    skip(&mut w, start, group, element, len)?;
-                }
-                // An item: its content is read as elements, but it must fit in the file.
-                0xE000 => {
-                    let remaining = body.len().saturating_sub(w.pos);
-                    if len != UNDEFINED && len as usize > remaining {
-                        return Err(format!(
-                            "item at byte {start} claims {len} bytes but only {remaining} remain"
-                        ));
-                    }
-                }
-                // Any other (FFFE,xxxx) is read by the parser as a plain value of that length.
-                _ if len != UNDEFINED => skip(&mut w, start, group, element, len)?,
-                _ => {}
+        if (group, element) == (0xFFFE, 0xE00D) {
+            // An item delimiter where an element is expected ends the open item (or is
+            // ignored outside any); its length is not read.
+            if open.pop().is_some() {
+                expect_item = true;
             }
             continue;
         }
         if len == UNDEFINED {
             if (group, element) == PIXEL_DATA {
                 in_fragments = true;
+            } else {
+                open.push(Open {
+                    item: false,
+                    end: None,
+                });
+                expect_item = true;
             }
-            continue; // sequence or encapsulated data: descend
+            continue;
         }
         // In implicit VR the parser takes an element's VR from the dictionary, so a tag the
         // dictionary calls SQ is read as items whatever its bytes look like: walk it the same.
-        let is_sq = if syntax == Syntax::ImplicitLe && !in_meta {
-            dictionary_sequence(group, element)
-        } else {
-            body.get(start + 4..start + 6) == Some(b"SQ".as_slice())
-        };
-        let looks_like_items =
-            body.get(w.pos..w.pos + 4) == Some([0xFE, 0xFF, 0x00, 0xE0].as_slice());
-        if (is_sq || (syntax == Syntax::ImplicitLe && looks_like_items))
-            && (len as usize) <= body.len() - w.pos
-        {
-            continue; // defined-length sequence: descend to check its items too
+        let is_sq = group != 0xFFFE
+            && if syntax == Syntax::ImplicitLe && !in_meta {
+                dictionary_sequence(group, element)
+            } else {
+                body.get(start + 4..start + 6) == Some(b"SQ".as_slice())
+            };
+        if is_sq && (len as usize) <= body.len() - w.pos {
+            open.push(Open {
+                item: false,
+                end: Some(w.pos + len as usize),
+            });
+            expect_item = true;
+            continue;
         }
         if (group, element) == (0x0002, 0x0010) {
             let v = body.get(w.pos..w.pos + len as usize).unwrap_or_default();
@@ -193,7 +249,6 @@ fn walk_lengths(body: &[u8], start: usize, syntax: Syntax, in_meta: bool) -> Res
         }
         skip(&mut w, start, group, element, len)?;
     }
-    Ok(())
 }
 
 /// How deep sequences may nest. dicom-object builds a data set by recursion, two stack frames
@@ -457,6 +512,23 @@ mod tests {
         body.extend(explicit((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2.1\0"));
         body.extend_from_slice(&[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xF7]);
         assert!(check_lengths(&body).unwrap_err().contains("(FFFE,FFFF)"));
+    }
+
+    #[test]
+    fn a_sequence_delimiter_where_an_item_is_expected_has_its_length_ignored() {
+        // Implicit VR: a sequence with one empty item, closed by a sequence delimiter that
+        // declares 0x53 bytes. The parser (expecting an item header there) ignores them and
+        // reads the next element right behind the delimiter: one claiming 4 GB.
+        let mut body = b"DICM".to_vec();
+        body.extend(explicit((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2\0"));
+        body.extend_from_slice(&[0x08, 0x00, 0x12, 0x21, 0xFF, 0xFF, 0xFF, 0xFF]);
+        body.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        body.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        body.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0x53, 0, 0, 0]);
+        body.extend_from_slice(&[0x00, 0x08, 0x00, 0x15, 0x92, 0xFF, 0xFF, 0xFF]);
+        body.extend_from_slice(&[0u8; 0x60]);
+        let err = check_lengths(&body).unwrap_err();
+        assert!(err.contains("(0800,1500)"), "{err}");
     }
 
     #[test]
