@@ -4,7 +4,7 @@
 #![cfg(feature = "gpu")]
 
 mod compare_support;
-use compare_support::rel_l2;
+use compare_support::{flat, rel_l2};
 
 use cineseg::nn::cpu::CpuBackend;
 use cineseg::nn::cuda::train::AdamWConfig;
@@ -201,13 +201,6 @@ fn train_step_matches_cpu() {
             }
         }
         assert!(bad.is_empty(), "gradients out of tolerance: {bad:#?}");
-        let flat = |p: &UNetParams| {
-            p.tensors()
-                .into_iter()
-                .flatten()
-                .copied()
-                .collect::<Vec<f32>>()
-        };
         let (all, _) = rel_l2(&flat(&got.grads), &flat(&want.grads));
         assert!(all <= 0.08, "all gradients: relative L2 {all}");
         for ((info, a), b) in UNetParams::layout(&cfg)

@@ -23,7 +23,7 @@
 #![cfg(feature = "gpu")]
 
 mod compare_support;
-use compare_support::rel_l2;
+use compare_support::{flat, rel_l2};
 
 use cineseg::nn::cpu::numerics::{Numerics, Storage};
 use cineseg::nn::cpu::precision::Precision;
@@ -313,13 +313,6 @@ fn training_step_matches_cpu() {
         }
     }
     assert!(bad.is_empty(), "gradients out of tolerance: {bad:#?}");
-    let flat = |p: &UNetParams| {
-        p.tensors()
-            .into_iter()
-            .flatten()
-            .copied()
-            .collect::<Vec<f32>>()
-    };
     let (all, _) = rel_l2(&flat(&got.grads), &flat(&want.grads));
     println!("all gradients: rel L2 {all:.2e}");
     assert!(
@@ -486,13 +479,6 @@ fn fp16_gradient_differences_are_rounding() {
         println!("{:<22} {a:>12.2e} {b:>12.2e} {c:>12.2e}", info.name);
         rows.push((info.name.clone(), a, b, c));
     }
-    let flat = |p: &UNetParams| {
-        p.tensors()
-            .into_iter()
-            .flatten()
-            .copied()
-            .collect::<Vec<f32>>()
-    };
     let (a, _) = rel_l2(&flat(&sim.grads), &flat(&f32_grads));
     let (b, _) = rel_l2(&flat(&f16_grads), &flat(&f32_grads));
     let (c, _) = rel_l2(&flat(&sim.grads), &flat(&f16_grads));

@@ -5,7 +5,8 @@
 
 use plotters::prelude::*;
 
-use super::{font, ReportError, RgbImage};
+use super::font::{self, draw_err};
+use super::{ReportError, RgbImage};
 
 /// Distinct colours for up to eight series (cycled beyond).
 pub const SERIES_COLOURS: [[u8; 3]; 8] = [
@@ -141,10 +142,6 @@ fn draw<DB: DrawingBackend>(
         .draw()
         .map_err(draw_err)?;
     Ok(())
-}
-
-fn draw_err<E: std::error::Error>(e: E) -> ReportError {
-    ReportError::Draw(e.to_string())
 }
 
 #[cfg(test)]

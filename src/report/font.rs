@@ -26,3 +26,8 @@ pub fn ensure_registered() -> Result<(), ReportError> {
         ))
     }
 }
+
+/// A plotters drawing error as the report's error (every plot maps its errors this way).
+pub fn draw_err<E: std::error::Error>(e: E) -> ReportError {
+    ReportError::Draw(e.to_string())
+}

@@ -4,8 +4,9 @@
 
 use plotters::prelude::*;
 
+use super::font::{self, draw_err};
 use super::overlay::{LV_COLOUR, RV_COLOUR};
-use super::{font, ReportError, RgbImage};
+use super::{ReportError, RgbImage};
 
 /// Colour of the end-diastole marker.
 pub const ED_COLOUR: [u8; 3] = [0, 140, 0];
@@ -181,10 +182,6 @@ impl<'a> VolumeCurve<'a> {
             .map_err(draw_err)?;
         Ok(())
     }
-}
-
-fn draw_err<E: std::error::Error>(e: E) -> ReportError {
-    ReportError::Draw(e.to_string())
 }
 
 #[cfg(test)]

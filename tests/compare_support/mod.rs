@@ -15,3 +15,9 @@ pub fn rel_l2(got: &[f32], want: &[f32]) -> (f64, f64) {
         dot / (n.sqrt() * ng.sqrt()).max(1e-300),
     )
 }
+
+/// Every tensor of a parameter set, concatenated in layout order (for one overall comparison).
+#[allow(dead_code)]
+pub fn flat(p: &cineseg::nn::UNetParams) -> Vec<f32> {
+    p.tensors().into_iter().flatten().copied().collect()
+}
