@@ -316,3 +316,62 @@ fn preprocess_numbers_in_a_model_file_are_bounded_by_name() {
     }
     Model::load(&tiny_model_with(d.path(), base)).expect("sane preprocess loads");
 }
+
+// ---- item 11: allocations bounded by the bytes received (fuzz findings) ----------------
+
+/// A file meta group whose declared group length runs past its last real element, into
+/// zeros: the meta reader consumes more than the elements of group 0002, so the data set
+/// starts later than a walk of the whole file assumes, and there a zero-filled header claims
+/// 4 GB. Shaped after a 498-byte input libFuzzer found (2026-12-03) that made the reader
+/// reserve 4 GB; UIDs here are made up. Must be refused by the length check, not allocated.
+#[test]
+fn a_meta_group_running_into_zeros_does_not_reserve_gigabytes() {
+    let mut f = vec![0u8; 128];
+    f.extend_from_slice(b"DICM");
+    let el = |f: &mut Vec<u8>, tag: (u16, u16), vr: &[u8; 2], value: &[u8]| {
+        f.extend_from_slice(&tag.0.to_le_bytes());
+        f.extend_from_slice(&tag.1.to_le_bytes());
+        f.extend_from_slice(vr);
+        if vr == b"OB" {
+            f.extend_from_slice(&[0, 0]);
+            f.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        } else {
+            f.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        }
+        f.extend_from_slice(value);
+    };
+    el(&mut f, (0x0002, 0x0000), b"UL", &232u32.to_le_bytes());
+    el(&mut f, (0x0002, 0x0001), b"OB", &[0, 1]);
+    el(
+        &mut f,
+        (0x0002, 0x0002),
+        b"UI",
+        b"1.2.840.10008.5.1.4.1.1.7\0",
+    );
+    let sop = format!("{:<64}", "1.2.826.0.1.3680043.10.99.1").replace(' ', "0");
+    el(&mut f, (0x0002, 0x0003), b"UI", sop.as_bytes());
+    el(&mut f, (0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2\0");
+    // ImplementationClassUID claiming 48 bytes of which 6 are text: the rest are zeros
+    let mut impl_uid = b"1.2.82".to_vec();
+    impl_uid.resize(48, 0);
+    el(&mut f, (0x0002, 0x0012), b"UI", &impl_uid);
+    f.resize(0x184, 0);
+    f.extend_from_slice(&[0x02, 0xF6]);
+    f.resize(0x1D3, 0);
+    f.push(0xF7);
+    f.resize(0x1F2, 0);
+    let t = std::time::Instant::now();
+    let r = parse(&f, Path::new("meta-into-zeros.dcm"));
+    let elapsed = t.elapsed();
+    let Err(DicomError::Parse { reason, .. }) = r else {
+        panic!("expected a parse error, got {r:?}");
+    };
+    assert!(
+        reason.contains("claims"),
+        "refused by the length check: {reason}"
+    );
+    assert!(
+        elapsed < std::time::Duration::from_secs(1),
+        "refused at once, not after reserving memory ({elapsed:?})"
+    );
+}

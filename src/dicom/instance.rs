@@ -262,6 +262,11 @@ fn open_checked(body: &[u8]) -> Result<DefaultDicomObject, OpenError> {
             .map_err(OpenError::Read)?;
         return Ok(obj.with_exact_meta(meta));
     }
+    // The data set again, from where the meta reader really stopped and in its transfer
+    // syntax: the walk of the whole body assumes the meta group ends at the first element of
+    // another group, which a malformed group can make untrue (fuzzing, 2026-12-03: a 498-byte
+    // file whose data set the parser then read 8 bytes later, reserving 4 GB).
+    super::precheck::check_dataset_lengths(dataset, ts.uid()).map_err(OpenError::Precheck)?;
     super::precheck::check_nesting(dataset, ts).map_err(OpenError::Precheck)?;
     read_with_options(body).map_err(OpenError::Read)
 }

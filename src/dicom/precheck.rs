@@ -78,6 +78,17 @@ pub(crate) fn check_lengths(body: &[u8]) -> Result<(), String> {
     walk_lengths(body, 4, Syntax::ExplicitLe, true)
 }
 
+/// Check a data set (no meta group) in the transfer syntax `ts_uid` as [`check_lengths`]
+/// checks a whole file: for the bytes the parser reads after the meta reader stopped.
+pub(crate) fn check_dataset_lengths(dataset: &[u8], ts_uid: &str) -> Result<(), String> {
+    let syntax = match ts_uid.trim_end_matches(['\0', ' ']) {
+        "1.2.840.10008.1.2" => Syntax::ImplicitLe,
+        "1.2.840.10008.1.2.2" => Syntax::ExplicitBe,
+        _ => Syntax::ExplicitLe,
+    };
+    walk_lengths(dataset, 0, syntax, false)
+}
+
 /// Check an inflated Deflated Explicit VR Little Endian data set (no meta group) as
 /// [`check_lengths`] checks a plain one.
 pub(crate) fn check_inflated_lengths(dataset: &[u8]) -> Result<(), String> {
