@@ -259,6 +259,40 @@ fn walk_lengths(body: &[u8], start: usize, syntax: Syntax, in_meta: bool) -> Res
             transfer_syntax = String::from_utf8_lossy(v).into_owned();
         }
         skip(&mut w, start, group, element, len)?;
+        // The parser reads binary numbers whole: of a UL value 3 bytes long it reads none, so
+        // its stream stays `len % unit` bytes behind the declared length (fuzzing,
+        // 2026-12-03: a (0000,0000) of length 3 shifted it onto a 4 GB claim). Follow it.
+        let vr = if syntax == Syntax::ImplicitLe && !in_meta {
+            dictionary_vr(group, element)
+        } else {
+            body.get(start + 4..start + 6)
+                .and_then(|v| <[u8; 2]>::try_from(v).ok())
+        };
+        w.pos -= len as usize % vr.map_or(1, binary_unit);
+    }
+}
+
+/// Bytes per value of the binary VRs the parser reads in whole numbers (1 for the rest).
+fn binary_unit(vr: [u8; 2]) -> usize {
+    match &vr {
+        b"US" | b"SS" | b"OW" => 2,
+        b"UL" | b"SL" | b"FL" | b"OF" | b"OL" | b"AT" => 4,
+        b"FD" | b"OD" | b"SV" | b"UV" | b"OV" => 8,
+        _ => 1,
+    }
+}
+
+/// The VR the standard dictionary gives a tag, as its two letters, when it is a single one.
+fn dictionary_vr(group: u16, element: u16) -> Option<[u8; 2]> {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    use dicom_core::Tag;
+    match dicom_dictionary_std::StandardDataDictionary
+        .by_tag(Tag(group, element))?
+        .vr()
+    {
+        VirtualVr::Exact(vr) => <[u8; 2]>::try_from(vr.to_string().as_bytes()).ok(),
+        VirtualVr::Xs => Some(*b"US"),
+        _ => None,
     }
 }
 
@@ -540,6 +574,22 @@ mod tests {
         body.extend_from_slice(&[0u8; 0x60]);
         let err = check_lengths(&body).unwrap_err();
         assert!(err.contains("(0800,1500)"), "{err}");
+    }
+
+    #[test]
+    fn a_short_binary_value_leaves_the_stream_where_the_parser_leaves_it() {
+        // Implicit VR: (0000,0000) is UL by the dictionary; 3 bytes declared, none read, so
+        // the next header starts 3 bytes early, where a 4 GB claim sits.
+        let mut body = b"DICM".to_vec();
+        body.extend(explicit((0x0002, 0x0010), b"UI", b"1.2.840.10008.1.2\0"));
+        body.extend_from_slice(&[0, 0, 0, 0, 3, 0, 0, 0]);
+        body.extend_from_slice(&[0x08, 0x00, 0x10, 0x00, 0xF0, 0xFF, 0xFF, 0xF0, 0]);
+        body.extend_from_slice(&[0u8; 16]);
+        let err = check_lengths(&body).unwrap_err();
+        assert!(
+            err.contains("(0008,0010)") || err.contains("claims"),
+            "{err}"
+        );
     }
 
     #[test]
