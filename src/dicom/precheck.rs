@@ -238,14 +238,16 @@ fn walk_lengths(body: &[u8], start: usize, syntax: Syntax, in_meta: bool) -> Res
             }
             continue;
         }
-        // In implicit VR the parser takes an element's VR from the dictionary, so a tag the
-        // dictionary calls SQ is read as items whatever its bytes look like: walk it the same.
-        let is_sq = group != 0xFFFE
-            && if syntax == Syntax::ImplicitLe && !in_meta {
-                dictionary_sequence(group, element)
-            } else {
-                body.get(start + 4..start + 6) == Some(b"SQ".as_slice())
-            };
+        // The VR the parser reads the value by: in implicit VR the dictionary's, so a tag the
+        // dictionary calls SQ is read as items whatever its bytes look like (walked the same),
+        // and binary VRs are read in whole numbers (below). One dictionary lookup per element.
+        let vr = if syntax == Syntax::ImplicitLe && !in_meta {
+            dictionary_vr(group, element)
+        } else {
+            body.get(start + 4..start + 6)
+                .and_then(|v| <[u8; 2]>::try_from(v).ok())
+        };
+        let is_sq = group != 0xFFFE && vr == Some(*b"SQ");
         if is_sq && (len as usize) <= body.len() - w.pos {
             open.push(Open {
                 item: false,
@@ -262,12 +264,6 @@ fn walk_lengths(body: &[u8], start: usize, syntax: Syntax, in_meta: bool) -> Res
         // The parser reads binary numbers whole: of a UL value 3 bytes long it reads none, so
         // its stream stays `len % unit` bytes behind the declared length (fuzzing,
         // 2026-12-03: a (0000,0000) of length 3 shifted it onto a 4 GB claim). Follow it.
-        let vr = if syntax == Syntax::ImplicitLe && !in_meta {
-            dictionary_vr(group, element)
-        } else {
-            body.get(start + 4..start + 6)
-                .and_then(|v| <[u8; 2]>::try_from(v).ok())
-        };
         w.pos -= len as usize % vr.map_or(1, binary_unit);
     }
 }
@@ -373,15 +369,6 @@ pub(crate) fn inflate(
         return Err(format!("deflated data set inflates past {limit} bytes"));
     }
     Ok(inflated)
-}
-
-/// Whether the standard dictionary gives tag (group, element) the VR SQ.
-fn dictionary_sequence(group: u16, element: u16) -> bool {
-    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
-    use dicom_core::{Tag, VR};
-    dicom_dictionary_std::StandardDataDictionary
-        .by_tag(Tag(group, element))
-        .is_some_and(|e| e.vr() == VirtualVr::Exact(VR::SQ))
 }
 
 fn skip(w: &mut Walker, start: usize, group: u16, element: u16, len: u32) -> Result<(), String> {
