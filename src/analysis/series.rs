@@ -1,8 +1,9 @@
 //! Measures one segmented cine series: post-processed label volumes per phase, masks aligned to
 //! the stack, ED/ES with their trigger times, function numbers with heart rate, BSA indexing and
-//! reference ranges, a per-slice table, quality flags and notes. `cineseg segment` (DICOM and
-//! NIfTI), `eval`, `demo` and the daemon all measure through here, so they report the same
-//! numbers the same way.
+//! reference ranges, a per-slice table, quality flags and notes. The daemon and DICOM `segment`
+//! use [`analyse`]; NIfTI `segment` and `demo`, which have no DICOM context, use its first half
+//! [`analyse_phases`]; `eval` compares at the expert's ED/ES frames with the same volume, EF and
+//! mass functions of `volumes`. So every command reports the same numbers the same way.
 
 use std::collections::HashMap;
 
@@ -169,24 +170,11 @@ pub fn analyse(
             *a = vec![1, 2, 3];
         }
     }
-    let mut notes = Vec::new();
-    let summary = if np > 1 {
-        match summarize(&phases) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                notes.push(format!("no function numbers: {e}"));
-                None
-            }
-        }
-    } else {
-        notes.push("one phase only: no ED/ES, EF or volume curve".into());
-        None
-    };
-    let mut flags = summary
-        .as_ref()
-        .map(|s| quality::check(&phases, s))
-        .unwrap_or_default();
-    flags.extend(quality::check_confidence(&confidence, min_confidence));
+    let PhaseAnalysis {
+        summary,
+        mut flags,
+        mut notes,
+    } = analyse_phases(&phases, &confidence, min_confidence);
     flags.extend(quality::check_stack(stack));
     if missing > 0 {
         notes.push(format!(
@@ -224,6 +212,51 @@ pub fn analyse(
         confidence,
         missing_frames: missing,
     })
+}
+
+/// What the label volumes of a series' phases give on their own, without DICOM context: the
+/// function numbers, the plausibility and confidence flags, and notes on what could not be
+/// derived. The DICOM analysis, NIfTI `segment` and `demo` all measure through this one path.
+#[derive(Debug, Clone, Default)]
+pub struct PhaseAnalysis {
+    /// ED/ES, volumes, EF and mass (None with one phase only, or when no summary could be made).
+    pub summary: Option<CardiacSummary>,
+    /// Plausibility (curve, slices, numbers) and confidence flags.
+    pub flags: Vec<QualityFlag>,
+    /// Why numbers are absent, when they are.
+    pub notes: Vec<String>,
+}
+
+/// Summarises and checks one label volume per phase; `confidence` is the mean foreground
+/// confidence per phase (see [`foreground_confidence`]).
+pub fn analyse_phases(
+    phases: &[super::LabelVolume],
+    confidence: &[f32],
+    min_confidence: f32,
+) -> PhaseAnalysis {
+    let mut notes = Vec::new();
+    let summary = if phases.len() > 1 {
+        match summarize(phases) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                notes.push(format!("no function numbers: {e}"));
+                None
+            }
+        }
+    } else {
+        notes.push("one phase only: no ED/ES, EF or volume curve".into());
+        None
+    };
+    let mut flags = summary
+        .as_ref()
+        .map(|s| quality::check(phases, s))
+        .unwrap_or_default();
+    flags.extend(quality::check_confidence(confidence, min_confidence));
+    PhaseAnalysis {
+        summary,
+        flags,
+        notes,
+    }
 }
 
 /// Mean confidence over the foreground pixels of a phase's slices (1.0 with no foreground):

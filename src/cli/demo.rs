@@ -56,6 +56,7 @@ pub fn run(a: DemoArgs, threads: usize) -> Result<(), CliError> {
     let t0 = std::time::Instant::now();
     let mut phases: Vec<LabelVolume> = Vec::with_capacity(params.phases);
     let mut low_conf = 0usize;
+    let mut confidence = Vec::with_capacity(params.phases);
     for t in 0..params.phases {
         let slices: Vec<Slice2D> = (0..params.slices)
             .filter_map(|s| ph.image(s, t))
@@ -71,6 +72,7 @@ pub fn run(a: DemoArgs, threads: usize) -> Result<(), CliError> {
             .iter()
             .filter(|l| l.foreground > 0 && l.confidence < 0.7)
             .count();
+        confidence.push(crate::analysis::series::foreground_confidence(&labels));
         phases.push(phase_volume(&labels, params.width, params.height, spacing)?);
         pb.inc(1);
     }
@@ -92,7 +94,12 @@ pub fn run(a: DemoArgs, threads: usize) -> Result<(), CliError> {
         .collect();
     write_labels(&a.out.join("phantom_truth.nii.gz"), dims, sp, &truth)?;
     // Numbers, predicted and true.
-    let pred = summarize(&phases)?;
+    // The same summary and quality checks NIfTI `segment` and the daemon apply.
+    let checked = crate::analysis::series::analyse_phases(&phases, &confidence, 0.6);
+    let pred = match checked.summary.clone() {
+        Some(s) => s,
+        None => summarize(&phases)?,
+    };
     let tru = summarize(&ph.labels)?;
     let ed_metrics = evaluate(&phases[tru.ed_phase], &ph.labels[tru.ed_phase])?;
     // Overlays at ED and ES, and the volume curve.
@@ -111,6 +118,8 @@ pub fn run(a: DemoArgs, threads: usize) -> Result<(), CliError> {
         "truth": tru,
         "dice_at_true_ed": { "lv": ed_metrics[0].dice, "myo": ed_metrics[1].dice, "rv": ed_metrics[2].dice },
         "low_confidence_slices": low_conf,
+        "confidence": confidence,
+        "quality_flags": checked.flags,
         "seconds": secs,
     });
     super::write_json(&a.out.join("report.json"), &report)?;
@@ -172,6 +181,9 @@ pub fn run(a: DemoArgs, threads: usize) -> Result<(), CliError> {
             String::new()
         }
     );
+    for f in &checked.flags {
+        println!("  quality: {}", f.message);
+    }
     println!("wrote masks, overlays (overlay_ed.png, overlay_es.png), volume_curve.png and report.json to {}", a.out.display());
     Ok(())
 }

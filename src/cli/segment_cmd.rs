@@ -2,7 +2,7 @@
 //! volumes, ED/ES, EF and LV mass in JSON.
 
 use super::{progress::bar, CliError};
-use crate::analysis::volumes::{summarize, PhaseVolumes};
+use crate::analysis::volumes::PhaseVolumes;
 use crate::analysis::LabelVolume;
 use crate::image::Slice2D;
 use crate::io::nifti::{write_labels_at, LabelGeometry};
@@ -52,6 +52,8 @@ pub struct NiftiReport {
     pub confidence: Vec<f32>,
     /// The same plausibility and confidence checks as DICOM results get.
     pub quality_flags: Vec<crate::analysis::quality::QualityFlag>,
+    /// Why numbers are absent, when they are (e.g. one phase only).
+    pub notes: Vec<String>,
 }
 
 /// Splits a volume into the 2D slices of phase `t`.
@@ -169,19 +171,11 @@ pub fn run(a: SegmentArgs, threads: usize) -> Result<(), CliError> {
     };
     write_labels_at(&seg_path, vol.dims, geometry, &all)?;
     let volumes: Vec<PhaseVolumes> = phases.iter().map(PhaseVolumes::of).collect();
-    let summary = if phases.len() > 1 {
-        Some(summarize(&phases)?)
-    } else {
-        None
-    };
-    let mut quality_flags = summary
-        .as_ref()
-        .map(|s| crate::analysis::quality::check(&phases, s))
-        .unwrap_or_default();
-    quality_flags.extend(crate::analysis::quality::check_confidence(
-        &confidence,
-        a.min_confidence,
-    ));
+    let crate::analysis::series::PhaseAnalysis {
+        summary,
+        flags: quality_flags,
+        notes,
+    } = crate::analysis::series::analyse_phases(&phases, &confidence, a.min_confidence);
     let report = NiftiReport {
         input: a.input.display().to_string(),
         model: a
@@ -195,6 +189,7 @@ pub fn run(a: SegmentArgs, threads: usize) -> Result<(), CliError> {
         summary,
         confidence,
         quality_flags,
+        notes,
     };
     let json_path = a.out.join(format!("{s}_volumes.json"));
     super::write_json(&json_path, &report)?;

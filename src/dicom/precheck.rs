@@ -303,18 +303,22 @@ pub const MAX_SEQUENCE_DEPTH: usize = 64;
 
 /// Refuse a data set whose sequences nest deeper than [`MAX_SEQUENCE_DEPTH`]. The check reads
 /// the very token stream that dicom-object's recursive builder consumes (same reader, same
-/// options), so the depth it counts is the depth the builder would reach; the reader itself
-/// keeps its open sequences on the heap and does not recurse. Values are read as raw bytes,
-/// one at a time, after [`check_lengths`] has bounded every length by the bytes present.
+/// default options), so the depth it counts is the depth the builder would reach; the reader
+/// itself keeps its open sequences on the heap and does not recurse. Values are read one at a
+/// time, after [`check_lengths`] has bounded every length by the bytes present.
 /// A stream the reader cannot read to the end is left for the real parse to report.
+///
+/// The options must stay the builder's: with raw value reading, a US of 3 bytes consumes 3
+/// bytes where the builder's whole-number read consumes 2, the two streams part, and this
+/// check itself reserved 1.29 GB for a header [`check_lengths`] never saw (fuzz finding 4,
+/// 2026-12-03, an 836-byte file).
 pub(crate) fn check_nesting(
     dataset: &[u8],
     ts: &dicom_encoding::TransferSyntax,
 ) -> Result<(), String> {
-    use dicom_parser::dataset::read::{DataSetReaderOptions, ValueReadStrategy};
+    use dicom_parser::dataset::read::DataSetReaderOptions;
     use dicom_parser::dataset::{DataSetReader, DataToken};
-    let mut options = DataSetReaderOptions::default();
-    options.value_read = ValueReadStrategy::Raw;
+    let options = DataSetReaderOptions::default();
     let Ok(reader) = DataSetReader::new_with_ts_options(dataset, ts, options) else {
         return Ok(());
     };
