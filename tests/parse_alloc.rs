@@ -4,7 +4,9 @@
 //! few thousand seeded inputs through `cineseg::dicom::instance::parse`: random data sets
 //! behind a valid file meta group (as the daemon stores what a peer sends), in each transfer
 //! syntax the receiver accepts for native data, and mutations of a small valid MR file. The
-//! peak allocation for any one input must stay under 64 MiB.
+//! peak allocation for any one input must stay under 64 MiB. Crafted shapes of the fuzzer's
+//! findings, and every length field of an honest file raised to a huge claim, are measured the
+//! same way.
 
 mod daemon_support;
 mod hostile_support;
@@ -115,8 +117,73 @@ fn mutate(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {
     m
 }
 
+/// One implicit VR little endian element.
+fn implicit(f: &mut Vec<u8>, group: u16, element: u16, value: &[u8]) {
+    f.extend_from_slice(&group.to_le_bytes());
+    f.extend_from_slice(&element.to_le_bytes());
+    f.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    f.extend_from_slice(value);
+}
+
+/// Fuzz finding 4 (2026-12-03, an 836-byte file): in implicit VR, SamplesPerPixel (US by the
+/// dictionary) declared 3 bytes. The parser reads one whole US (2 bytes) and goes on from
+/// there, where an honest PhotometricInterpretation follows; a reader that consumed all 3
+/// bytes instead met a header claiming 1.29 GB (0x4D000000: the 'M' of MONOCHROME2 is its top
+/// length byte) and reserved it. The nesting check used such a reader.
+fn three_byte_us() -> Vec<u8> {
+    let mut f = header(IMPLICIT_LE);
+    implicit(&mut f, 0x0008, 0x0016, b"1.2.840.10008.5.1.4.1.1.7\0");
+    f.extend_from_slice(&[0x28, 0x00, 0x02, 0x00, 3, 0, 0, 0, 0x01, 0x00]);
+    // 2 bytes on: (0028,0004) CS "MONOCHROME2 "; 3 bytes on: (0400,0C00) claiming 0x4D000000.
+    f.extend_from_slice(&[0x28, 0x00, 0x04, 0x00, 12, 0, 0, 0]);
+    f.extend_from_slice(b"MONOCHROME2 ");
+    implicit(&mut f, 0x0028, 0x0010, &8u16.to_le_bytes());
+    f
+}
+
+/// An honest implicit VR file, and where its data set starts.
+fn honest_implicit() -> (Vec<u8>, usize) {
+    let mut f = header(IMPLICIT_LE);
+    let start = f.len();
+    implicit(&mut f, 0x0008, 0x0016, b"1.2.840.10008.5.1.4.1.1.7\0");
+    implicit(&mut f, 0x0010, 0x0010, b"DOE^J ");
+    implicit(&mut f, 0x0028, 0x0002, &1u16.to_le_bytes());
+    implicit(&mut f, 0x0028, 0x0004, b"MONOCHROME2 ");
+    implicit(&mut f, 0x0028, 0x0010, &8u16.to_le_bytes());
+    implicit(&mut f, 0x0028, 0x0011, &8u16.to_le_bytes());
+    implicit(&mut f, 0x7FE0, 0x0010, &[7u8; 64]);
+    (f, start)
+}
+
+/// The crafted inputs; run from the one test of this binary, since the allocation counters are
+/// process-wide and a second test on another thread would add its allocations to them.
+fn crafted_claims_are_never_allocated() {
+    let us = three_byte_us();
+    let peak = measure(&us);
+    assert!(
+        peak < LIMIT,
+        "3-byte US: {peak} bytes allocated for a {}-byte file",
+        us.len()
+    );
+    let (f, start) = honest_implicit();
+    assert!(measure(&f) < LIMIT);
+    // Every 4-byte window of the data set (each length field among them) set to a huge claim.
+    for at in (start..f.len() - 8).step_by(2) {
+        for claim in [0x4D00_0000u32, 0xFFFF_FFF0, 0x0100_0000] {
+            let mut g = f.clone();
+            g[at + 4..at + 8].copy_from_slice(&claim.to_le_bytes());
+            let peak = measure(&g);
+            assert!(
+                peak < LIMIT,
+                "claim {claim:#x} at byte {at}: {peak} bytes allocated"
+            );
+        }
+    }
+}
+
 #[test]
 fn parse_allocates_a_bounded_amount_on_random_and_mutated_inputs() {
+    crafted_claims_are_never_allocated();
     let dir = tempfile::tempdir().unwrap();
     let files = daemon_support::synthetic_series(dir.path(), "1.2.826.0.1.3680043.10.9", 1, 1);
     let valid = std::fs::read(&files[0]).unwrap();

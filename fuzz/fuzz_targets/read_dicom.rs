@@ -14,6 +14,36 @@ use std::sync::Once;
 
 use libfuzzer_sys::fuzz_target;
 
+/// Aborts on any single allocation over 64 MiB: no input of at most a few KiB may make the
+/// reader ask for that much (the caps on rows, columns and frames bound honest pixel buffers
+/// well below it). An abort is reported at once with the input, instead of as an RSS overrun
+/// after the memory was touched, and the backtrace names the allocation.
+struct BoundedAlloc;
+
+const MAX_SINGLE_ALLOCATION: usize = 64 << 20;
+
+// SAFETY: forwards every call to the system allocator unchanged, or aborts.
+unsafe impl std::alloc::GlobalAlloc for BoundedAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if layout.size() > MAX_SINGLE_ALLOCATION {
+            std::process::abort();
+        }
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        if size > MAX_SINGLE_ALLOCATION {
+            std::process::abort();
+        }
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: BoundedAlloc = BoundedAlloc;
+
 static HOOK: Once = Once::new();
 
 fuzz_target!(|data: &[u8]| {
