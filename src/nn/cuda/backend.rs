@@ -14,7 +14,6 @@ use crate::nn::backend::{Backend, TrainOutput};
 use crate::nn::loss::Target;
 use crate::nn::{NnError, Tensor, UNetParams};
 use cudarc::driver::sys;
-use half::f16;
 
 /// The GPU implementation of [`Backend`].
 pub struct CudaBackend {
@@ -132,7 +131,7 @@ impl CudaBackend {
             .weights
             .as_ref()
             .ok_or_else(|| NnError::Config("infer called before load_inference".into()))?;
-        let bufs = self.arena.get(&self.l.stream, &wts.cfg, n, h, w)?;
+        let bufs = self.arena.get(&self.l, &wts.cfg, n, h, w)?;
         if let Some(g) = &bufs.graph {
             return g.0.launch().map_err(dev("replaying the inference graph"));
         }
@@ -140,7 +139,7 @@ impl CudaBackend {
             let s = &self.l.stream;
             s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
                 .map_err(dev("starting graph capture"))?;
-            let queued = enqueue_forward(&self.l, wts, bufs, n, h, w);
+            let queued = enqueue_forward(&self.l, wts, bufs);
             let graph = s.end_capture(sys::CUgraphInstantiate_flags(0));
             queued?;
             match graph {
@@ -155,7 +154,7 @@ impl CudaBackend {
                 }
             }
         }
-        enqueue_forward(&self.l, wts, bufs, n, h, w)
+        enqueue_forward(&self.l, wts, bufs)
     }
 }
 
@@ -179,7 +178,7 @@ impl Backend for CudaBackend {
 
     fn load_inference(&mut self, params: &UNetParams) -> Result<(), NnError> {
         params.cfg.validate()?;
-        self.weights = Some(InferWeights::new(&self.l.stream, params)?);
+        self.weights = Some(InferWeights::new(&self.l, params)?);
         self.arena = Arena::default(); // recorded graphs point at the old weights
         Ok(())
     }
@@ -193,22 +192,13 @@ impl Backend for CudaBackend {
             .clone();
         cfg.check_input(x.h, x.w, x.c)?;
         let (n, h, w) = (x.n, x.h, x.w);
-        {
-            let bufs = self.arena.get(&self.l.stream, &cfg, n, h, w)?;
-            let hx: Vec<f16> = x.data.iter().map(|v| f16::from_f32(*v)).collect();
-            self.l
-                .stream
-                .memcpy_htod(&hx, &mut bufs.x)
-                .map_err(dev("uploading the input"))?;
-        }
+        self.arena
+            .get(&self.l, &cfg, n, h, w)?
+            .upload_input(&self.l, &x.data)?;
         self.run_forward(n, h, w)?;
-        let bufs = self.arena.get(&self.l.stream, &cfg, n, h, w)?;
-        let logits = self
-            .l
-            .stream
-            .clone_dtoh(&bufs.logits)
-            .map_err(dev("downloading logits"))?;
-        Tensor::from_nhwc(n, h, w, cfg.classes, logits)
+        self.arena
+            .get(&self.l, &cfg, n, h, w)?
+            .download_logits(&self.l, cfg.classes)
     }
 
     fn train_step(

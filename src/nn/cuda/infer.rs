@@ -8,42 +8,33 @@
 //! `[skip, up]` buffer); pool reads that slice; the decoder's transposed conv writes channels
 //! c..2c of `cat[i]`; no concatenation copy exists.
 
-use super::launch::{addr, Act, Launcher, Ops};
+use super::device::{Buf, Device};
+use super::launch::Act;
+use super::ops::*;
 use crate::nn::fold::fold_conv_bn;
 use crate::nn::{NnError, UNetConfig, UNetParams};
-use cudarc::driver::{CudaGraph, CudaSlice, CudaStream};
 use half::f16;
 use std::collections::HashMap;
 
-fn dev_err(what: &str) -> impl Fn(cudarc::driver::DriverError) -> NnError + '_ {
-    move |e| NnError::Device(format!("{what}: {e}"))
-}
-
 /// Uploads fp32 values as fp16.
-pub fn upload_f16(
-    stream: &std::sync::Arc<CudaStream>,
-    v: &[f32],
-) -> Result<CudaSlice<f16>, NnError> {
-    let h: Vec<f16> = v.iter().map(|x| f16::from_f32(*x)).collect();
-    stream
-        .clone_htod(&h)
-        .map_err(dev_err("uploading fp16 weights"))
+pub fn upload_f16(dev: &dyn Device, v: &[f32]) -> Result<Buf, NnError> {
+    let h: Vec<u16> = v.iter().map(|x| f16::from_f32(*x).to_bits()).collect();
+    let b = dev.alloc(2 * h.len())?;
+    dev.upload(b.at::<u16>(0), bytemuck::cast_slice(&h))?;
+    Ok(b)
 }
 
 /// Uploads fp32 values.
-pub fn upload_f32(
-    stream: &std::sync::Arc<CudaStream>,
-    v: &[f32],
-) -> Result<CudaSlice<f32>, NnError> {
-    stream
-        .clone_htod(v)
-        .map_err(dev_err("uploading fp32 weights"))
+pub fn upload_f32(dev: &dyn Device, v: &[f32]) -> Result<Buf, NnError> {
+    let b = dev.alloc(4 * v.len())?;
+    dev.upload(b.at::<f32>(0), bytemuck::cast_slice(v))?;
+    Ok(b)
 }
 
 /// A folded conv: packed fp16 weights and fp32 bias.
 struct FoldedConv {
-    w: CudaSlice<f16>,
-    b: CudaSlice<f32>,
+    w: Buf,
+    b: Buf,
 }
 
 /// Folded, packed, uploaded inference weights.
@@ -51,26 +42,23 @@ pub struct InferWeights {
     pub cfg: UNetConfig,
     enc: Vec<[FoldedConv; 2]>,
     dec: Vec<[FoldedConv; 2]>,
-    up: Vec<(CudaSlice<f16>, CudaSlice<f32>)>,
-    head_w: CudaSlice<f32>,
-    head_b: CudaSlice<f32>,
+    up: Vec<(Buf, Buf)>,
+    head_w: Buf,
+    head_b: Buf,
 }
 
-fn fold(
-    stream: &std::sync::Arc<CudaStream>,
-    b: &crate::nn::params::Block,
-) -> Result<[FoldedConv; 2], NnError> {
+fn fold(dev: &dyn Device, b: &crate::nn::params::Block) -> Result<[FoldedConv; 2], NnError> {
     use crate::nn::cpu::conv3x3::pack;
     let (w1, b1) = fold_conv_bn(&b.conv1, b.cin, b.cout, &b.bn1);
     let (w2, b2) = fold_conv_bn(&b.conv2, b.cout, b.cout, &b.bn2);
     Ok([
         FoldedConv {
-            w: upload_f16(stream, &pack(&w1, b.cin, b.cout))?,
-            b: upload_f32(stream, &b1)?,
+            w: upload_f16(dev, &pack(&w1, b.cin, b.cout))?,
+            b: upload_f32(dev, &b1)?,
         },
         FoldedConv {
-            w: upload_f16(stream, &pack(&w2, b.cout, b.cout))?,
-            b: upload_f32(stream, &b2)?,
+            w: upload_f16(dev, &pack(&w2, b.cout, b.cout))?,
+            b: upload_f32(dev, &b2)?,
         },
     ])
 }
@@ -78,62 +66,64 @@ fn fold(
 impl InferWeights {
     /// Folds BatchNorm into the convolutions (in f64 on the host, as the CPU backend does),
     /// packs and uploads everything.
-    pub fn new(stream: &std::sync::Arc<CudaStream>, p: &UNetParams) -> Result<Self, NnError> {
+    pub fn new(dev: &dyn Device, p: &UNetParams) -> Result<Self, NnError> {
         use crate::nn::cpu::upconv::pack as up_pack;
         Ok(InferWeights {
             cfg: p.cfg.clone(),
             enc: p
                 .enc
                 .iter()
-                .map(|b| fold(stream, b))
+                .map(|b| fold(dev, b))
                 .collect::<Result<_, _>>()?,
             dec: p
                 .dec
                 .iter()
-                .map(|b| fold(stream, b))
+                .map(|b| fold(dev, b))
                 .collect::<Result<_, _>>()?,
             up: p
                 .up
                 .iter()
                 .map(|u| {
                     Ok((
-                        upload_f16(stream, &up_pack(&u.weight, u.cin, u.cout))?,
-                        upload_f32(stream, &u.bias)?,
+                        upload_f16(dev, &up_pack(&u.weight, u.cin, u.cout))?,
+                        upload_f32(dev, &u.bias)?,
                     ))
                 })
                 .collect::<Result<_, NnError>>()?,
-            head_w: upload_f32(stream, &p.head_weight)?,
-            head_b: upload_f32(stream, &p.head_bias)?,
+            head_w: upload_f32(dev, &p.head_weight)?,
+            head_b: upload_f32(dev, &p.head_bias)?,
         })
     }
 }
 
 /// Activations of one (batch, height, width), allocated once.
 pub struct InferBuffers {
-    pub x: CudaSlice<f16>,
-    t: Vec<CudaSlice<f16>>,
-    cat: Vec<CudaSlice<f16>>,
-    pooled: Vec<CudaSlice<f16>>,
-    idx: Vec<CudaSlice<u8>>,
-    dout: Vec<CudaSlice<f16>>,
-    pub logits: CudaSlice<f32>,
-    /// The recorded forward pass, when graph capture worked.
+    /// The input, NHWC fp16.
+    pub x: Buf,
+    t: Vec<Buf>,
+    cat: Vec<Buf>,
+    pooled: Vec<Buf>,
+    idx: Vec<Buf>,
+    dout: Vec<Buf>,
+    /// The output, NHWC fp32.
+    pub logits: Buf,
+    /// The recorded forward pass, when graph capture worked (the CUDA backend's; the
+    /// simulator never records one).
     pub graph: Option<SendGraph>,
+    n: usize,
+    h: usize,
+    w: usize,
 }
 
 impl InferBuffers {
     fn new(
-        stream: &std::sync::Arc<CudaStream>,
+        dev: &dyn Device,
         cfg: &UNetConfig,
         n: usize,
         h: usize,
         w: usize,
     ) -> Result<Self, NnError> {
-        let a = |len: usize| {
-            stream
-                .alloc_zeros::<f16>(len.max(1))
-                .map_err(dev_err("allocating activations"))
-        };
+        let a = |len: usize| dev.alloc(2 * len.max(1));
         let px = |l: usize| n * (h >> l) * (w >> l);
         let d = cfg.depth;
         Ok(InferBuffers {
@@ -148,25 +138,46 @@ impl InferBuffers {
                 .map(|l| a(px(l + 1) * cfg.channels(l)))
                 .collect::<Result<_, _>>()?,
             idx: (0..d)
-                .map(|l| {
-                    stream
-                        .alloc_zeros::<u8>(px(l + 1) * cfg.channels(l))
-                        .map_err(dev_err("allocating pool indices"))
-                })
+                .map(|l| dev.alloc((px(l + 1) * cfg.channels(l)).max(1)))
                 .collect::<Result<_, _>>()?,
             dout: (0..=d)
                 .map(|l| a(px(l) * cfg.channels(l)))
                 .collect::<Result<_, _>>()?,
-            logits: stream
-                .alloc_zeros::<f32>(n * h * w * cfg.classes)
-                .map_err(dev_err("allocating logits"))?,
+            logits: dev.alloc(4 * (n * h * w * cfg.classes).max(1))?,
             graph: None,
+            n,
+            h,
+            w,
         })
+    }
+
+    /// Copies an NHWC fp32 input of this set's shape to the device as fp16.
+    pub fn upload_input(&self, dev: &dyn Device, x: &[f32]) -> Result<(), NnError> {
+        let hx: Vec<u16> = x.iter().map(|v| f16::from_f32(*v).to_bits()).collect();
+        if 2 * hx.len() > self.x.bytes() {
+            return Err(NnError::Shape(format!(
+                "input of {} values for a {}-byte buffer",
+                hx.len(),
+                self.x.bytes()
+            )));
+        }
+        dev.upload(self.x.at::<u16>(0), bytemuck::cast_slice(&hx))
+    }
+
+    /// Waits for the queued forward pass and copies the logits back.
+    pub fn download_logits(
+        &self,
+        dev: &dyn Device,
+        classes: usize,
+    ) -> Result<crate::nn::Tensor, NnError> {
+        let mut v = vec![0.0f32; self.n * self.h * self.w * classes];
+        dev.download(self.logits.at::<f32>(0), bytemuck::cast_slice_mut(&mut v))?;
+        crate::nn::Tensor::from_nhwc(self.n, self.h, self.w, classes, v)
     }
 }
 
 /// A recorded graph that may move to another thread with its backend.
-pub struct SendGraph(pub CudaGraph);
+pub struct SendGraph(pub cudarc::driver::CudaGraph);
 
 // SAFETY: cudarc's CudaGraph holds raw CUgraph handles and so is not Send. CUDA requires only
 // that a graph is not used from two threads at once; it is reachable solely through
@@ -184,7 +195,7 @@ impl Arena {
     /// The buffers for this shape, allocated on first use.
     pub fn get(
         &mut self,
-        stream: &std::sync::Arc<CudaStream>,
+        dev: &dyn Device,
         cfg: &UNetConfig,
         n: usize,
         h: usize,
@@ -196,7 +207,7 @@ impl Arena {
                 self.sets.clear();
             }
             self.sets
-                .insert((n, h, w), InferBuffers::new(stream, cfg, n, h, w)?);
+                .insert((n, h, w), InferBuffers::new(dev, cfg, n, h, w)?);
         }
         self.sets
             .get_mut(&(n, h, w))
@@ -206,19 +217,16 @@ impl Arena {
 
 /// Enqueues the whole forward pass (input already in `b.x`, logits left in `b.logits`).
 pub fn enqueue_forward(
-    l: &Launcher,
+    l: &dyn Device,
     wts: &InferWeights,
     b: &InferBuffers,
-    n: usize,
-    h: usize,
-    w: usize,
 ) -> Result<(), NnError> {
-    let s = &l.stream;
+    let (n, h, w) = (b.n, b.h, b.w);
     let cfg = &wts.cfg;
     let d = cfg.depth;
     let dims = |lv: usize| (n, h >> lv, w >> lv);
     let mut cur = Act {
-        p: addr(&b.x, s, 0),
+        p: b.x.at::<u16>(0),
         ld: cfg.in_channels,
     };
     let mut cin = cfg.in_channels;
@@ -226,14 +234,14 @@ pub fn enqueue_forward(
         let c = cfg.channels(lv);
         let [c1, c2] = &wts.enc[lv];
         let t = Act {
-            p: addr(&b.t[lv], s, 0),
+            p: b.t[lv].at::<u16>(0),
             ld: c,
         };
         l.conv3x3(
             cur,
-            addr(&c1.w, s, 0),
+            c1.w.at::<u16>(0),
             t,
-            addr(&c1.b, s, 0),
+            c1.b.at::<f32>(0),
             true,
             0,
             dims(lv),
@@ -242,20 +250,20 @@ pub fn enqueue_forward(
         )?;
         let out = if lv < d {
             Act {
-                p: addr(&b.cat[lv], s, 0),
+                p: b.cat[lv].at::<u16>(0),
                 ld: 2 * c,
             }
         } else {
             Act {
-                p: addr(&b.dout[lv], s, 0),
+                p: b.dout[lv].at::<u16>(0),
                 ld: c,
             }
         };
         l.conv3x3(
             t,
-            addr(&c2.w, s, 0),
+            c2.w.at::<u16>(0),
             out,
-            addr(&c2.b, s, 0),
+            c2.b.at::<f32>(0),
             true,
             0,
             dims(lv),
@@ -265,13 +273,13 @@ pub fn enqueue_forward(
         if lv < d {
             l.maxpool(
                 out,
-                addr(&b.pooled[lv], s, 0),
-                addr(&b.idx[lv], s, 0),
+                b.pooled[lv].at::<u16>(0),
+                b.idx[lv].at::<u8>(0),
                 dims(lv),
                 c,
             )?;
             cur = Act {
-                p: addr(&b.pooled[lv], s, 0),
+                p: b.pooled[lv].at::<u16>(0),
                 ld: c,
             };
         } else {
@@ -283,13 +291,13 @@ pub fn enqueue_forward(
         let c = cfg.channels(lv);
         let (uw, ub) = &wts.up[lv];
         let cat_up = Act {
-            p: addr(&b.cat[lv], s, c),
+            p: b.cat[lv].at::<u16>(c),
             ld: 2 * c,
         };
         l.upconv(
             cur,
-            addr(uw, s, 0),
-            addr(ub, s, 0),
+            uw.at::<u16>(0),
+            ub.at::<f32>(0),
             cat_up,
             dims(lv + 1),
             cfg.channels(lv + 1),
@@ -297,17 +305,17 @@ pub fn enqueue_forward(
         )?;
         let [c1, c2] = &wts.dec[lv];
         let t = Act {
-            p: addr(&b.t[lv], s, 0),
+            p: b.t[lv].at::<u16>(0),
             ld: c,
         };
         l.conv3x3(
             Act {
-                p: addr(&b.cat[lv], s, 0),
+                p: b.cat[lv].at::<u16>(0),
                 ld: 2 * c,
             },
-            addr(&c1.w, s, 0),
+            c1.w.at::<u16>(0),
             t,
-            addr(&c1.b, s, 0),
+            c1.b.at::<f32>(0),
             true,
             0,
             dims(lv),
@@ -315,14 +323,14 @@ pub fn enqueue_forward(
             c,
         )?;
         let out = Act {
-            p: addr(&b.dout[lv], s, 0),
+            p: b.dout[lv].at::<u16>(0),
             ld: c,
         };
         l.conv3x3(
             t,
-            addr(&c2.w, s, 0),
+            c2.w.at::<u16>(0),
             out,
-            addr(&c2.b, s, 0),
+            c2.b.at::<f32>(0),
             true,
             0,
             dims(lv),
@@ -333,9 +341,9 @@ pub fn enqueue_forward(
     }
     l.head(
         cur,
-        addr(&wts.head_w, s, 0),
-        addr(&wts.head_b, s, 0),
-        addr(&b.logits, s, 0),
+        wts.head_w.at::<f32>(0),
+        wts.head_b.at::<f32>(0),
+        b.logits.at::<f32>(0),
         n * h * w,
         cfg.base,
         cfg.classes,

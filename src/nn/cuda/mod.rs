@@ -3,7 +3,8 @@
 //!
 //! - [`context`]: opening a device without panicking when libcuda is missing;
 //! - [`modules`]: the embedded kernels and their loading (fatbin, PTX, NVRTC);
-//! - [`launch`]: one typed wrapper per kernel;
+//! - [`launch`]: launching a kernel by name, on the GPU or the simulator;
+//! - [`ops`]: one typed wrapper per kernel, a module per kernel file, tile sizes from the kernels;
 //! - [`device`]: device memory as raw addresses (so the simulator can stand in for the GPU);
 //! - [`infer`]: folded weights, per-shape buffers, the forward pass (CUDA graph);
 //! - [`train`]: the fp16 training step (loss scaling, gradients to the host or AdamW on the device);
@@ -15,6 +16,7 @@ pub mod device;
 pub mod infer;
 pub mod launch;
 pub mod modules;
+pub mod ops;
 pub mod train;
 
 pub use backend::CudaBackend;

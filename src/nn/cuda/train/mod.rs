@@ -22,7 +22,7 @@ pub mod params;
 pub mod step;
 
 use super::device::Device;
-use super::launch::{AdamWStep, Ops};
+use super::ops::*;
 use crate::nn::backend::TrainOutput;
 use crate::nn::loss::Target;
 use crate::nn::params::Kind;

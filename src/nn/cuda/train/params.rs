@@ -6,7 +6,7 @@
 //! layout of every transposed conv).
 
 use crate::nn::cuda::device::{Buf, Device};
-use crate::nn::cuda::launch::Ops;
+use crate::nn::cuda::ops::*;
 use crate::nn::params::{Kind, TensorInfo};
 use crate::nn::{NnError, UNetConfig, UNetParams};
 use std::collections::HashMap;

@@ -10,7 +10,8 @@
 use super::buffers::{BlockBufs, BnSlot, LevelBufs, TrainBuffers};
 use super::params::DevParams;
 use crate::nn::cuda::device::{Buf, Device};
-use crate::nn::cuda::launch::{Act, Ops};
+use crate::nn::cuda::launch::Act;
+use crate::nn::cuda::ops::*;
 use crate::nn::NnError;
 
 type Dims = (usize, usize, usize);
