@@ -120,6 +120,8 @@ pub fn measure_cineseg(o: &BenchOptions, precision: Precision) -> Result<Vec<Row
         .collect();
     let target = Target::full(labels, b, o.cfg.classes);
     let mut err = None;
+    // Only the training step is attributed (`CINESEG_PROFILE=1`): inference above is reset away.
+    let _ = crate::nn::profile::take_report();
     let r = measure(o.repeats.min(3), b, || {
         if let Err(e) = cpu.train_step(&mut params, &x, &target) {
             err = Some(e);
@@ -127,6 +129,12 @@ pub fn measure_cineseg(o: &BenchOptions, precision: Precision) -> Result<Vec<Row
     });
     if let Some(e) = err {
         return Err(e);
+    }
+    let report = crate::nn::profile::take_report();
+    if !report.is_empty() {
+        eprintln!(
+            "# time per operation over the {engine} training steps (CINESEG_PROFILE):\n{report}"
+        );
     }
     rows.push(Row {
         engine,

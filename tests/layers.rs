@@ -1,11 +1,13 @@
-//! Property tests of every CPU layer against the plain f64 references in `nn::reference`
+//! Property tests of every CPU layer (convolutions, BatchNorm + ReLU, transposed convolution,
+//! pooling) against the plain f64 references in `nn::reference`
 //! (random shapes, odd sizes, channel counts that are not multiples of 8, 1 and 2 threads so
 //! both the chunk-parallel and the GEMM-parallel paths run), and finite-difference checks of
 //! the loss gradient, including the marginal (partial-label) variant.
 
 use cineseg::nn::cpu::precision::Precision;
-use cineseg::nn::cpu::{conv3x3, pool, upconv};
+use cineseg::nn::cpu::{batchnorm, conv3x3, pool, upconv};
 use cineseg::nn::loss::{loss_and_grad, Target};
+use cineseg::nn::params::BatchNorm;
 use cineseg::nn::reference;
 use cineseg::nn::rng::Rng;
 use cineseg::nn::Tensor;
@@ -69,6 +71,47 @@ proptest! {
             conv3x3::unpack_add(dwp, cin, cout, &mut dw);
             assert_close(&dw, &dw_ref, 1e-5, &format!("weight gradient ({name})"));
         }
+    }
+
+    /// BatchNorm (training mode) + ReLU: output, running statistics, and the backward's data
+    /// and parameter gradients, with channel counts around the 16-value chunks of the loops.
+    #[test]
+    fn batchnorm_relu_matches_reference(n in 1usize..3, h in 3usize..9, w in 3usize..9, c in 1usize..40,
+                                         threads in 1usize..3, seed in 0u64..1000) {
+        // At least 9 values per channel: over 2 or 3 values the data gradient is almost pure
+        // cancellation amplified by 1/sigma, and f32 cannot match f64 there (the U-Net's
+        // smallest BatchNorm sees 1152 values).
+        let hw = h * w;
+        let x = random(n * c * hw, seed);
+        let dy = random(n * c * hw, seed + 1);
+        let gamma: Vec<f64> = random(c, seed + 2).iter().map(|g| 1.0 + 0.3 * g).collect();
+        let beta = random(c, seed + 3);
+        let xt = Tensor::from_nchw(n, c, h, w, &f32s(&x)).unwrap();
+        let dyt = Tensor::from_nchw(n, c, h, w, &f32s(&dy)).unwrap();
+        let mut bn = BatchNorm {
+            weight: f32s(&gamma),
+            bias: f32s(&beta),
+            running_mean: vec![0.5; c],
+            running_var: vec![2.0; c],
+        };
+        let (mut dgamma, mut dbeta) = (vec![0.0f32; c], vec![0.0f32; c]);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let (y, dx) = pool.install(|| {
+            let (y, cache) = batchnorm::forward_train(&xt, &mut bn, threads);
+            let dx = batchnorm::backward(&dyt, &xt, &y, &bn.weight, &cache, &mut dgamma, &mut dbeta, threads);
+            (y, dx)
+        });
+        let fwd = reference::batchnorm_relu_nchw(&x, n, c, hw, &gamma, &beta);
+        let (dx_ref, dg_ref, db_ref) = reference::batchnorm_relu_backward_nchw(&x, n, c, hw, &gamma, &fwd, &dy);
+        assert_close(&y.to_nchw(), &fwd.y, 1e-5, "bn+relu forward");
+        assert_close(&dx.to_nchw(), &dx_ref, 1e-4, "bn+relu data gradient");
+        assert_close(&dgamma, &dg_ref, 1e-5, "bn gamma gradient");
+        assert_close(&dbeta, &db_ref, 1e-5, "bn beta gradient");
+        let unbias = (n * hw) as f64 / (n * hw - 1) as f64;
+        let rm: Vec<f64> = fwd.mean.iter().map(|m| 0.9 * 0.5 + 0.1 * m).collect();
+        let rv: Vec<f64> = fwd.var.iter().map(|v| 0.9 * 2.0 + 0.1 * v * unbias).collect();
+        assert_close(&bn.running_mean, &rm, 1e-5, "running mean");
+        assert_close(&bn.running_var, &rv, 1e-5, "running variance");
     }
 
     /// The transposed convolution writes the right channels of the concat buffer, and its

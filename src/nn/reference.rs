@@ -107,3 +107,83 @@ pub fn upconv2x2_nchw(
     }
     out
 }
+
+/// What [`batchnorm_relu_nchw`] returns: the output and what the backward needs.
+pub struct BatchNormRelu {
+    /// `relu(gamma * xhat + beta)`, NCHW.
+    pub y: Vec<f64>,
+    /// Batch mean and biased variance per channel.
+    pub mean: Vec<f64>,
+    pub var: Vec<f64>,
+}
+
+/// BatchNorm in training mode (batch statistics, PyTorch's eps 1e-5) followed by ReLU, NCHW.
+pub fn batchnorm_relu_nchw(
+    x: &[f64],
+    n: usize,
+    c: usize,
+    hw: usize,
+    gamma: &[f64],
+    beta: &[f64],
+) -> BatchNormRelu {
+    let count = (n * hw) as f64;
+    let at = |b: usize, ch: usize, p: usize| (b * c + ch) * hw + p;
+    let mut mean = vec![0.0; c];
+    let mut var = vec![0.0; c];
+    for ch in 0..c {
+        let vals = (0..n).flat_map(|b| (0..hw).map(move |p| (b, p)));
+        mean[ch] = vals.clone().map(|(b, p)| x[at(b, ch, p)]).sum::<f64>() / count;
+        var[ch] = vals
+            .map(|(b, p)| (x[at(b, ch, p)] - mean[ch]).powi(2))
+            .sum::<f64>()
+            / count;
+    }
+    let mut y = vec![0.0; x.len()];
+    for b in 0..n {
+        for ch in 0..c {
+            for p in 0..hw {
+                let xhat = (x[at(b, ch, p)] - mean[ch]) / (var[ch] + 1e-5).sqrt();
+                y[at(b, ch, p)] = (gamma[ch] * xhat + beta[ch]).max(0.0);
+            }
+        }
+    }
+    BatchNormRelu { y, mean, var }
+}
+
+/// Gradients of `sum(batchnorm_relu(x) * dy)` with respect to `x`, `gamma` and `beta`, from
+/// the definition: `dz = dy` where the output is positive, `dbeta = sum dz`,
+/// `dgamma = sum dz * xhat`, `dx = gamma / sigma * (dz - mean(dz) - xhat * mean(dz * xhat))`.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_relu_backward_nchw(
+    x: &[f64],
+    n: usize,
+    c: usize,
+    hw: usize,
+    gamma: &[f64],
+    fwd: &BatchNormRelu,
+    dy: &[f64],
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let count = (n * hw) as f64;
+    let at = |b: usize, ch: usize, p: usize| (b * c + ch) * hw + p;
+    let (mut dx, mut dgamma, mut dbeta) = (vec![0.0; x.len()], vec![0.0; c], vec![0.0; c]);
+    for ch in 0..c {
+        let sigma = (fwd.var[ch] + 1e-5).sqrt();
+        let xhat = |i: usize| (x[i] - fwd.mean[ch]) / sigma;
+        let dz = |i: usize| if fwd.y[i] > 0.0 { dy[i] } else { 0.0 };
+        for b in 0..n {
+            for p in 0..hw {
+                let i = at(b, ch, p);
+                dbeta[ch] += dz(i);
+                dgamma[ch] += dz(i) * xhat(i);
+            }
+        }
+        for b in 0..n {
+            for p in 0..hw {
+                let i = at(b, ch, p);
+                dx[i] =
+                    gamma[ch] / sigma * (dz(i) - dbeta[ch] / count - xhat(i) * dgamma[ch] / count);
+            }
+        }
+    }
+    (dx, dgamma, dbeta)
+}

@@ -2,6 +2,7 @@
 //! the U-Net: forward, running-statistic update, and backward. Inference never runs this: there
 //! BatchNorm is folded into the convolution (see `nn::fold`).
 
+use super::isa::per_path;
 use crate::nn::params::BatchNorm;
 use crate::nn::Tensor;
 use rayon::prelude::*;
@@ -22,14 +23,14 @@ pub struct BnCache {
 /// stays far below the parity bounds, long enough that the inner loops vectorise.
 const BLOCK_ROWS: usize = 64;
 
-/// Per-channel sums over rows, computed in fixed static partitions (deterministic): each row's
-/// contributions are added by `f(row, acc)` into an f32 block accumulator (`width` values),
-/// flushed into f64 totals every [`BLOCK_ROWS`] rows.
+/// Per-channel sums over rows, computed in fixed static partitions (deterministic): each block
+/// of at most [`BLOCK_ROWS`] rows is added by `f(lo, hi, acc)`, row by row in order, into an
+/// f32 block accumulator (`width` values), which is flushed into f64 totals after each block.
 fn channel_sums(
     rows: usize,
     width: usize,
     threads: usize,
-    f: impl Fn(usize, &mut [f32]) + Sync,
+    f: impl Fn(usize, usize, &mut [f32]) + Sync,
 ) -> Vec<f64> {
     let parts = threads.max(1).min(rows.max(1));
     let partials: Vec<Vec<f64>> = (0..parts)
@@ -42,9 +43,7 @@ fn channel_sums(
             while r < hi {
                 let end = (r + BLOCK_ROWS).min(hi);
                 block.fill(0.0);
-                for row in r..end {
-                    f(row, &mut block);
-                }
+                f(r, end, &mut block);
                 for (a, b) in acc.iter_mut().zip(&block) {
                     *a += *b as f64;
                 }
@@ -62,22 +61,104 @@ fn channel_sums(
     total
 }
 
+per_path! {
+    /// `acc[ch] += x[r][ch]` over the rows of `x` (row length `acc.len()`).
+    fn add_rows(x: &[f32], acc: &mut [f32]) {
+        for xr in x.chunks_exact(acc.len()) {
+            for (a, v) in acc.iter_mut().zip(xr) {
+                *a += *v;
+            }
+        }
+    }
+}
+
+per_path! {
+    /// `acc[ch] += (x[r][ch] - mean[ch])^2` over the rows of `x`.
+    fn add_squares(x: &[f32], mean: &[f32], acc: &mut [f32]) {
+        for xr in x.chunks_exact(acc.len()) {
+            for ((a, v), m) in acc.iter_mut().zip(xr).zip(mean) {
+                let d = *v - m;
+                *a += d * d;
+            }
+        }
+    }
+}
+
+per_path! {
+    /// `y = relu(x * scale + shift)`, rows of `scale.len()` channels.
+    fn scale_shift_relu(x: &[f32], scale: &[f32], shift: &[f32], y: &mut [f32]) {
+        let c = scale.len();
+        for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+            for (((yv, xv), k), b) in yr.iter_mut().zip(xr).zip(scale).zip(shift) {
+                *yv = (*xv * k + b).max(0.0);
+            }
+        }
+    }
+}
+
+per_path! {
+    /// Backward sums over rows: `s0[ch] += dz`, `s1[ch] += dz * xhat` with `dz = dy * relu'(y)`
+    /// and `xhat = (x - mean) * invstd`.
+    #[allow(clippy::too_many_arguments)]
+    fn add_backward_sums(
+        x: &[f32],
+        y: &[f32],
+        dy: &[f32],
+        mean: &[f32],
+        invstd: &[f32],
+        s0: &mut [f32],
+        s1: &mut [f32],
+    ) {
+        let c = mean.len();
+        for ((xr, yr), dr) in x.chunks_exact(c).zip(y.chunks_exact(c)).zip(dy.chunks_exact(c)) {
+            let sums = s0.iter_mut().zip(s1.iter_mut());
+            let rows = xr.iter().zip(yr).zip(dr);
+            for (((a0, a1), ((xv, yv), dv)), (m, is)) in sums.zip(rows).zip(mean.iter().zip(invstd)) {
+                let dz = f32::from_bits(dv.to_bits() & ((*yv > 0.0) as u32).wrapping_neg());
+                *a0 += dz;
+                *a1 += dz * ((*xv - m) * is);
+            }
+        }
+    }
+}
+
+per_path! {
+    /// `dx = k * dz - (a + (x - mean) * b)` row by row (see [`backward`]).
+    #[allow(clippy::too_many_arguments)]
+    fn backward_dx(
+        x: &[f32],
+        y: &[f32],
+        dy: &[f32],
+        mean: &[f32],
+        k: &[f32],
+        a: &[f32],
+        b: &[f32],
+        dx: &mut [f32],
+    ) {
+        let c = mean.len();
+        let rows = dx.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(y.chunks_exact(c).zip(dy.chunks_exact(c)));
+        for ((dxr, xr), (yr, dr)) in rows {
+            let consts = mean.iter().zip(k).zip(a.iter().zip(b));
+            let vals = dxr.iter_mut().zip(xr).zip(yr.iter().zip(dr));
+            for (((dxv, xv), (yv, dv)), ((m, kk), (aa, bb))) in vals.zip(consts) {
+                let dz = f32::from_bits(dv.to_bits() & ((*yv > 0.0) as u32).wrapping_neg());
+                *dxv = kk * dz - (aa + (*xv - m) * bb);
+            }
+        }
+    }
+}
+
 /// `y = relu(gamma * (x - mean) / sqrt(var + eps) + beta)` with batch statistics; updates the
 /// running statistics (unbiased variance, momentum 0.1) like PyTorch.
 pub fn forward_train(x: &Tensor, bn: &mut BatchNorm, threads: usize) -> (Tensor, BnCache) {
     let (c, rows) = (x.c, x.pixels());
-    let sums = channel_sums(rows, c, threads, |r, acc| {
-        for (a, v) in acc.iter_mut().zip(&x.data[r * c..(r + 1) * c]) {
-            *a += *v;
-        }
+    let sums = channel_sums(rows, c, threads, |lo, hi, acc| {
+        add_rows(&x.data[lo * c..hi * c], acc)
     });
     let mean: Vec<f64> = sums.iter().map(|s| s / rows as f64).collect();
     let mean32: Vec<f32> = mean.iter().map(|m| *m as f32).collect();
-    let sq = channel_sums(rows, c, threads, |r, acc| {
-        for ((a, v), m) in acc.iter_mut().zip(&x.data[r * c..(r + 1) * c]).zip(&mean32) {
-            let d = *v - m;
-            *a += d * d;
-        }
+    let sq = channel_sums(rows, c, threads, |lo, hi, acc| {
+        add_squares(&x.data[lo * c..hi * c], &mean32, acc)
     });
     let var: Vec<f64> = sq.iter().map(|s| s / rows as f64).collect();
     let invstd: Vec<f32> = var
@@ -105,13 +186,7 @@ pub fn forward_train(x: &Tensor, bn: &mut BatchNorm, threads: usize) -> (Tensor,
     y.data
         .par_chunks_mut(chunk)
         .zip(x.data.par_chunks(chunk))
-        .for_each(|(yo, xi)| {
-            for (yr, xr) in yo.chunks_exact_mut(c).zip(xi.chunks_exact(c)) {
-                for ch in 0..c {
-                    yr[ch] = (xr[ch] * scale[ch] + shift[ch]).max(0.0);
-                }
-            }
-        });
+        .for_each(|(yo, xi)| scale_shift_relu(xi, &scale, &shift, yo));
     (y, BnCache { mean, invstd })
 }
 
@@ -132,18 +207,18 @@ pub fn backward(
     let (c, rows) = (x.c, x.pixels());
     let (mean, invstd) = (&cache.mean, &cache.invstd);
     // Sums of dz = dy * relu'(y) and of dz * xhat, per channel, in one pass.
-    let sums = channel_sums(rows, 2 * c, threads, |r, acc| {
-        let (xr, yr, dr) = (
-            &x.data[r * c..(r + 1) * c],
-            &y.data[r * c..(r + 1) * c],
-            &dy.data[r * c..(r + 1) * c],
-        );
+    let sums = channel_sums(rows, 2 * c, threads, |lo, hi, acc| {
         let (a0, a1) = acc.split_at_mut(c);
-        for ch in 0..c {
-            let dz = if yr[ch] > 0.0 { dr[ch] } else { 0.0 };
-            a0[ch] += dz;
-            a1[ch] += dz * ((xr[ch] - mean[ch]) * invstd[ch]);
-        }
+        let span = lo * c..hi * c;
+        add_backward_sums(
+            &x.data[span.clone()],
+            &y.data[span.clone()],
+            &dy.data[span],
+            mean,
+            invstd,
+            a0,
+            a1,
+        )
     });
     let sum_dz: Vec<f32> = sums[..c].iter().map(|v| *v as f32).collect();
     let sum_dzx: Vec<f32> = sums[c..].iter().map(|v| *v as f32).collect();
@@ -165,18 +240,6 @@ pub fn backward(
         .par_chunks_mut(chunk)
         .zip(x.data.par_chunks(chunk))
         .zip(y.data.par_chunks(chunk).zip(dy.data.par_chunks(chunk)))
-        .for_each(|((dxo, xi), (yi, di))| {
-            for (((dxr, xr), yr), dr) in dxo
-                .chunks_exact_mut(c)
-                .zip(xi.chunks_exact(c))
-                .zip(yi.chunks_exact(c))
-                .zip(di.chunks_exact(c))
-            {
-                for ch in 0..c {
-                    let dz = if yr[ch] > 0.0 { dr[ch] } else { 0.0 };
-                    dxr[ch] = k[ch] * dz - (a[ch] + (xr[ch] - mean[ch]) * b[ch]);
-                }
-            }
-        });
+        .for_each(|((dxo, xi), (yi, di))| backward_dx(xi, yi, di, mean, &k, &a, &b, dxo));
     dx
 }

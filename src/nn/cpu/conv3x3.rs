@@ -253,9 +253,7 @@ per_path! {
 fn apply_epilogue(out: &mut [f32], cout: usize, epi: Epilogue<'_>) {
     if let Epilogue::BiasRelu(bias) = epi {
         for row in out.chunks_exact_mut(cout) {
-            for (v, b) in row.iter_mut().zip(bias) {
-                *v = (*v + b).max(0.0);
-            }
+            super::lanes::update(row, bias, |v, b| (v + b).max(0.0));
         }
     }
 }

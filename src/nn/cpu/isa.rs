@@ -13,7 +13,8 @@
 //! The default is the path measured fastest ([`CpuPath::best`]), which is not always the widest.
 //!
 //! AMX and AVX512-BF16 are detected (CPUID, and for AMX the Linux permission to use the tile
-//! registers, `arch_prctl(ARCH_REQ_XCOMP_PERM)`) and reported; no bf16 compute path exists yet.
+//! registers, `arch_prctl(ARCH_REQ_XCOMP_PERM)`) and reported. The bf16 convolutions
+//! (`--precision`, `cpu::bf16`) use AVX512-BF16 where present; there is no AMX kernel.
 
 use std::fmt;
 use std::str::FromStr;
@@ -78,6 +79,11 @@ impl CpuPath {
     /// and the AVX-512 copies by ~15 % end to end (infer b1 19.5 / 18.5 / 16.3 img/s): these
     /// loops are bound by memory, and the GEMM (the `gemm` crate's AVX-512 kernel either way)
     /// carries the arithmetic. So x86-64 defaults to `generic` until a path wins a measurement.
+    ///
+    /// Re-measured after the loops were written in 16-value chunks (`cpu::lanes`) and the
+    /// BatchNorm backward lost its branch (same Xeon, 2026-12-03, `cineseg demo`, three
+    /// interleaved runs): generic 34.2, avx2 31.3, avx512 30.1 img/s; the training step
+    /// (`bench`, two runs) generic 3.5-4.1 img/s against avx512 3.1. Generic stays the default.
     pub fn best() -> CpuPath {
         if cfg!(target_arch = "aarch64") {
             CpuPath::widest()

@@ -6,6 +6,7 @@ pub mod bf16;
 pub mod conv3x3;
 pub mod head;
 pub mod isa;
+pub mod lanes;
 pub mod numerics;
 pub mod parallel;
 pub mod pool;

@@ -9,6 +9,7 @@
 
 use super::conv3x3::Epilogue;
 use super::isa::per_path;
+use super::lanes::{map2, map3, update};
 use super::precision::Precision;
 use crate::nn::buffer::Scratch;
 use crate::nn::gemm::{gemm_in, MatRef, Par, Rhs};
@@ -79,44 +80,20 @@ fn transform_input(x: &Tensor, t0: usize, tc: usize, v: &mut [f32], scratch: &mu
         // Rows: r = B^T d (row i of r combines rows of d).
         for j in 0..4 {
             let (d0, d1, d2, d3) = (d[j], d[4 + j], d[8 + j], d[12 + j]);
-            let r0 = &mut r[j * c..(j + 1) * c];
-            for ch in 0..c {
-                r0[ch] = d0[ch] - d2[ch];
-            }
-            let r1 = &mut r[(4 + j) * c..(5 + j) * c];
-            for ch in 0..c {
-                r1[ch] = d1[ch] + d2[ch];
-            }
-            let r2 = &mut r[(8 + j) * c..(9 + j) * c];
-            for ch in 0..c {
-                r2[ch] = d2[ch] - d1[ch];
-            }
-            let r3 = &mut r[(12 + j) * c..(13 + j) * c];
-            for ch in 0..c {
-                r3[ch] = d1[ch] - d3[ch];
-            }
+            map2(&mut r[j * c..(j + 1) * c], d0, d2, |p, q| p - q);
+            map2(&mut r[(4 + j) * c..(5 + j) * c], d1, d2, |p, q| p + q);
+            map2(&mut r[(8 + j) * c..(9 + j) * c], d2, d1, |p, q| p - q);
+            map2(&mut r[(12 + j) * c..(13 + j) * c], d1, d3, |p, q| p - q);
         }
         // Columns: (B^T d) B, written to the 16 GEMM inputs.
         for i in 0..4 {
             let row = &r[i * 4 * c..(i * 4 + 4) * c];
             let (a, b, cc, dd) = (&row[..c], &row[c..2 * c], &row[2 * c..3 * c], &row[3 * c..]);
             let out = |k: usize| ((i * 4 + k) * tc + t) * c;
-            let o = out(0);
-            for ch in 0..c {
-                v[o + ch] = a[ch] - cc[ch];
-            }
-            let o = out(1);
-            for ch in 0..c {
-                v[o + ch] = b[ch] + cc[ch];
-            }
-            let o = out(2);
-            for ch in 0..c {
-                v[o + ch] = cc[ch] - b[ch];
-            }
-            let o = out(3);
-            for ch in 0..c {
-                v[o + ch] = b[ch] - dd[ch];
-            }
+            map2(&mut v[out(0)..out(0) + c], a, cc, |p, q| p - q);
+            map2(&mut v[out(1)..out(1) + c], b, cc, |p, q| p + q);
+            map2(&mut v[out(2)..out(2) + c], cc, b, |p, q| p - q);
+            map2(&mut v[out(3)..out(3) + c], b, dd, |p, q| p - q);
         }
     }
 }
@@ -147,14 +124,8 @@ fn transform_output(
         // tmp = A^T m (2 x 4 rows of cout values).
         for k in 0..4 {
             let (m0, m1, m2, m3) = (g(k), g(4 + k), g(8 + k), g(12 + k));
-            let t0r = &mut tmp[k * cout..(k + 1) * cout];
-            for co in 0..cout {
-                t0r[co] = m0[co] + m1[co] + m2[co];
-            }
-            let t1r = &mut tmp[(4 + k) * cout..(5 + k) * cout];
-            for co in 0..cout {
-                t1r[co] = m1[co] - m2[co] - m3[co];
-            }
+            map3(&mut tmp[k * cout..(k + 1) * cout], m0, m1, m2, |p, q, r| p + q + r);
+            map3(&mut tmp[(4 + k) * cout..(5 + k) * cout], m1, m2, m3, |p, q, r| p - q - r);
         }
         // y = tmp A (2 x 2 pixels of cout values).
         for j in 0..2 {
@@ -163,16 +134,12 @@ fn transform_output(
             let (b, rest) = rest.split_at(cout);
             let (cc, dd) = rest.split_at(cout);
             let (y0r, y1r) = y[j * 2 * cout..(j + 1) * 2 * cout].split_at_mut(cout);
-            for co in 0..cout {
-                y0r[co] = a[co] + b[co] + cc[co];
-                y1r[co] = b[co] - cc[co] - dd[co];
-            }
+            map3(y0r, a, b, cc, |p, q, r| p + q + r);
+            map3(y1r, b, cc, dd, |p, q, r| p - q - r);
         }
         if let Epilogue::BiasRelu(bias) = epi {
             for px in y.chunks_exact_mut(cout) {
-                for (v, b) in px.iter_mut().zip(bias) {
-                    *v = (*v + b).max(0.0);
-                }
+                update(px, bias, |v, b| (v + b).max(0.0));
             }
         }
         for dy in 0..2 {
@@ -285,12 +252,10 @@ fn transform_dy(dy: &Tensor, t0: usize, tc: usize, u: &mut [f32], scratch: &mut 
         // Rows: r = A g (4 x 2).
         for j in 0..2 {
             let (g0, g1) = (g[j], g[2 + j]);
-            for ch in 0..c {
-                r[j * c + ch] = g0[ch];
-                r[(2 + j) * c + ch] = g0[ch] + g1[ch];
-                r[(4 + j) * c + ch] = g0[ch] - g1[ch];
-                r[(6 + j) * c + ch] = -g1[ch];
-            }
+            r[j * c..(j + 1) * c].copy_from_slice(g0);
+            map2(&mut r[(2 + j) * c..(3 + j) * c], g0, g1, |p, q| p + q);
+            map2(&mut r[(4 + j) * c..(5 + j) * c], g0, g1, |p, q| p - q);
+            map2(&mut r[(6 + j) * c..(7 + j) * c], g1, g1, |_, q| -q);
         }
         // Columns: (A g) A^T (4 x 4).
         for i in 0..4 {
@@ -299,13 +264,10 @@ fn transform_dy(dy: &Tensor, t0: usize, tc: usize, u: &mut [f32], scratch: &mut 
                 &r[(i * 2 + 1) * c..(i * 2 + 2) * c],
             );
             let out = |k: usize| ((i * 4 + k) * tc + t) * c;
-            let (o0, o1, o2, o3) = (out(0), out(1), out(2), out(3));
-            for ch in 0..c {
-                u[o0 + ch] = a[ch];
-                u[o1 + ch] = a[ch] + b[ch];
-                u[o2 + ch] = a[ch] - b[ch];
-                u[o3 + ch] = -b[ch];
-            }
+            u[out(0)..out(0) + c].copy_from_slice(a);
+            map2(&mut u[out(1)..out(1) + c], a, b, |p, q| p + q);
+            map2(&mut u[out(2)..out(2) + c], a, b, |p, q| p - q);
+            map2(&mut u[out(3)..out(3) + c], b, b, |_, q| -q);
         }
     }
 }
