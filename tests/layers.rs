@@ -149,22 +149,35 @@ proptest! {
 
     /// Max-pool picks the window maximum and routes the gradient to it.
     #[test]
-    fn maxpool_forward_backward(n in 1usize..3, h2 in 1usize..8, w2 in 1usize..8, c in 1usize..6, seed in 0u64..1000) {
-        let (h, w) = (2 * h2, 2 * w2);
-        let x = Tensor::from_nhwc(n, h, w, c, f32s(&random(n * h * w * c, seed))).unwrap();
+    fn maxpool_forward_backward(n in 1usize..3, h2 in 1usize..8, w2 in 1usize..8, c in 1usize..40,
+                                odd_h in 0usize..2, odd_w in 0usize..2, seed in 0u64..1000) {
+        // Odd sizes drop the last row/column (PyTorch's floor); values on a coarse grid make
+        // ties, where the first maximum in row-major order must win.
+        let (h, w) = (2 * h2 + odd_h, 2 * w2 + odd_w);
+        let vals: Vec<f32> = random(n * h * w * c, seed).iter().map(|v| (v * 2.0).round() as f32).collect();
+        let x = Tensor::from_nhwc(n, h, w, c, vals).unwrap();
         let (y, idx) = pool::forward(&x);
+        prop_assert_eq!((y.h, y.w), (h2, w2));
         let dy = Tensor::from_nhwc(n, h2, w2, c, f32s(&random(n * h2 * w2 * c, seed + 1))).unwrap();
         let dx = pool::backward(&dy, &idx, h, w);
+        prop_assert_eq!(dx.data.len(), x.data.len());
+        let mut routed = vec![false; dx.data.len()];
         for b in 0..n { for yy in 0..h2 { for xx in 0..w2 { for ch in 0..c {
             let at = |py: usize, px: usize| x.data[((b * h + py) * w + px) * c + ch];
-            let m = [at(2*yy, 2*xx), at(2*yy, 2*xx+1), at(2*yy+1, 2*xx), at(2*yy+1, 2*xx+1)].iter().fold(f32::MIN, |a, v| a.max(*v));
+            let window = [at(2*yy, 2*xx), at(2*yy, 2*xx+1), at(2*yy+1, 2*xx), at(2*yy+1, 2*xx+1)];
+            let m = window.iter().fold(f32::MIN, |a, v| a.max(*v));
+            let first = window.iter().position(|v| *v == m).unwrap();
             let o = ((b * h2 + yy) * w2 + xx) * c + ch;
             prop_assert_eq!(y.data[o], m);
             let k = idx[o] as usize;
-            prop_assert_eq!(dx.data[((b * h + 2 * yy + k / 2) * w + 2 * xx + k % 2) * c + ch], dy.data[o]);
+            prop_assert_eq!(k, first);
+            let at_dx = ((b * h + 2 * yy + k / 2) * w + 2 * xx + k % 2) * c + ch;
+            prop_assert_eq!(dx.data[at_dx], dy.data[o]);
+            routed[at_dx] = true;
         }}}}
-        let nonzero = dx.data.iter().filter(|v| **v != 0.0).count();
-        prop_assert!(nonzero <= dy.data.len());
+        for (i, v) in dx.data.iter().enumerate() {
+            prop_assert!(routed[i] || *v == 0.0, "gradient at {} not routed from any window", i);
+        }
     }
 }
 

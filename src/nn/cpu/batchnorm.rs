@@ -3,6 +3,7 @@
 //! BatchNorm is folded into the convolution (see `nn::fold`).
 
 use super::isa::per_path;
+use super::parallel::{add_rows, column_sums};
 use crate::nn::params::BatchNorm;
 use crate::nn::Tensor;
 use rayon::prelude::*;
@@ -17,59 +18,6 @@ pub const MOMENTUM: f64 = 0.1;
 pub struct BnCache {
     pub mean: Vec<f32>,
     pub invstd: Vec<f32>,
-}
-
-/// Rows summed in f32 before being added to the f64 totals: short enough that f32 rounding
-/// stays far below the parity bounds, long enough that the inner loops vectorise.
-const BLOCK_ROWS: usize = 64;
-
-/// Per-channel sums over rows, computed in fixed static partitions (deterministic): each block
-/// of at most [`BLOCK_ROWS`] rows is added by `f(lo, hi, acc)`, row by row in order, into an
-/// f32 block accumulator (`width` values), which is flushed into f64 totals after each block.
-fn channel_sums(
-    rows: usize,
-    width: usize,
-    threads: usize,
-    f: impl Fn(usize, usize, &mut [f32]) + Sync,
-) -> Vec<f64> {
-    let parts = threads.max(1).min(rows.max(1));
-    let partials: Vec<Vec<f64>> = (0..parts)
-        .into_par_iter()
-        .map(|t| {
-            let mut acc = vec![0.0f64; width];
-            let mut block = vec![0.0f32; width];
-            let (lo, hi) = (t * rows / parts, (t + 1) * rows / parts);
-            let mut r = lo;
-            while r < hi {
-                let end = (r + BLOCK_ROWS).min(hi);
-                block.fill(0.0);
-                f(r, end, &mut block);
-                for (a, b) in acc.iter_mut().zip(&block) {
-                    *a += *b as f64;
-                }
-                r = end;
-            }
-            acc
-        })
-        .collect();
-    let mut total = vec![0.0; width];
-    for p in partials {
-        for (a, b) in total.iter_mut().zip(p) {
-            *a += b;
-        }
-    }
-    total
-}
-
-per_path! {
-    /// `acc[ch] += x[r][ch]` over the rows of `x` (row length `acc.len()`).
-    fn add_rows(x: &[f32], acc: &mut [f32]) {
-        for xr in x.chunks_exact(acc.len()) {
-            for (a, v) in acc.iter_mut().zip(xr) {
-                *a += *v;
-            }
-        }
-    }
 }
 
 per_path! {
@@ -152,12 +100,12 @@ per_path! {
 /// running statistics (unbiased variance, momentum 0.1) like PyTorch.
 pub fn forward_train(x: &Tensor, bn: &mut BatchNorm, threads: usize) -> (Tensor, BnCache) {
     let (c, rows) = (x.c, x.pixels());
-    let sums = channel_sums(rows, c, threads, |lo, hi, acc| {
+    let sums = column_sums(rows, c, threads, |lo, hi, acc| {
         add_rows(&x.data[lo * c..hi * c], acc)
     });
     let mean: Vec<f64> = sums.iter().map(|s| s / rows as f64).collect();
     let mean32: Vec<f32> = mean.iter().map(|m| *m as f32).collect();
-    let sq = channel_sums(rows, c, threads, |lo, hi, acc| {
+    let sq = column_sums(rows, c, threads, |lo, hi, acc| {
         add_squares(&x.data[lo * c..hi * c], &mean32, acc)
     });
     let var: Vec<f64> = sq.iter().map(|s| s / rows as f64).collect();
@@ -207,7 +155,7 @@ pub fn backward(
     let (c, rows) = (x.c, x.pixels());
     let (mean, invstd) = (&cache.mean, &cache.invstd);
     // Sums of dz = dy * relu'(y) and of dz * xhat, per channel, in one pass.
-    let sums = channel_sums(rows, 2 * c, threads, |lo, hi, acc| {
+    let sums = column_sums(rows, 2 * c, threads, |lo, hi, acc| {
         let (a0, a1) = acc.split_at_mut(c);
         let span = lo * c..hi * c;
         add_backward_sums(

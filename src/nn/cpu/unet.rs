@@ -222,9 +222,7 @@ pub fn backward(
             .unwrap_or_else(|| Tensor::zeros(0, 0, 0, 0));
         let _s = span(Op::UpConv);
         let skip = &enc[i].a2;
-        let mut dskip = Tensor::zeros(skip.n, skip.h, skip.w, skip.c);
-        upconv::add_channels(&dcat, 0, &mut dskip);
-        dskips[i] = Some(dskip);
+        dskips[i] = Some(upconv::extract_channels(&dcat, 0, skip.c));
         let below = if i + 1 == depth {
             &enc[depth].a2
         } else {

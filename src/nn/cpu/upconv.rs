@@ -2,6 +2,7 @@
 //! concatenation buffer `[skip, up]` (skip channels first), and the channel copy/split that
 //! goes with the concatenation.
 
+use super::parallel::{add_rows, column_sums};
 use crate::nn::gemm::{sgemm, MatRef, Par};
 use crate::nn::Tensor;
 use rayon::prelude::*;
@@ -77,20 +78,26 @@ pub fn backward(
     let (p, h, w, cd) = (x.pixels(), x.h, x.w, dcat.c);
     let mut gbuf = crate::nn::buffer::Scratch::new();
     let g = gbuf.resize(p * 4 * cout);
-    let mut sums = vec![0.0f64; cout];
-    for (pix, row) in g.chunks_exact_mut(4 * cout).enumerate() {
-        let (n, y, xx) = (pix / (h * w), (pix / w) % h, pix % w);
-        for tap in 0..4 {
-            let (a, b) = (tap / 2, tap % 2);
-            let d = ((n * 2 * h + 2 * y + a) * 2 * w + 2 * xx + b) * cd + offset;
-            row[tap * cout..(tap + 1) * cout].copy_from_slice(&dcat.data[d..d + cout]);
-            for (s, v) in sums.iter_mut().zip(&dcat.data[d..d + cout]) {
-                *s += *v as f64;
+    // Gather the four output pixels of each input pixel into one GEMM row; an input row of
+    // `w` pixels reads two output rows, disjoint from every other, so rows run in parallel.
+    g.par_chunks_mut(w * 4 * cout)
+        .enumerate()
+        .for_each(|(ny, rows)| {
+            let (n, y) = (ny / h, ny % h);
+            for (xx, row) in rows.chunks_exact_mut(4 * cout).enumerate() {
+                for tap in 0..4 {
+                    let (a, b) = (tap / 2, tap % 2);
+                    let d = ((n * 2 * h + 2 * y + a) * 2 * w + 2 * xx + b) * cd + offset;
+                    row[tap * cout..(tap + 1) * cout].copy_from_slice(&dcat.data[d..d + cout]);
+                }
             }
-        }
-    }
-    for (a, s) in dbias.iter_mut().zip(sums) {
-        *a += s as f32;
+        });
+    let g: &[f32] = g;
+    let sums = column_sums(p, 4 * cout, threads, |lo, hi, acc| {
+        add_rows(&g[lo * 4 * cout..hi * 4 * cout], acc)
+    });
+    for (co, a) in dbias.iter_mut().enumerate() {
+        *a += (0..4).map(|tap| sums[tap * cout + co]).sum::<f64>() as f32;
     }
     let gm = MatRef::row_major(g, p, 4 * cout);
     sgemm(
@@ -142,17 +149,38 @@ pub fn concat_upsampled(
 /// Copies all channels of `src` into channels `offset..offset + src.c` of `dst` (same pixels).
 pub fn copy_channels(src: &Tensor, dst: &mut Tensor, offset: usize) {
     let (c, cd) = (src.c, dst.c);
-    for (s, d) in src.data.chunks_exact(c).zip(dst.data.chunks_exact_mut(cd)) {
-        d[offset..offset + c].copy_from_slice(s);
+    if c == 0 {
+        return;
     }
+    dst.data
+        .par_chunks_mut(cd * PIXELS_PER_TASK)
+        .zip(src.data.par_chunks(c * PIXELS_PER_TASK))
+        .for_each(|(d, s)| {
+            for (s, d) in s.chunks_exact(c).zip(d.chunks_exact_mut(cd)) {
+                d[offset..offset + c].copy_from_slice(s);
+            }
+        });
 }
 
-/// Adds channels `offset..offset + dst.c` of `src` into `dst` (the skip part of a concat gradient).
-pub fn add_channels(src: &Tensor, offset: usize, dst: &mut Tensor) {
-    let (c, cs) = (dst.c, src.c);
-    for (d, s) in dst.data.chunks_exact_mut(c).zip(src.data.chunks_exact(cs)) {
-        for (a, b) in d.iter_mut().zip(&s[offset..offset + c]) {
-            *a += b;
-        }
+/// Channels `offset..offset + c` of `src` as a tensor of their own (the skip part of a concat
+/// gradient).
+pub fn extract_channels(src: &Tensor, offset: usize, c: usize) -> Tensor {
+    let mut out = Tensor::uninit(src.n, src.h, src.w, c);
+    let cs = src.c;
+    if c == 0 {
+        return out;
     }
+    out.data
+        .par_chunks_mut(c * PIXELS_PER_TASK)
+        .zip(src.data.par_chunks(cs * PIXELS_PER_TASK))
+        .for_each(|(d, s)| {
+            for (d, s) in d.chunks_exact_mut(c).zip(s.chunks_exact(cs)) {
+                d.copy_from_slice(&s[offset..offset + c]);
+            }
+        });
+    out
 }
+
+/// Pixels per parallel task of the channel copies: large enough to amortise a task, small
+/// enough to balance two to a few dozen threads.
+const PIXELS_PER_TASK: usize = 1024;
