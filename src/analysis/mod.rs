@@ -7,6 +7,7 @@
 
 pub mod clinical;
 pub mod error;
+pub mod label_qc;
 pub mod metrics;
 pub mod postprocess;
 pub mod quality;

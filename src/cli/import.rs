@@ -39,9 +39,17 @@ pub struct ImportArgs {
     /// JSON file with simulation parameters (fields of `Sim7T`; missing ones take defaults).
     #[arg(long)]
     domain_params: Option<PathBuf>,
+    /// Model the contours are compared with by the label quality control (default: the
+    /// shipped model). Frames whose contours fail a topology check or disagree with it are
+    /// left out of the store and listed in <out>/label_qc.json.
+    #[arg(long)]
+    qc_model: Option<PathBuf>,
+    /// Skip the label quality control (every frame is kept).
+    #[arg(long)]
+    no_qc: bool,
 }
 
-pub fn run(a: ImportArgs) -> Result<(), CliError> {
+pub fn run(a: ImportArgs, threads: usize) -> Result<(), CliError> {
     let p = Preprocess {
         spacing_mm: a.spacing,
         size: a.size,
@@ -58,7 +66,7 @@ pub fn run(a: ImportArgs) -> Result<(), CliError> {
             let s = import_sunnybrook(root, &a.out, &p, &progress)?;
             pb.finish_and_clear();
             println!("imported {} patients, {} contoured images into {} (LV everywhere, MYO where drawn, no RV)", s.patients, s.frames, a.out.display());
-            return Ok(());
+            return label_qc(&a, &p, threads);
         }
         (None, None) => return Err(CliError::Usage("give --acdc or --sunnybrook".into())),
     };
@@ -111,6 +119,54 @@ pub fn run(a: ImportArgs) -> Result<(), CliError> {
     );
     for (g, n) in &s.groups {
         println!("  {g}: {n} patients");
+    }
+    label_qc(&a, &p, threads)
+}
+
+/// Screens the new store (see `store::qc`) and prints what was left out.
+fn label_qc(a: &ImportArgs, p: &Preprocess, threads: usize) -> Result<(), CliError> {
+    use crate::analysis::label_qc::QcThresholds;
+    if a.no_qc {
+        println!("label quality control skipped (--no-qc): every frame kept");
+        return Ok(());
+    }
+    let model = super::load_model(a.qc_model.as_deref())?;
+    let name = a
+        .qc_model
+        .clone()
+        .unwrap_or_else(super::default_model_path)
+        .display()
+        .to_string();
+    // The model sees the store's images as they are: compare only on the grid it was made for.
+    let same_grid = model.preprocess.as_ref().is_none_or(|m| {
+        (m.spacing_mm - p.spacing_mm).abs() < 1e-3 && m.normalisation == p.normalisation
+    });
+    let mut backend = crate::nn::cpu::CpuBackend::new(threads)?;
+    let with_model = if same_grid {
+        Some((&mut backend as &mut dyn crate::nn::Backend, &model, name))
+    } else {
+        println!("label QC: {name} was made for another pixel spacing or normalisation; topology checks only");
+        None
+    };
+    let pb = bar(0, "label QC");
+    let progress = |done: usize, total: usize| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64);
+    };
+    let t = QcThresholds::default();
+    let report = crate::store::qc::screen_store(&a.out, with_model, &t, 16, &progress)?;
+    pb.finish_and_clear();
+    println!(
+        "label QC: {} of {} frames left out for review ({})",
+        report.excluded.len(),
+        report.frames,
+        a.out.join(crate::store::qc::REPORT).display()
+    );
+    for line in report.lines().iter().take(20) {
+        println!("  {line}");
+    }
+    if report.excluded.len() > 20 {
+        println!("  ... and {} more", report.excluded.len() - 20);
     }
     Ok(())
 }

@@ -164,7 +164,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     );
     match cli.command {
         Command::Demo(a) => demo::run(a, threads),
-        Command::Import(a) => import::run(a),
+        Command::Import(a) => import::run(a, threads),
         Command::Train(a) => train_cmd::run(a, threads),
         Command::Finetune(a) => finetune_cmd::run(a, threads),
         Command::Adapt(a) => adapt_cmd::run(a, threads),

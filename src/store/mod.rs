@@ -5,6 +5,7 @@ pub mod error;
 pub mod frames;
 pub mod import;
 pub mod import_dicom;
+pub mod qc;
 pub mod split;
 
 pub use error::{ImportError, StoreError};

@@ -106,6 +106,31 @@ pub fn run_night(
         )?;
     }
     writer.finish()?;
+    let (mut backend, why) =
+        crate::nn::device::select(plan.device, cfg.threads).map_err(OvernightError::Backend)?;
+    // Label QC against the model the daemon serves: flagged frames leave the store before
+    // the split, so they are neither trained on nor used to judge the candidate.
+    let serving = Model::load(plan.serving_file).map_err(OvernightError::Backend)?;
+    let qc = crate::store::qc::screen_store(
+        &store_dir,
+        Some((
+            backend.as_mut(),
+            &serving,
+            plan.serving_file.display().to_string(),
+        )),
+        &crate::analysis::label_qc::QcThresholds::default(),
+        cfg.batch,
+        &|_, _| {},
+    )?;
+    for line in qc.lines() {
+        log::warn!("overnight label QC: left out for review: {line}");
+    }
+    log::info!(
+        "overnight label QC: {} of {} frames left out ({})",
+        qc.excluded.len(),
+        qc.frames,
+        store_dir.join(crate::store::qc::REPORT).display()
+    );
     let store = FrameStore::open(&store_dir)?;
 
     let mut reg = Registry::open(&plan.registry_dir)?;
@@ -126,8 +151,6 @@ pub fn run_night(
     let subset = cfg.subset().map_err(OvernightError::Config)?;
     let train_idx = select(&store, &store_tags(&store), &train_idx, &subset, 0)?;
 
-    let (mut backend, why) =
-        crate::nn::device::select(plan.device, cfg.threads).map_err(OvernightError::Backend)?;
     log::info!(
         "overnight fine-tuning on {} frames, {} held out, with {why}",
         train_idx.len(),
@@ -186,10 +209,11 @@ pub fn run_night(
             source,
         })?;
     let data = format!(
-        "{} labelled series, {} frames ({} held out)",
+        "{} labelled series, {} frames ({} held out; {} more left out by label QC)",
         labelled.len(),
         store.len(),
-        held.len()
+        held.len(),
+        qc.excluded.len()
     );
     let cand = reg.add(
         &cand_file,
