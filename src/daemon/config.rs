@@ -136,6 +136,10 @@ pub struct PipelineConfig {
     pub channel_capacity: usize,
     /// Mean foreground confidence below which a "low confidence" flag is raised.
     pub min_confidence: f32,
+    /// Segment each slice as soon as all its phases have arrived, while the rest of the series
+    /// is still being received (see `daemon::pipeline::speculate`); off: the whole series
+    /// after it closes.
+    pub streaming: bool,
 }
 
 impl Default for PipelineConfig {
@@ -148,6 +152,7 @@ impl Default for PipelineConfig {
             series_in_flight: 2,
             channel_capacity: 4,
             min_confidence: 0.6,
+            streaming: true,
         }
     }
 }

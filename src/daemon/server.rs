@@ -74,6 +74,7 @@ impl Daemon {
             series_in_flight: cfg.pipeline.series_in_flight,
             channel_capacity: cfg.pipeline.channel_capacity,
             min_confidence: cfg.pipeline.min_confidence,
+            streaming: cfg.pipeline.streaming,
             overlays: cfg.output.overlays,
             model_name: model_name.into(),
             model_preprocess: None,

@@ -215,6 +215,17 @@ impl Served {
 
     /// [`Served::start`] with more `[spool]` keys.
     pub fn start_with_spool(root: &Path, extra: &str, spool_extra: &str, port: u16) -> Served {
+        Self::start_with(root, extra, spool_extra, "", port)
+    }
+
+    /// [`Served::start`] with more `[spool]` and `[pipeline]` keys.
+    pub fn start_with(
+        root: &Path,
+        extra: &str,
+        spool_extra: &str,
+        pipeline_extra: &str,
+        port: u16,
+    ) -> Served {
         std::fs::create_dir_all(root).expect("root");
         let model = root.join("tiny.safetensors");
         if !model.exists() {
@@ -239,7 +250,7 @@ impl Served {
         let text = format!(
             "[server]\nae_title = \"CINESEG\"\nlisten = \"127.0.0.1:{port}\"\n{defaults}{extra}\n\
 [spool]\ndir = \"{s}\"\n{spool_defaults}{spool_extra}\n\
-[pipeline]\nmodel = \"{m}\"\ndevice = \"cpu\"\nthreads = {t}\nbatch = 8\n\
+[pipeline]\nmodel = \"{m}\"\ndevice = \"cpu\"\nthreads = {t}\nbatch = 8\n{pipeline_extra}\n\
 [output]\ndir = \"{o}\"\n\
 [logging]\nhealth_interval_s = 1\n",
             s = root.join("state").display(),

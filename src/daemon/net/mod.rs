@@ -2,7 +2,7 @@
 //! syntaxes we accept ([`syntax`]), the storage service provider ([`scp`]) with its defences
 //! against hostile peers (bounded PDU reading, [`pdu`]; the first-PDU check, [`gate`];
 //! connection slots, [`slots`]; time limits, [`deadlines`]; who may associate, [`access`]) and the storage user that sends
-//! results ([`scu`]).
+//! results ([`scu`]); socket options for speed ([`tcp`]).
 
 pub mod access;
 pub mod deadlines;
@@ -13,3 +13,4 @@ pub mod scp;
 pub mod scu;
 pub mod slots;
 pub mod syntax;
+pub mod tcp;

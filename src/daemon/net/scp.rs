@@ -14,6 +14,7 @@ use super::gate::{self, GateError};
 use super::pdu::{self, Limits, PduError};
 use super::slots::{SlotLimits, Slots, Ticket};
 use super::syntax::{is_storage_class, STORAGE_CLASSES, TRANSFER_SYNTAXES, VERIFICATION};
+use super::tcp;
 use crate::daemon::config::ServerConfig;
 use crate::daemon::fsio::free_space;
 use crate::daemon::spool::{Incoming, Spool, Stored};
@@ -320,9 +321,11 @@ fn serve_association(sh: &Shared, id: u64, stream: TcpStream, peer: &str) {
     let (mut stored, mut duplicates) = (0usize, 0usize);
     let mut cmd_buf: Vec<u8> = Vec::new();
     let mut current: Option<Transfer<'_>> = None;
+    tcp::no_delay(assoc.inner_stream());
     loop {
         let received = {
             let (socket, buffer) = assoc.get_mut();
+            tcp::quick_ack(socket);
             pdu::read_pdu(socket, buffer, &limits)
         };
         let pdu = match received {

@@ -16,6 +16,7 @@
 //! A job whose instances are segmentations (corrected contours sent back by a viewer) is not
 //! segmented: [`crate::daemon::overnight::labels::keep_if_segmentation`] keeps it as fine-tuning labels and the job is done.
 
+mod speculate;
 mod stages;
 
 use super::health::Health;
@@ -31,10 +32,11 @@ use crate::nn::Model;
 use crate::registry::ModelIdentity;
 use crate::segment::{SegmentError, SliceLabels};
 use crossbeam::channel::bounded;
-use stages::{feed_and_decode, inference, measure, postprocess, preprocess, write};
+use speculate::{speculate, SliceCache, SpeculativeChunk};
+use stages::{feed_and_decode, inference, measure, postprocess, preprocess, write, InferenceIo};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -58,6 +60,8 @@ pub struct PipelineSettings {
     pub channel_capacity: usize,
     /// Low-confidence threshold.
     pub min_confidence: f32,
+    /// Segment slices while their series is still arriving ([`speculate`]).
+    pub streaming: bool,
     /// Write overlay secondary captures.
     pub overlays: bool,
     /// Name of the model in reports.
@@ -76,6 +80,8 @@ struct Ctx {
     model: OnceLock<ModelIdentity>,
     /// Busy seconds per stage for this series, for the log line that says where time went.
     busy: Mutex<Vec<(&'static str, f64)>>,
+    /// Images whose labels streaming inference made before the series closed.
+    reused: AtomicUsize,
 }
 
 impl Ctx {
@@ -85,6 +91,7 @@ impl Ctx {
             failed: AtomicBool::new(false),
             model: OnceLock::new(),
             busy: Mutex::new(Vec::new()),
+            reused: AtomicUsize::new(0),
         }
     }
 
@@ -117,12 +124,22 @@ struct Batch {
     stack: Arc<CineStack>,
     items: Vec<(usize, usize, Placement)>,
     data: Vec<f32>,
+    /// Digest of the network input ([`speculate::prepare_chunk`]).
+    key: speculate::ChunkKey,
     total: usize,
+}
+
+/// What the inference stage made of a batch.
+enum Scores {
+    /// Class scores from the network, classes fastest.
+    Logits(Vec<f32>),
+    /// Native-grid labels streaming inference made before the series closed.
+    Labels(Vec<SliceLabels>),
 }
 
 struct Inferred {
     batch: Batch,
-    logits: Vec<f32>,
+    result: Scores,
 }
 
 struct Labelled {
@@ -275,11 +292,32 @@ impl Pipeline {
                 Box::new(move || preprocess(&s, rx_dec, tx_pre)),
             )?);
         }
+        let (tx_spec, rx_spec) = bounded::<SpeculativeChunk>(cap);
+        if settings.streaming {
+            let (tx_ready, rx_ready) = bounded(SLICES_WAITING);
+            sink.spool.set_slice_listener(tx_ready);
+            let (s, st) = (sink.clone(), stop.clone());
+            threads.push(spawn(
+                "streaming",
+                Box::new(move || speculate(&s, &st, rx_ready, tx_spec)),
+            )?);
+        } else {
+            drop(tx_spec);
+        }
         {
             let s = sink.clone();
+            let io = InferenceIo {
+                rx: rx_pre,
+                spec_rx: rx_spec,
+                tx: tx_inf,
+                ready: ready_tx,
+            };
             threads.push(spawn(
                 "inference",
-                Box::new(move || inference(&s, model, &slot, rx_pre, tx_inf, ready_tx)),
+                Box::new(move || {
+                    let cache = SliceCache::new(STREAMING_CACHE_BYTES);
+                    inference(&s, model, &slot, &cache, io)
+                }),
             )?);
         }
         {
@@ -315,6 +353,13 @@ impl Pipeline {
         }
     }
 }
+
+/// Labels streaming inference may hold for series not yet closed (a 12 x 20 series of
+/// 256 x 256 images holds 16 MB).
+const STREAMING_CACHE_BYTES: usize = 96 << 20;
+
+/// Announced slices waiting for the streaming stage; beyond this they wait for their job.
+const SLICES_WAITING: usize = 64;
 
 /// The buffer pool bound while serving: a few batches' activations, not a training step's.
 const INFERENCE_POOL_BYTES: usize = 512 << 20;

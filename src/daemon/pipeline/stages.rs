@@ -1,19 +1,19 @@
 //! The six stages of the pipeline, in order: each takes messages from its input channel, does its
 //! one step for a series, and passes the result on (see the parent module for the design).
 
-use super::{Batch, Ctx, Decoded, Inferred, Labelled, Sink};
+use super::speculate::{prepare_chunk, slice_chunks, SliceCache, SpeculativeChunk};
+use super::{Batch, Ctx, Decoded, Inferred, Labelled, Scores, Sink};
 use crate::analysis::quality;
 use crate::analysis::series::{analyse, SeriesAnalysis as Analysis};
 use crate::daemon::overnight::{labels::keep_if_segmentation, ModelSlot};
 use crate::daemon::queue::{JobQueue, JobRecord, JobState};
 use crate::daemon::StageError;
 use crate::dicom::AssembleOptions;
-use crate::image::Slice2D;
 use crate::nn::Model;
 use crate::registry::ModelIdentity;
 use crate::report::json::ResultIdentity;
-use crate::segment::{labels_from_logits, prepare_slice, SegmentError, Segmenter, SliceLabels};
-use crossbeam::channel::{Receiver, Sender};
+use crate::segment::{labels_from_logits, SegmentError, Segmenter, SliceLabels};
+use crossbeam::channel::{Receiver, Sender, TryRecvError};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,43 +143,21 @@ pub(super) fn preprocess(sink: &Sink, rx: Receiver<Decoded>, tx: Sender<Batch>) 
         };
         let ctx = d.ctx.clone();
         let stack = d.stack.clone();
-        let batch_size = sink.settings.batch;
-        let all: Vec<(usize, usize)> = (0..stack.n_slices())
-            .flat_map(|s| (0..stack.n_phases()).map(move |p| (s, p)))
-            .filter(|(s, p)| stack.frame(*s, *p).is_some())
-            .collect();
-        let total = all.len();
+        let chunks = slice_chunks(&stack, sink.settings.batch);
+        let total: usize = chunks.iter().map(Vec::len).sum();
         if total == 0 {
             sink.fail(&ctx, "preprocess", "the stack has no images");
             continue;
         }
-        for chunk in all.chunks(batch_size) {
+        for chunk in &chunks {
             let made = sink.guard(&ctx, "preprocess", || {
-                // From the buffer pool: inference hands the batch tensor back to the pool, so a
-                // buffer from anywhere else would join it for good (measured: +25 MiB a series).
-                let mut data = crate::nn::buffer::take_any(chunk.len() * pre.size * pre.size);
-                data.clear();
-                let mut items = Vec::with_capacity(chunk.len());
-                let ps = stack.grid.pixel_spacing;
-                for &(s, p) in chunk {
-                    let f = stack
-                        .frame(s, p)
-                        .ok_or(StageError::Internal("a listed frame is missing"))?;
-                    let slice = Slice2D {
-                        width: stack.grid.cols,
-                        height: stack.grid.rows,
-                        spacing: [ps[1] as f32, ps[0] as f32],
-                        data: f.pixels.clone(),
-                    };
-                    let (img, pl) = prepare_slice(&slice, &pre)?;
-                    data.extend_from_slice(&img);
-                    items.push((s, p, pl));
-                }
+                let c = prepare_chunk(&stack, chunk, &pre)?;
                 Ok(Batch {
                     ctx: ctx.clone(),
                     stack: stack.clone(),
-                    items,
-                    data,
+                    items: c.items,
+                    data: c.data,
+                    key: c.key,
                     total,
                 })
             });
@@ -195,14 +173,28 @@ pub(super) fn preprocess(sink: &Sink, rx: Receiver<Decoded>, tx: Sender<Batch>) 
     }
 }
 
+/// The inference stage's channels: job batches in, scores out, and the streaming chunks it
+/// runs when no job batch waits.
+pub(super) struct InferenceIo {
+    pub rx: Receiver<Batch>,
+    pub spec_rx: Receiver<SpeculativeChunk>,
+    pub tx: Sender<Inferred>,
+    pub ready: Sender<Result<(), SegmentError>>,
+}
+
 pub(super) fn inference(
     sink: &Sink,
     model: Model,
     slot: &ModelSlot,
-    rx: Receiver<Batch>,
-    tx: Sender<Inferred>,
-    ready: Sender<Result<(), SegmentError>>,
+    cache: &SliceCache,
+    io: InferenceIo,
 ) {
+    let InferenceIo {
+        rx,
+        spec_rx,
+        tx,
+        ready,
+    } = io;
     let (mut backend, why) =
         match crate::nn::device::select(sink.settings.device, sink.settings.threads) {
             Ok(b) => b,
@@ -223,7 +215,19 @@ pub(super) fn inference(
     let mut serving = ModelIdentity::of(&sink.settings.model_name, &model);
     drop(model);
     let mut last_series = String::new();
-    for mut b in rx {
+    let mut spec_rx = spec_rx;
+    loop {
+        let work = match next_work(&rx, &mut spec_rx) {
+            Some(w) => w,
+            None => return,
+        };
+        let mut b = match work {
+            Work::Job(b) => b,
+            Work::Ahead(a) => {
+                run_ahead(sink, &mut seg, cache, &serving, a);
+                continue;
+            }
+        };
         let ctx = b.ctx.clone();
         // Batches of one series arrive together: a new job id is a series boundary, the only
         // place a promoted model may replace the serving one.
@@ -243,14 +247,99 @@ pub(super) fn inference(
             }
         }
         let _ = ctx.model.set(serving.clone());
+        if let Some(labels) = cache.get(&b.key, &serving.content_id) {
+            ctx.reused.fetch_add(labels.len(), Ordering::Relaxed);
+            crate::nn::buffer::give(std::mem::take(&mut b.data));
+            if tx
+                .send(Inferred {
+                    batch: b,
+                    result: Scores::Labels(labels),
+                })
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
         let data = std::mem::take(&mut b.data);
         let n = b.items.len();
         let logits = sink.guard(&ctx, "inference", || Ok(seg.infer(data, n)?));
         if let Some(logits) = logits {
-            if tx.send(Inferred { batch: b, logits }).is_err() {
+            let msg = Inferred {
+                batch: b,
+                result: Scores::Logits(logits),
+            };
+            if tx.send(msg).is_err() {
                 return;
             }
         }
+    }
+}
+
+/// What the inference stage does next.
+enum Work {
+    /// A batch of a job (always first).
+    Job(Batch),
+    /// A chunk of a series still arriving, when no job batch waits.
+    Ahead(SpeculativeChunk),
+}
+
+/// The next job batch, else (waiting for either) the next streaming chunk; `None` when the
+/// job channel is closed (the pipeline stops).
+fn next_work(rx: &Receiver<Batch>, spec: &mut Receiver<SpeculativeChunk>) -> Option<Work> {
+    match rx.try_recv() {
+        Ok(b) => return Some(Work::Job(b)),
+        Err(TryRecvError::Disconnected) => return None,
+        Err(TryRecvError::Empty) => {}
+    }
+    crossbeam::select! {
+        recv(rx) -> m => m.ok().map(Work::Job),
+        recv(spec) -> m => match m {
+            Ok(a) => Some(Work::Ahead(a)),
+            Err(_) => {
+                // Streaming has stopped: wait for jobs only.
+                *spec = crossbeam::channel::never();
+                rx.recv().ok().map(Work::Job)
+            }
+        },
+    }
+}
+
+/// Segments a chunk of a series that is still arriving and keeps its labels for the job.
+fn run_ahead(
+    sink: &Sink,
+    seg: &mut Segmenter<'_>,
+    cache: &SliceCache,
+    serving: &ModelIdentity,
+    a: SpeculativeChunk,
+) {
+    let model = &serving.content_id;
+    if cache.contains(&a.chunk.key, model) || !sink.spool.is_receiving(&a.series) {
+        crate::nn::buffer::give(a.chunk.data);
+        return;
+    }
+    let k = sink.settings.classes;
+    let n = a.chunk.items.len();
+    let labelled = seg
+        .infer(a.chunk.data, n)
+        .map_err(StageError::from)
+        .and_then(|logits| {
+            let per = logits.len() / n.max(1);
+            a.chunk
+                .items
+                .iter()
+                .enumerate()
+                .map(|(i, (_, _, pl))| {
+                    let l = logits
+                        .get(i * per..(i + 1) * per)
+                        .ok_or(StageError::Internal("fewer class scores than images"))?;
+                    Ok(labels_from_logits(l, k, pl)?)
+                })
+                .collect::<Result<Vec<_>, StageError>>()
+        });
+    match labelled {
+        Ok(labels) => cache.insert(a.chunk.key, model, labels),
+        Err(e) => log::debug!("streaming inference of a slice failed (its job will retry): {e}"),
     }
 }
 
@@ -260,15 +349,26 @@ pub(super) fn postprocess(sink: &Sink, rx: Receiver<Inferred>, tx: Sender<Labell
     for m in rx {
         let ctx = m.batch.ctx.clone();
         acc.retain(|_, v| !v.is_empty());
-        let per = m.logits.len() / m.batch.items.len().max(1);
         let done = sink.guard(&ctx, "postprocess", || {
             let entry = acc.entry(ctx.job.id.clone()).or_default();
-            for (i, (s, p, pl)) in m.batch.items.iter().enumerate() {
-                let l = m
-                    .logits
-                    .get(i * per..(i + 1) * per)
-                    .ok_or(StageError::Internal("fewer class scores than images"))?;
-                entry.insert((*s, *p), labels_from_logits(l, k, pl)?);
+            match m.result {
+                Scores::Logits(logits) => {
+                    let per = logits.len() / m.batch.items.len().max(1);
+                    for (i, (s, p, pl)) in m.batch.items.iter().enumerate() {
+                        let l = logits
+                            .get(i * per..(i + 1) * per)
+                            .ok_or(StageError::Internal("fewer class scores than images"))?;
+                        entry.insert((*s, *p), labels_from_logits(l, k, pl)?);
+                    }
+                }
+                Scores::Labels(labels) => {
+                    if labels.len() != m.batch.items.len() {
+                        return Err(StageError::Internal("cached labels do not match the batch"));
+                    }
+                    for ((s, p, _), l) in m.batch.items.iter().zip(labels) {
+                        entry.insert((*s, *p), l);
+                    }
+                }
             }
             Ok(entry.len() >= m.batch.total)
         });
@@ -372,11 +472,13 @@ pub(super) fn write(sink: &Sink, rx: Receiver<(Arc<Ctx>, Analysis)>) {
             .map(|v| format!("{v:.1} %"))
             .unwrap_or_else(|| "n/a".into());
         log::info!(
-            "job {}: results stored in {} ({:.2} s after the last instance; LVEF {ef}, {} quality flags; busy: {})",
+            "job {}: results stored in {} ({:.2} s after the last instance; LVEF {ef}, {} quality flags; \
+             {} images segmented while the series arrived; busy: {})",
             ctx.job.id,
             dir.display(),
             latency,
             a.flags.len() + a.notes.len(),
+            ctx.reused.load(Ordering::Relaxed),
             ctx.busy_line()
         );
         drop(a);

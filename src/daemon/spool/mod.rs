@@ -55,6 +55,17 @@ const COMPACT_SLACK: usize = 1000;
 /// How often [`Spool::poll`] also sweeps files no longer needed.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
+/// A slice of a series still being received whose phases have all arrived (as many instances
+/// at its position as CardiacNumberOfImages says): streaming inference segments it before the
+/// series closes.
+#[derive(Debug, Clone)]
+pub struct ReadySlice {
+    /// SeriesInstanceUID.
+    pub series: String,
+    /// The slice's received files.
+    pub files: Vec<PathBuf>,
+}
+
 /// The outcome of a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
@@ -84,6 +95,8 @@ pub struct Spool {
     nonce: u64,
     received: AtomicU64,
     accept_segmentations: AtomicBool,
+    /// Where slices whose phases have all arrived are announced (streaming inference).
+    slice_listener: Mutex<Option<crossbeam::channel::Sender<ReadySlice>>>,
 }
 
 /// An instance being received; dropped without [`Incoming::commit`], its bytes are deleted.
@@ -125,6 +138,7 @@ impl Spool {
             nonce,
             received: AtomicU64::new(0),
             accept_segmentations: AtomicBool::new(false),
+            slice_listener: Mutex::new(None),
         };
         spool.sweep(Some(&recovered.known_files))?;
         if recovered.lines > spool.records_needed() + COMPACT_SLACK {
@@ -137,6 +151,21 @@ impl Spool {
     /// them as a SOP class this service does not process.
     pub fn set_accept_segmentations(&self, yes: bool) {
         self.accept_segmentations.store(yes, Ordering::Relaxed);
+    }
+
+    /// Announces every slice whose phases have all arrived on `tx` from now on. The
+    /// announcement never waits: when the listener is behind, the slice is simply segmented
+    /// with its series.
+    pub fn set_slice_listener(&self, tx: crossbeam::channel::Sender<ReadySlice>) {
+        *self
+            .slice_listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+
+    /// Whether a reception of `series` is still open (its job not yet made).
+    pub fn is_receiving(&self, series: &str) -> bool {
+        self.lock().open.contains_key(series)
     }
 
     /// Folder of received instances.
@@ -482,12 +511,54 @@ impl Spool {
                 last_seen: Instant::now(),
             });
         series.last_seen = Instant::now();
+        let ready = completes_slice(&series.sops, &rec).map(|files| ReadySlice {
+            series: rec.series.clone(),
+            files: files.iter().map(|f| self.objects_dir().join(f)).collect(),
+        });
         series.sops.insert(rec.sop.clone(), rec);
+        drop(guard);
+        if let Some(r) = ready {
+            self.announce(r);
+        }
         if outcome == Stored::New {
             self.received.fetch_add(1, Ordering::Relaxed);
         }
         Ok(outcome)
     }
+
+    fn announce(&self, slice: ReadySlice) {
+        let listener = self
+            .slice_listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = listener.as_ref() {
+            if tx.try_send(slice).is_err() {
+                log::debug!("streaming inference is behind; a slice waits for its series");
+            }
+        }
+    }
+}
+
+/// The files of `rec`'s slice when `rec` (not yet in `sops`) is the instance that gives the
+/// slice all its phases; single-frame images with a position and a phase count only.
+fn completes_slice(
+    sops: &BTreeMap<String, InstanceRecord>,
+    rec: &InstanceRecord,
+) -> Option<Vec<String>> {
+    let (slice, phases) = (
+        rec.slice.as_deref()?,
+        rec.cardiac_images.filter(|c| *c > 0)?,
+    );
+    if rec.frames != 1 || sops.contains_key(&rec.sop) {
+        return None;
+    }
+    let mut files: Vec<String> = sops
+        .values()
+        .filter(|r| r.slice.as_deref() == Some(slice) && r.frames == 1)
+        .map(|r| r.file.clone())
+        .collect();
+    files.push(rec.file.clone());
+    (files.len() as u64 == phases).then_some(files)
 }
 
 impl Incoming<'_> {
