@@ -254,3 +254,59 @@ fn segment_dicom_folder_with_shipped_model() {
         .to_string()
         .contains("2.16.124.113543.6006.99.08975550791105350405"));
 }
+
+#[test]
+fn log_level_is_validated() {
+    let bad = cineseg(&["--log-level", "loud", "inspect", "/nonexistent"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "a bad log level is a usage error"
+    );
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("not a log level"), "{err}");
+    let bad_directive = cineseg(&["--log-level", "cineseg=chatty", "man"]);
+    assert_eq!(bad_directive.status.code(), Some(2));
+    for ok in [
+        "debug",
+        "WARN",
+        "cineseg=debug",
+        "warn,cineseg::daemon=trace",
+    ] {
+        let o = cineseg(&["--log-level", ok, "man"]);
+        assert!(
+            o.status.success(),
+            "{ok}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_argument_definitions() {
+    let bash = cineseg(&["completions", "bash"]);
+    assert!(bash.status.success());
+    let script = String::from_utf8_lossy(&bash.stdout);
+    // every subcommand is completed, among them the newest ones
+    for sub in ["segment", "serve", "import", "completions", "man"] {
+        assert!(script.contains(sub), "bash completion lacks {sub}");
+    }
+    let zsh = cineseg(&["completions", "zsh"]);
+    assert!(
+        zsh.status.success() && String::from_utf8_lossy(&zsh.stdout).contains("#compdef cineseg")
+    );
+    let man = cineseg(&["man"]);
+    assert!(man.status.success());
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH cineseg"),
+        "{}",
+        &page[..page.len().min(200)]
+    );
+    assert!(
+        page.contains("log\\-level"),
+        "the man page documents the global options"
+    );
+    let bad = cineseg(&["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -11,7 +11,8 @@
 //!
 //! The model is the shipped one (`CINESEG_BENCH_MODEL=random32` for the default architecture
 //! with random weights, `tiny` for the test model). `CINESEG_BENCH_REPEATS` sets the repeats
-//! (default 5), `CINESEG_BENCH_PAUSE_MS` the pause between slices (default 250).
+//! (default 5), `CINESEG_BENCH_PAUSE_MS` the pause between slices (default 600),
+//! `CINESEG_TEST_THREADS` the daemons' CPU threads (default 2).
 
 mod daemon_support;
 
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 
 /// Quiet time after which a series whose slices all have their phases is complete; the pause
 /// between slices must stay below it (else each slice is a series of its own).
-const SETTLE_MS: u64 = 500;
+const SETTLE_MS: u64 = 1000;
 
 fn sunnybrook() -> Option<PathBuf> {
     let base = std::env::var_os("CINESEG_DATA")
@@ -240,7 +241,11 @@ fn daemon_latency_throughput_memory() {
             .unwrap_or(d)
     };
     let repeats = env("CINESEG_BENCH_REPEATS", 5) as usize;
-    let pause = Duration::from_millis(env("CINESEG_BENCH_PAUSE_MS", 250));
+    let pause = Duration::from_millis(env("CINESEG_BENCH_PAUSE_MS", 600));
+    // The daemons' CPU threads (the support module reads CINESEG_TEST_THREADS; 2 unless set).
+    let threads = env("CINESEG_TEST_THREADS", 2);
+    std::env::set_var("CINESEG_TEST_THREADS", threads.to_string());
+    println!("daemon CPU threads: {threads}");
     let dir = tempfile::tempdir().expect("tempdir");
     println!("model: {}", bench_model(&dir.path().join("probe")));
     let mut streaming = Bench::start(dir.path(), "streaming", "");

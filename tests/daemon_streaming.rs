@@ -133,6 +133,23 @@ fn streaming_gives_the_whole_series_result() {
             "{key} differs between streaming and whole-series"
         );
     }
+    // Idle again: the health line counts no series in flight (it said 1 while the feeder
+    // merely waited for a job).
+    let idle_line = |d: &Served| {
+        let log = d.log_text();
+        log.lines()
+            .rev()
+            .find(|l| l.contains("health:"))
+            .map(str::to_string)
+    };
+    let before = idle_line(&streaming);
+    assert!(
+        wait_until(Duration::from_secs(10), || idle_line(&streaming) != before
+            && idle_line(&streaming)
+                .is_some_and(|l| l.contains(" 0 in flight, 1 done"))),
+        "health line on an idle daemon: {:?}",
+        idle_line(&streaming)
+    );
     let masks = seg_pixels(&rs[0]);
     assert!(
         masks.iter().any(|b| *b != 0),

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::clinical::{measurements, Measurement, Physiology};
@@ -126,9 +127,6 @@ pub fn analyse(
     let st = stack;
     let (rows, cols, ns, np) = (st.grid.rows, st.grid.cols, st.n_slices(), st.n_phases());
     let mut masks = LabelMasks::empty(ns, np, rows, cols, vec![1, 2, 3]);
-    let mut phases = Vec::with_capacity(np);
-    let mut confidence = Vec::with_capacity(np);
-    let mut missing = 0;
     let blank = SliceLabels {
         labels: vec![0; rows * cols],
         confidence: 1.0,
@@ -139,17 +137,32 @@ pub fn analyse(
         st.grid.pixel_spacing[0] as f32,
         st.slice_spacing as f32,
     ];
-    for p in 0..np {
-        let mut slices = Vec::with_capacity(ns);
-        for s in 0..ns {
-            let l = labels.get(&(s, p)).cloned().unwrap_or_else(|| {
-                missing += 1;
-                blank.clone()
-            });
-            slices.push(l);
-        }
-        confidence.push(foreground_confidence(&slices));
-        let vol = phase_volume(&slices, cols, rows, spacing)?;
+    let missing = (0..np)
+        .flat_map(|p| (0..ns).map(move |s| (s, p)))
+        .filter(|k| !labels.contains_key(k))
+        .count();
+    // Phases are independent (post-processing is 3D within a phase): measured in parallel.
+    let per_phase: Vec<(f32, super::LabelVolume)> = (0..np)
+        .into_par_iter()
+        .map(|p| {
+            let slices: Vec<SliceLabels> = (0..ns)
+                .map(|s| {
+                    labels
+                        .get(&(s, p))
+                        .cloned()
+                        .unwrap_or_else(|| blank.clone())
+                })
+                .collect();
+            Ok((
+                foreground_confidence(&slices),
+                phase_volume(&slices, cols, rows, spacing)?,
+            ))
+        })
+        .collect::<Result<_, SegmentError>>()?;
+    let mut phases = Vec::with_capacity(np);
+    let mut confidence = Vec::with_capacity(np);
+    for (p, (conf, vol)) in per_phase.into_iter().enumerate() {
+        confidence.push(conf);
         for s in 0..ns {
             let shape = || {
                 SegmentError::Input(format!(

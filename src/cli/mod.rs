@@ -5,6 +5,7 @@
 mod adapt_cmd;
 mod bench_cmd;
 mod demo;
+mod docs_cmd;
 mod eval;
 mod experiment_cmd;
 mod finetune_cmd;
@@ -41,7 +42,7 @@ store); 4 model problem (model file unreadable or invalid, device error).";
 )]
 pub struct Cli {
     /// Log level: error, warn, info, debug, trace (or a tracing filter such as cineseg=debug).
-    #[arg(long, global = true, default_value = "info")]
+    #[arg(long, global = true, default_value = "info", value_parser = parse_log_level)]
     pub log_level: String,
     /// CPU threads for the compute backend (0 = all cores).
     #[arg(long, global = true, default_value_t = 0)]
@@ -90,6 +91,35 @@ pub enum Command {
     Serve(serve_cmd::ServeArgs),
     /// Measure CPU speed next to PyTorch and ONNX Runtime (from ../shared-venv) on this machine.
     Bench(bench_cmd::BenchArgs),
+    /// Print a shell completion script: `cineseg completions bash > /etc/bash_completion.d/cineseg`.
+    Completions(docs_cmd::CompletionsArgs),
+    /// Print the manual page (roff): `cineseg man > cineseg.1; man ./cineseg.1`.
+    Man,
+}
+
+/// Accepts a level name or a tracing filter directive; anything else is a usage error (it was
+/// silently replaced by `info`).
+fn parse_log_level(s: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let plain = s.trim().to_ascii_lowercase();
+    if LEVELS.contains(&plain.as_str()) {
+        return Ok(plain);
+    }
+    // A directive such as `cineseg=debug` or `warn,cineseg::daemon=trace`: every part must
+    // name a known level after its `=`.
+    let ok = !plain.is_empty()
+        && plain.split(',').all(|d| {
+            let level = d.rsplit('=').next().unwrap_or("");
+            d.contains('=') && LEVELS.contains(&level) || LEVELS.contains(&d)
+        });
+    if ok && tracing_subscriber::EnvFilter::try_new(s).is_ok() {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a log level: use one of {} or a filter such as cineseg=debug",
+            LEVELS.join(", ")
+        ))
+    }
 }
 
 /// Everything a command can fail with, mapped to an exit code by `main`.
@@ -175,6 +205,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Inspect(a) => inspect_cmd::run(a),
         Command::Bench(a) => bench_cmd::run(a, threads),
         Command::Serve(a) => serve_cmd::run(a),
+        Command::Completions(a) => docs_cmd::completions(a),
+        Command::Man => docs_cmd::man(),
     }
 }
 

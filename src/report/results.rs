@@ -5,6 +5,7 @@
 //! named after a result is always complete, and its existence tells a restarted daemon that the
 //! result is stored (no second copy).
 
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 use super::annotate::captioned_overlay;
@@ -46,60 +47,42 @@ pub fn write(
             &dir.join(name),
         )
     };
-    let mut written = Written {
-        seg_cine: Some(seg(SegScope::Cine, "seg.dcm")?),
-        ..Written::default()
-    };
-    if let Some(s) = &a.summary {
-        written.seg_ed = Some(seg(
-            SegScope::Phase(s.ed_phase, "end-diastole"),
-            "seg_ed.dcm",
-        )?);
-        if s.es_phase != s.ed_phase {
-            written.seg_es = Some(seg(
-                SegScope::Phase(s.es_phase, "end-systole"),
-                "seg_es.dcm",
-            )?);
-        }
-        written.sr = Some(write_sr(
-            &SrInput {
-                analysis: a,
-                model,
-                segs: [&written.seg_cine, &written.seg_ed, &written.seg_es]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-            },
-            &dir.join("sr.dcm"),
-        )?);
-    }
-    let sc_series = ScSeries::new(base + 5000);
-    let page_img = summary_page::render(a, model, id)?;
-    let key_phases: Vec<usize> = a
-        .summary
-        .as_ref()
-        .map(|s| vec![s.ed_phase, s.es_phase])
-        .unwrap_or_default();
-    let sources = (0..a.stack.n_slices())
-        .flat_map(|s| key_phases.iter().map(move |&p| (s, p)))
-        .filter_map(|(s, p)| a.stack.frame(s, p)?.source.as_ref())
-        .collect();
-    written.summary_page = Some(write_sc(
-        ctx,
-        &ScImage {
-            image: &page_img,
-            sources,
-            instance_number: 1,
-            description: "cineseg summary page: function numbers and volume curve".into(),
+    // The DICOM objects and the pictures are independent: written side by side.
+    let (objects, pictures) = rayon::join(
+        || -> Result<Written, ReportError> {
+            let mut written = Written {
+                seg_cine: Some(seg(SegScope::Cine, "seg.dcm")?),
+                ..Written::default()
+            };
+            if let Some(s) = &a.summary {
+                written.seg_ed = Some(seg(
+                    SegScope::Phase(s.ed_phase, "end-diastole"),
+                    "seg_ed.dcm",
+                )?);
+                if s.es_phase != s.ed_phase {
+                    written.seg_es = Some(seg(
+                        SegScope::Phase(s.es_phase, "end-systole"),
+                        "seg_es.dcm",
+                    )?);
+                }
+                written.sr = Some(write_sr(
+                    &SrInput {
+                        analysis: a,
+                        model,
+                        segs: [&written.seg_cine, &written.seg_ed, &written.seg_es]
+                            .into_iter()
+                            .flatten()
+                            .collect(),
+                    },
+                    &dir.join("sr.dcm"),
+                )?);
+            }
+            Ok(written)
         },
-        &sc_series,
-        "cineseg results",
-        &dir.join("summary.dcm"),
-    )?);
-    if overlays {
-        written.overlays = write_overlays(a, &sc_series, &dir)?;
-    }
-    write_label_nifti(a, &dir.join("labels.nii.gz"))?;
+        || write_pictures(a, model, id, &dir, overlays),
+    );
+    let mut written = objects?;
+    (written.summary_page, written.overlays) = pictures?;
     let report = json::Report::new(id, a, model, &written);
     let bytes = serde_json::to_vec_pretty(&report)?;
     fsio::write_synced(&dir.join("report.json"), &bytes)?;
@@ -113,6 +96,49 @@ pub fn write(
     }
     fsio::rename_durable(&dir, &final_dir)?;
     Ok(final_dir)
+}
+
+/// The summary page, the overlays and the label NIfTI; returns the page's SOP instance and
+/// the number of overlays.
+fn write_pictures(
+    a: &SeriesAnalysis,
+    model: &ModelIdentity,
+    id: &ResultIdentity<'_>,
+    dir: &Path,
+    overlays: bool,
+) -> Result<(Option<String>, usize), ReportError> {
+    let ctx = &a.context;
+    let base = a.stack.ids.series_number.unwrap_or(0);
+    let sc_series = ScSeries::new(base + 5000);
+    let page_img = summary_page::render(a, model, id)?;
+    let key_phases: Vec<usize> = a
+        .summary
+        .as_ref()
+        .map(|s| vec![s.ed_phase, s.es_phase])
+        .unwrap_or_default();
+    let sources = (0..a.stack.n_slices())
+        .flat_map(|s| key_phases.iter().map(move |&p| (s, p)))
+        .filter_map(|(s, p)| a.stack.frame(s, p)?.source.as_ref())
+        .collect();
+    let page = write_sc(
+        ctx,
+        &ScImage {
+            image: &page_img,
+            sources,
+            instance_number: 1,
+            description: "cineseg summary page: function numbers and volume curve".into(),
+        },
+        &sc_series,
+        "cineseg results",
+        &dir.join("summary.dcm"),
+    )?;
+    let n = if overlays {
+        write_overlays(a, &sc_series, dir)?
+    } else {
+        0
+    };
+    write_label_nifti(a, &dir.join("labels.nii.gz"))?;
+    Ok((Some(page), n))
 }
 
 /// One secondary capture per slice at ED and at ES (phase 0 without a summary), captioned and
@@ -136,11 +162,17 @@ fn write_overlays(a: &SeriesAnalysis, series: &ScSeries, dir: &Path) -> Result<u
         a.stack.n_slices(),
         a.stack.n_phases(),
     );
-    let mut n = 0;
-    for &(p, tag) in &phases {
-        for s in 0..ns {
+    // (slice, phase, tag) in instance-number order, then drawn and written in parallel.
+    let todo: Vec<(usize, usize, &str)> = phases
+        .iter()
+        .flat_map(|&(p, tag)| (0..ns).map(move |s| (s, p, tag)))
+        .filter(|&(s, p, _)| a.stack.frame(s, p).is_some() && a.masks.image(s, p).is_some())
+        .collect();
+    todo.par_iter()
+        .enumerate()
+        .try_for_each(|(i, &(s, p, tag))| -> Result<(), ReportError> {
             let (Some(frame), Some(mask)) = (a.stack.frame(s, p), a.masks.image(s, p)) else {
-                continue;
+                return Ok(());
             };
             let time = frame
                 .trigger_time
@@ -161,21 +193,21 @@ fn write_overlays(a: &SeriesAnalysis, series: &ScSeries, dir: &Path) -> Result<u
                 )?,
                 &caption,
             )?;
-            n += 1;
             write_sc(
                 &a.context,
                 &ScImage {
                     image: &img,
                     sources: frame.source.iter().collect(),
-                    instance_number: 1 + n,
+                    instance_number: 2 + i,
                     description: caption,
                 },
                 series,
                 "cineseg results",
                 &sc_dir.join(format!("s{s:03}_p{p:03}.dcm")),
             )?;
-        }
-    }
+            Ok(())
+        })?;
+    let n = todo.len();
     Ok(n)
 }
 

@@ -110,6 +110,9 @@ pub fn send_files(peer: &Peer, files: &[PathBuf]) -> Vec<(PathBuf, Outcome)> {
             return out;
         }
     };
+    // Without these a Nagle-held last segment waited for the peer's delayed acknowledgement:
+    // ~45 ms per object sent to dcmtk's storescp (see `super::tcp`).
+    super::tcp::no_delay(assoc.inner_stream());
     let mut broken: Option<String> = None;
     for (n, i) in items.into_iter().enumerate() {
         if let Some(b) = &broken {
@@ -159,6 +162,7 @@ pub fn send_files(peer: &Peer, files: &[PathBuf]) -> Vec<(PathBuf, Outcome)> {
             w.finish().map_err(|e| format!("sending: {e}"))?;
             let mut cmd_bytes = Vec::new();
             loop {
+                super::tcp::quick_ack(assoc.inner_stream());
                 match assoc
                     .receive()
                     .map_err(|e| format!("waiting for the response: {e}"))?

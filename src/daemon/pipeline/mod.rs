@@ -184,8 +184,15 @@ impl Sink {
         self.leave();
     }
 
+    /// A series taken by [`Sink::enter`] has left the pipeline (done or failed).
     fn leave(&self) {
         self.health.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.release_slot();
+    }
+
+    /// A slot taken by [`Sink::enter`] while waiting for a job is given back unused. (The
+    /// health line counts series, not waiting slots: it said "1 in flight" on an idle box.)
+    fn release_slot(&self) {
         let (m, cv) = &self.slots;
         let mut n = m.lock().unwrap_or_else(|p| p.into_inner());
         *n = n.saturating_sub(1);
@@ -205,8 +212,12 @@ impl Sink {
                 .0;
         }
         *n += 1;
-        self.health.in_flight.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// A job was taken into the slot [`Sink::enter`] reserved.
+    fn started(&self) {
+        self.health.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Runs `f` for a message of `ctx`, quarantining the series on error or panic.

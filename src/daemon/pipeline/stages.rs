@@ -31,15 +31,18 @@ pub(super) fn feed_and_decode(
             break;
         }
         let job = match queue.take(JobState::Pending, Duration::from_millis(300)) {
-            Ok(Some(j)) => j,
+            Ok(Some(j)) => {
+                sink.started();
+                j
+            }
             Ok(None) => {
                 sink.slots.1.notify_all();
-                sink.leave();
+                sink.release_slot();
                 continue;
             }
             Err(e) => {
                 log::error!("job queue: {e}");
-                sink.leave();
+                sink.release_slot();
                 std::thread::sleep(Duration::from_millis(500));
                 continue;
             }
