@@ -310,3 +310,38 @@ fn completions_and_man_page_come_from_the_argument_definitions() {
     let bad = cineseg(&["completions", "tcsh"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn models_registry_is_never_created_by_reading_and_add_can_make_current() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reg = dir.path().join("reg");
+    let s = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    // reading a registry that does not exist: a usage error, and nothing is created
+    let list = cineseg(&["models", "list", "--registry", &s(&reg)]);
+    assert_eq!(list.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&list.stderr).contains("no model registry"));
+    assert!(!reg.exists(), "models list created {}", reg.display());
+    // --registry after the action; --current without a data store
+    let model = tiny_model(dir.path());
+    let add = cineseg(&[
+        "models",
+        "add",
+        &s(&model),
+        "--current",
+        "--registry",
+        &s(&reg),
+    ]);
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let out = String::from_utf8_lossy(&add.stdout).to_string();
+    let id = out.lines().next().expect("id").trim().to_string();
+    assert!(out.contains("current model"), "{out}");
+    let cur = cineseg(&["models", "current", "--registry", &s(&reg)]);
+    assert!(cur.status.success());
+    assert!(String::from_utf8_lossy(&cur.stdout).contains(&id));
+    let list = cineseg(&["models", "--registry", &s(&reg), "list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&format!("* {id}")));
+}

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct ModelsArgs {
-    /// The registry folder (created on first use).
-    #[arg(long, default_value = "registry")]
+    /// The registry folder (`models add` creates it; the other actions need an existing one).
+    /// May be given before or after the action.
+    #[arg(long, default_value = "registry", global = true)]
     registry: PathBuf,
     #[command(subcommand)]
     action: Action,
@@ -31,6 +32,10 @@ enum Action {
         data: String,
         #[arg(long, default_value = "")]
         note: String,
+        /// Also make it the current model, without a held-out comparison (for a first model,
+        /// or one validated elsewhere; `promote` is the validated way). Recorded as such.
+        #[arg(long)]
+        current: bool,
     },
     /// Make a version current if it beats the current one on the site's held-out split.
     Promote {
@@ -60,6 +65,15 @@ enum Action {
 }
 
 pub fn run(a: ModelsArgs, threads: usize) -> Result<(), CliError> {
+    let exists = a.registry.join("registry.json").is_file() || a.registry.join("models").is_dir();
+    if !matches!(a.action, Action::Add { .. }) && !exists {
+        return Err(CliError::Usage(format!(
+            "{}: no model registry here (give --registry, or create one with `cineseg models \
+             add MODEL --registry {}`)",
+            a.registry.display(),
+            a.registry.display()
+        )));
+    }
     let mut reg = Registry::open(&a.registry)?;
     match a.action {
         Action::List => {
@@ -89,9 +103,14 @@ pub fn run(a: ModelsArgs, threads: usize) -> Result<(), CliError> {
             parent,
             data,
             note,
+            current,
         } => {
             let m = reg.add(&model, parent.as_deref(), &data, &note)?;
             println!("{}", m.id);
+            if current {
+                reg.set_current(&m.id)?;
+                println!("current model: {} (set by hand, not validated here)", m.id);
+            }
         }
         Action::Promote {
             id,

@@ -361,6 +361,23 @@ impl Registry {
         Ok(target)
     }
 
+    /// Makes `id` current on an operator's word, without a held-out comparison (a site with no
+    /// labelled data yet, or a model validated elsewhere). Recorded as a `set` event, so the
+    /// history says that no validation decided it; `rollback` returns to the previous one.
+    pub fn set_current(&mut self, id: &str) -> Result<(), RegistryError> {
+        self.manifest(id)?;
+        self.state.events.push(Event {
+            action: "set".into(),
+            id: id.to_string(),
+            previous: self.state.current.clone(),
+            at: manifest::now(),
+            candidate_score: None,
+            incumbent_score: None,
+        });
+        self.state.current = Some(id.to_string());
+        self.save_state()
+    }
+
     fn validate(
         &self,
         id: &str,
