@@ -345,3 +345,26 @@ fn models_registry_is_never_created_by_reading_and_add_can_make_current() {
     let list = cineseg(&["models", "--registry", &s(&reg), "list"]);
     assert!(String::from_utf8_lossy(&list.stdout).contains(&format!("* {id}")));
 }
+
+#[test]
+fn flag_names_have_one_meaning() {
+    // --base is a width (train); a model file is --model everywhere (eval, finetune, adapt,
+    // experiment transfer); --json is a flag (inspect) and a JSON file is --json-out (eval).
+    for (sub, flag) in [
+        (&["finetune"][..], "--model"),
+        (&["adapt"][..], "--model"),
+        (&["experiment", "transfer"][..], "--model"),
+        (&["eval"][..], "--json-out"),
+    ] {
+        let mut args: Vec<&str> = sub.to_vec();
+        args.push("--help");
+        let help = String::from_utf8_lossy(&cineseg(&args).stdout).to_string();
+        assert!(help.contains(flag), "{sub:?} --help lacks {flag}");
+        assert!(!help.contains("--base "), "{sub:?} still has --base");
+    }
+    let train = String::from_utf8_lossy(&cineseg(&["train", "--help"]).stdout).to_string();
+    assert!(
+        train.contains("--base"),
+        "train keeps --base (the U-Net width)"
+    );
+}

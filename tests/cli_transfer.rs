@@ -108,7 +108,7 @@ fn experiment_transfer_writes_table_json_and_curves() {
     let args = [
         "experiment",
         "transfer",
-        "--base",
+        "--model",
         s(&base),
         "--data",
         s(&data),
@@ -171,7 +171,7 @@ fn finetune_resumes_after_budget_and_adapt_and_registry_work() {
     let out = d.path().join("m2.safetensors");
     let ft = [
         "finetune",
-        "--base",
+        "--model",
         s(&base),
         "--data",
         s(&data),
@@ -216,7 +216,7 @@ fn finetune_resumes_after_budget_and_adapt_and_registry_work() {
     let adapted = d.path().join("adapted.safetensors");
     cineseg(&[
         "adapt",
-        "--base",
+        "--model",
         s(&base),
         "--images",
         s(&data),
@@ -287,7 +287,7 @@ fn arms_that_select_the_same_frames_are_trained_once() {
     let args = [
         "experiment",
         "transfer",
-        "--base",
+        "--model",
         s(&base),
         "--data",
         s(&data),
@@ -346,7 +346,7 @@ fn unknown_arm_is_a_usage_error() {
         .args([
             "experiment",
             "transfer",
-            "--base",
+            "--model",
             s(&base),
             "--data",
             s(&data),

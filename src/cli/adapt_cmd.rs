@@ -14,7 +14,7 @@ use std::path::PathBuf;
 pub struct AdaptArgs {
     /// The model to adapt.
     #[arg(long)]
-    base: PathBuf,
+    model: PathBuf,
     /// Target images: a frame store (its labels are ignored), a NIfTI file, or a folder of
     /// NIfTI files (label files `*_gt.nii*` are skipped).
     #[arg(long)]
@@ -34,7 +34,7 @@ pub struct AdaptArgs {
 }
 
 pub fn run(a: AdaptArgs, threads: usize) -> Result<(), CliError> {
-    let base = Model::load(&a.base)?;
+    let base = Model::load(&a.model)?;
     let store;
     let memory;
     let src: &dyn FrameSource = if a.images.join("index.json").is_file() {
@@ -47,7 +47,7 @@ pub fn run(a: AdaptArgs, threads: usize) -> Result<(), CliError> {
             log::warn!(
                 "{} was prepared differently from what {} expects",
                 a.images.display(),
-                a.base.display()
+                a.model.display()
             );
         }
         &store
@@ -55,7 +55,7 @@ pub fn run(a: AdaptArgs, threads: usize) -> Result<(), CliError> {
         let p = base.preprocess.clone().ok_or_else(|| {
             CliError::Usage(format!(
                 "{} does not record its preprocessing; adapt on a frame store instead",
-                a.base.display()
+                a.model.display()
             ))
         })?;
         memory = load_unlabelled(&a.images, &p, base.config().classes, a.limit)?;
@@ -66,7 +66,7 @@ pub fn run(a: AdaptArgs, threads: usize) -> Result<(), CliError> {
     let (mut backend, why) = crate::nn::device::select(a.device, threads)?;
     println!(
         "re-estimating BatchNorm statistics of {} on {n} images with {} ({why})",
-        a.base.display(),
+        a.model.display(),
         backend.describe()
     );
     let (mut model, report) = adapt_batchnorm(
@@ -78,7 +78,7 @@ pub fn run(a: AdaptArgs, threads: usize) -> Result<(), CliError> {
     )?;
     model
         .extra
-        .insert("parent".into(), a.base.display().to_string());
+        .insert("parent".into(), a.model.display().to_string());
     model
         .extra
         .insert("adapt_images".into(), a.images.display().to_string());

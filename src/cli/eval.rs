@@ -42,9 +42,9 @@ pub struct EvalArgs {
     /// Evaluate at most this many patients (quick checks).
     #[arg(long)]
     limit: Option<usize>,
-    /// Also write the full results as JSON here.
+    /// Also write the full results as JSON to this file.
     #[arg(long)]
-    json: Option<PathBuf>,
+    json_out: Option<PathBuf>,
     #[arg(long, default_value_t = 8)]
     batch: usize,
 }
@@ -280,7 +280,7 @@ pub fn format_report(r: &EvalReport) -> String {
 pub fn run(a: EvalArgs, threads: usize) -> Result<(), CliError> {
     let r = evaluate_folder(&a, threads)?;
     print!("{}", format_report(&r));
-    if let Some(j) = &a.json {
+    if let Some(j) = &a.json_out {
         super::write_json(j, &r)?;
         println!("\nwrote {}", j.display());
     }

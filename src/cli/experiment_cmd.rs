@@ -26,9 +26,9 @@ enum Which {
 
 #[derive(clap::Args, Debug)]
 struct TransferArgs {
-    /// The base model.
+    /// The base model (the one transfer starts from).
     #[arg(long)]
-    base: PathBuf,
+    model: PathBuf,
     /// Target frame store (e.g. `cineseg import --domain 7t`).
     #[arg(long)]
     data: PathBuf,
@@ -66,7 +66,7 @@ pub fn run(a: ExperimentArgs, threads: usize) -> Result<(), CliError> {
 
 fn transfer(a: TransferArgs, threads: usize) -> Result<(), CliError> {
     let store = FrameStore::open(&a.data)?;
-    let mut base = Model::load(&a.base)?;
+    let mut base = Model::load(&a.model)?;
     base.preprocess = Some(store.preprocess().clone());
     let listed: Option<Vec<String>> = a.test_patients.as_ref().map(|s| {
         s.split(',')

@@ -18,7 +18,7 @@ use std::time::Duration;
 pub struct FinetuneArgs {
     /// The model to start from.
     #[arg(long)]
-    base: PathBuf,
+    model: PathBuf,
     /// Frame store of the target site (`cineseg import`).
     #[arg(long)]
     data: PathBuf,
@@ -111,7 +111,7 @@ pub fn default_run_dir(out: &Path) -> PathBuf {
 
 pub fn run(a: FinetuneArgs, threads: usize) -> Result<(), CliError> {
     let store = FrameStore::open(&a.data)?;
-    let mut base = Model::load(&a.base)?;
+    let mut base = Model::load(&a.model)?;
     if base
         .preprocess
         .as_ref()
@@ -119,7 +119,7 @@ pub fn run(a: FinetuneArgs, threads: usize) -> Result<(), CliError> {
     {
         log::warn!(
             "{} was trained with other preprocessing than {}; using the store's",
-            a.base.display(),
+            a.model.display(),
             a.data.display()
         );
     }
@@ -144,7 +144,7 @@ pub fn run(a: FinetuneArgs, threads: usize) -> Result<(), CliError> {
     let (mut backend, why) = crate::nn::device::select(a.device, threads)?;
     println!(
         "fine-tuning {} on {} of {} training frames ({}), {} validation frames, {} images per epoch, on {} ({why})",
-        a.base.display(),
+        a.model.display(),
         train_idx.len(),
         candidates.len(),
         a.subset,
@@ -177,7 +177,7 @@ pub fn run(a: FinetuneArgs, threads: usize) -> Result<(), CliError> {
     };
     model
         .extra
-        .insert("parent".into(), a.base.display().to_string());
+        .insert("parent".into(), a.model.display().to_string());
     model
         .extra
         .insert("train_data".into(), a.data.display().to_string());
