@@ -326,8 +326,8 @@ impl Pipeline {
             threads.push(spawn(
                 "inference",
                 Box::new(move || {
-                    let cache = SliceCache::new(STREAMING_CACHE_BYTES);
-                    inference(&s, model, &slot, &cache, io)
+                    let mut cache = SliceCache::new(STREAMING_CACHE_BYTES);
+                    inference(&s, model, &slot, &mut cache, io)
                 }),
             )?);
         }

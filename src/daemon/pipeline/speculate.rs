@@ -21,12 +21,11 @@ use crate::daemon::StageError;
 use crate::dicom::{AssembleOptions, CineStack};
 use crate::image::{Placement, Slice2D};
 use crate::nn::Preprocess;
-use crate::segment::{prepare_slice, SliceLabels};
+use crate::segment::{prepare_batch, SliceLabels};
 use crossbeam::channel::{Receiver, RecvTimeoutError, Sender};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// Digest of one chunk's network input (see the module comment).
@@ -63,26 +62,27 @@ pub(super) fn prepare_chunk(
     chunk: &[(usize, usize)],
     pre: &Preprocess,
 ) -> Result<PreparedChunk, StageError> {
-    // From the buffer pool: inference hands the batch tensor back to the pool, so a buffer
-    // from anywhere else would join it for good (measured: +25 MiB a series).
-    let mut data = crate::nn::buffer::take_any(chunk.len() * pre.size * pre.size);
-    data.clear();
-    let mut items = Vec::with_capacity(chunk.len());
     let ps = stack.grid.pixel_spacing;
-    for &(s, p) in chunk {
-        let f = stack
-            .frame(s, p)
-            .ok_or(StageError::Internal("a listed frame is missing"))?;
-        let slice = Slice2D {
-            width: stack.grid.cols,
-            height: stack.grid.rows,
-            spacing: [ps[1] as f32, ps[0] as f32],
-            data: f.pixels.clone(),
-        };
-        let (img, pl) = prepare_slice(&slice, pre)?;
-        data.extend_from_slice(&img);
-        items.push((s, p, pl));
-    }
+    let slices = chunk
+        .iter()
+        .map(|&(s, p)| {
+            let f = stack
+                .frame(s, p)
+                .ok_or(StageError::Internal("a listed frame is missing"))?;
+            Ok(Slice2D {
+                width: stack.grid.cols,
+                height: stack.grid.rows,
+                spacing: [ps[1] as f32, ps[0] as f32],
+                data: f.pixels.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, StageError>>()?;
+    let (data, placements) = prepare_batch(&slices, pre)?;
+    let items: Vec<(usize, usize, Placement)> = chunk
+        .iter()
+        .zip(placements)
+        .map(|(&(s, p), pl)| (s, p, pl))
+        .collect();
     let mut h = Sha256::new();
     for (_, _, pl) in &items {
         for v in [pl.native_width, pl.native_height, pl.size] {
@@ -109,60 +109,63 @@ pub(super) struct SpeculativeChunk {
     pub chunk: PreparedChunk,
 }
 
-/// Labels segmented ahead of their job, by chunk digest and model.
+/// Labels segmented ahead of their job, by chunk digest, for the serving model. Owned by the
+/// inference stage alone (no lock); a different model empties it.
 pub(super) struct SliceCache {
-    inner: Mutex<CacheInner>,
-    limit_bytes: usize,
-}
-
-#[derive(Default)]
-struct CacheInner {
-    entries: HashMap<(ChunkKey, String), Vec<SliceLabels>>,
+    /// Content id of the model the labels are from.
+    model: String,
+    entries: HashMap<ChunkKey, Vec<SliceLabels>>,
     /// Insertion order, for evicting the oldest first.
-    order: VecDeque<(ChunkKey, String)>,
+    order: VecDeque<ChunkKey>,
     bytes: usize,
+    limit_bytes: usize,
 }
 
 impl SliceCache {
     /// A cache holding at most `limit_bytes` of labels.
     pub fn new(limit_bytes: usize) -> SliceCache {
         SliceCache {
-            inner: Mutex::new(CacheInner::default()),
+            model: String::new(),
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
             limit_bytes,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Whether labels of `key` by the model `model` are held.
     pub fn contains(&self, key: &ChunkKey, model: &str) -> bool {
-        self.lock().entries.contains_key(&(*key, model.to_string()))
+        self.model == model && self.entries.contains_key(key)
     }
 
     /// The labels of `key` by `model`, if held (identical inputs, e.g. two slices with the
     /// same pixels, share them).
     pub fn get(&self, key: &ChunkKey, model: &str) -> Option<Vec<SliceLabels>> {
-        self.lock().entries.get(&(*key, model.to_string())).cloned()
+        (self.model == model)
+            .then(|| self.entries.get(key).cloned())
+            .flatten()
     }
 
     /// Keeps `labels` of `key` by `model`, evicting the oldest entries beyond the limit.
-    pub fn insert(&self, key: ChunkKey, model: &str, labels: Vec<SliceLabels>) {
-        let mut c = self.lock();
-        let id = (key, model.to_string());
-        c.bytes += labels_bytes(&labels);
-        if let Some(old) = c.entries.insert(id.clone(), labels) {
-            c.bytes = c.bytes.saturating_sub(labels_bytes(&old));
-        } else {
-            c.order.push_back(id);
+    pub fn insert(&mut self, key: ChunkKey, model: &str, labels: Vec<SliceLabels>) {
+        if self.model != model {
+            self.entries.clear();
+            self.order.clear();
+            self.bytes = 0;
+            self.model = model.to_string();
         }
-        while c.bytes > self.limit_bytes {
-            let Some(oldest) = c.order.pop_front() else {
+        self.bytes += labels_bytes(&labels);
+        if let Some(old) = self.entries.insert(key, labels) {
+            self.bytes = self.bytes.saturating_sub(labels_bytes(&old));
+        } else {
+            self.order.push_back(key);
+        }
+        while self.bytes > self.limit_bytes {
+            let Some(oldest) = self.order.pop_front() else {
                 break;
             };
-            if let Some(gone) = c.entries.remove(&oldest) {
-                c.bytes = c.bytes.saturating_sub(labels_bytes(&gone));
+            if let Some(gone) = self.entries.remove(&oldest) {
+                self.bytes = self.bytes.saturating_sub(labels_bytes(&gone));
             }
         }
     }

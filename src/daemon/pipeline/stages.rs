@@ -9,10 +9,11 @@ use crate::daemon::overnight::{labels::keep_if_segmentation, ModelSlot};
 use crate::daemon::queue::{JobQueue, JobRecord, JobState};
 use crate::daemon::StageError;
 use crate::dicom::AssembleOptions;
+use crate::image::Placement;
 use crate::nn::Model;
 use crate::registry::ModelIdentity;
 use crate::report::json::ResultIdentity;
-use crate::segment::{labels_from_logits, SegmentError, Segmenter, SliceLabels};
+use crate::segment::{labels_of_batch, SegmentError, Segmenter, SliceLabels};
 use crossbeam::channel::{Receiver, Sender, TryRecvError};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -189,12 +190,12 @@ pub(super) fn inference(
     sink: &Sink,
     model: Model,
     slot: &ModelSlot,
-    cache: &SliceCache,
+    cache: &mut SliceCache,
     io: InferenceIo,
 ) {
     let InferenceIo {
         rx,
-        spec_rx,
+        mut spec_rx,
         tx,
         ready,
     } = io;
@@ -218,7 +219,6 @@ pub(super) fn inference(
     let mut serving = ModelIdentity::of(&sink.settings.model_name, &model);
     drop(model);
     let mut last_series = String::new();
-    let mut spec_rx = spec_rx;
     loop {
         let work = match next_work(&rx, &mut spec_rx) {
             Some(w) => w,
@@ -312,7 +312,7 @@ fn next_work(rx: &Receiver<Batch>, spec: &mut Receiver<SpeculativeChunk>) -> Opt
 fn run_ahead(
     sink: &Sink,
     seg: &mut Segmenter<'_>,
-    cache: &SliceCache,
+    cache: &mut SliceCache,
     serving: &ModelIdentity,
     a: SpeculativeChunk,
 ) {
@@ -321,25 +321,11 @@ fn run_ahead(
         crate::nn::buffer::give(a.chunk.data);
         return;
     }
-    let k = sink.settings.classes;
     let n = a.chunk.items.len();
+    let placements: Vec<Placement> = a.chunk.items.iter().map(|i| i.2.clone()).collect();
     let labelled = seg
         .infer(a.chunk.data, n)
-        .map_err(StageError::from)
-        .and_then(|logits| {
-            let per = logits.len() / n.max(1);
-            a.chunk
-                .items
-                .iter()
-                .enumerate()
-                .map(|(i, (_, _, pl))| {
-                    let l = logits
-                        .get(i * per..(i + 1) * per)
-                        .ok_or(StageError::Internal("fewer class scores than images"))?;
-                    Ok(labels_from_logits(l, k, pl)?)
-                })
-                .collect::<Result<Vec<_>, StageError>>()
-        });
+        .and_then(|logits| labels_of_batch(&logits, sink.settings.classes, &placements));
     match labelled {
         Ok(labels) => cache.insert(a.chunk.key, model, labels),
         Err(e) => log::debug!("streaming inference of a slice failed (its job will retry): {e}"),
@@ -356,12 +342,11 @@ pub(super) fn postprocess(sink: &Sink, rx: Receiver<Inferred>, tx: Sender<Labell
             let entry = acc.entry(ctx.job.id.clone()).or_default();
             match m.result {
                 Scores::Logits(logits) => {
-                    let per = logits.len() / m.batch.items.len().max(1);
-                    for (i, (s, p, pl)) in m.batch.items.iter().enumerate() {
-                        let l = logits
-                            .get(i * per..(i + 1) * per)
-                            .ok_or(StageError::Internal("fewer class scores than images"))?;
-                        entry.insert((*s, *p), labels_from_logits(l, k, pl)?);
+                    let placements: Vec<Placement> =
+                        m.batch.items.iter().map(|i| i.2.clone()).collect();
+                    let labels = labels_of_batch(&logits, k, &placements)?;
+                    for ((s, p, _), l) in m.batch.items.iter().zip(labels) {
+                        entry.insert((*s, *p), l);
                     }
                 }
                 Scores::Labels(labels) => {
